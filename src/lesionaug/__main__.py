@@ -1,0 +1,4 @@
+from lesionaug.cli import main
+
+if __name__ == "__main__":
+    main()
