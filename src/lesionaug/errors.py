@@ -85,6 +85,17 @@ class PartialFailure(LesionaugError):
         self.data = data or {}
 
 
+class VerificationFailed(LesionaugError):
+    """An output folder differs from its manifest: files missing, changed or extra (listed in ``data``)."""
+
+    exit_code = EXIT_BAD_INPUT
+    code = "verify_failed"
+
+    def __init__(self, message: str, *, data: dict | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.data = data or {}
+
+
 class Interrupted(LesionaugError):
     """The run was interrupted (SIGINT); what finished is kept."""
 

@@ -178,7 +178,7 @@ def run_command(command: str, out: Out, body: Body) -> None:
     except Interrupted as exc:
         _fail(command, out, exc, status="interrupted")
     except LesionaugError as exc:
-        _fail(command, out, exc)
+        _fail(command, out, exc, data=getattr(exc, "data", None))
     except KeyboardInterrupt:
         _fail(command, out, Interrupted("interrupted"), status="interrupted")
     except Exception as exc:  # noqa: BLE001 - the one place an unexpected error is reported
