@@ -1,0 +1,84 @@
+"""``lesionaug verify`` and ``lesionaug merge``: check and join augmented folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+
+SHOWN_DIFFERENCES = 20
+
+
+@app.command("verify")
+def verify_command(
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="A folder written by augment or merge.")],
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Check every file of an augmented folder against its manifest: missing, changed (sha256) or extra.
+
+    Exits 3 and lists the differences when anything differs.
+
+    Example: lesionaug verify ./isic-augmented
+    """
+
+    def body(reporter):
+        from lesionaug.errors import VerificationFailed
+        from lesionaug.verify import verify_output
+
+        result = verify_output(out_dir, reporter)
+        if not result["ok"]:
+            diffs = result["differences"]
+            for diff in diffs[:SHOWN_DIFFERENCES]:
+                reporter.warn(f"{diff['kind']}: {diff['path']} ({diff['message']})")
+            if len(diffs) > SHOWN_DIFFERENCES:
+                reporter.warn(f"... and {len(diffs) - SHOWN_DIFFERENCES} more (use --json for the full list)")
+            summary = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in result["counts"].items() if n)
+            raise VerificationFailed(
+                f"{len(diffs)} difference(s) from the manifest: {summary}",
+                path=out_dir,
+                fix="rerun the augment command to repair or finish it (or --force to rebuild)",
+                data=result,
+            )
+
+        def render(console):
+            console.print(
+                f"ok: {result['n_pairs']} synthetic pairs and {result['n_files_checked']} files match "
+                f"the manifest in {out_dir}"
+            )
+
+        return result, render
+
+    run_command("verify", Out(json_, quiet, verbose), body)
+
+
+@app.command("merge")
+def merge_command(
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="New folder for the merged dataset.")],
+    shard_dirs: Annotated[list[Path], typer.Argument(metavar="SHARD_DIR...", help="Outputs of augment --shard i/N.")],
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Join the outputs of `augment --shard i/N` into one dataset with one manifest in job order.
+
+    Refuses shards of different plans, missing or repeated shards, and unfinished shards.
+
+    Example: lesionaug merge ./isic-augmented ./shard-0 ./shard-1 ./shard-2
+    """
+
+    def body(reporter):
+        from lesionaug.merge import merge_shards
+
+        result = merge_shards(out_dir, shard_dirs, reporter)
+
+        def render(console):
+            console.print(f"merged {result['n_shards']} shards, {result['n_pairs']} synthetic pairs into {result['out']}")
+
+        return result, render
+
+    run_command("merge", Out(json_, quiet, verbose), body)

@@ -1,0 +1,52 @@
+"""``--config FILE.toml``: command options kept in a file (for CI dataset builds).
+
+Keys are the option names without the leading dashes (``control-scale`` or ``control_scale``),
+either at the top level or under a table named after the command (``[augment]``). The command
+line overrides the file; an unknown key is an error naming it, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable
+
+from lesionaug.errors import ConfigError
+
+
+def option_key(name: str) -> str:
+    """``--control-scale`` / ``control-scale`` / ``control_scale`` -> ``control_scale``."""
+    return name.lstrip("-").replace("-", "_")
+
+
+def read_option_file(path: Path, allowed: Iterable[str], *, command: str | None = None) -> dict[str, Any]:
+    """The options a TOML file sets, keyed by ``option_key``; ``allowed`` are the command's keys."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=path, fix="pass an existing TOML file to --config") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file cannot be read ({exc})", path=path, fix="check its permissions") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file is not valid TOML ({exc})", path=path, fix="fix the TOML syntax") from None
+    if command is not None and isinstance(data.get(command), dict):
+        section = data.pop(command)
+        data = {**data, **section}  # the command's own table wins over top-level keys
+    allowed_keys = {option_key(a) for a in allowed}
+    options: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        key = option_key(raw_key)
+        if key not in allowed_keys:
+            near = sorted(allowed_keys)
+            raise ConfigError(
+                f"unknown key {raw_key!r} in config file",
+                path=path,
+                fix=f"use only option names: {', '.join(k.replace('_', '-') for k in near)}",
+            )
+        if isinstance(value, dict):
+            raise ConfigError(f"key {raw_key!r} holds a table, not a value", path=path, fix="give it a plain value")
+        if key in options:
+            raise ConfigError(f"key {raw_key!r} is set twice", path=path, fix="keep one spelling of each option")
+        options[key] = value
+    return options
