@@ -201,7 +201,9 @@ def _fail(command: str, out: Out, exc: LesionaugError, *, data: Any = None, stat
     code = exc.exit_code if exc.exit_code else EXIT_UNEXPECTED
     if out.verbose and exc.__traceback__ is not None and code != EXIT_INTERRUPTED:
         traceback.print_exception(exc, file=sys.stderr)
-    out.stderr.print(f"lesionaug {command}: error: {exc.one_line()}", style="red", markup=False, highlight=False)
+    out.stderr.print(
+        f"lesionaug {command}: error: {exc.one_line()}", style="red", markup=False, highlight=False, soft_wrap=True
+    )
     if out.json:
         print_envelope(envelope(command, status, code, data, [exc.as_dict()]))
     raise typer.Exit(code)
