@@ -17,6 +17,7 @@ from lesionaug.errors import EXIT_INTERRUPTED, EXIT_USAGE
 
 # Command modules register themselves on ``app`` when imported.
 from lesionaug.cli import info as _info  # noqa: F401,E402
+from lesionaug.cli import score as _score  # noqa: F401,E402
 
 
 @app.callback()
