@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Generate shell completions and the man page from the Typer app.
+
+    python scripts/gen_docs.py           # rewrite completions/ and man/lesionaug.1
+    python scripts/gen_docs.py --check   # exit 1 if the committed files are stale (used by the tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import sys
+from pathlib import Path
+
+import click
+import typer
+from typer._completion_shared import get_completion_script
+
+from lesionaug import __version__
+from lesionaug.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+PROG = "lesionaug"
+COMPLETE_VAR = "_LESIONAUG_COMPLETE"
+
+ENVIRONMENT = [
+    ("LESIONAUG_CACHE", "Folder for cached compact models, exported engines and TensorRT caches "
+     "(default: the user cache folder, e.g. ~/.cache/lesionaug)."),
+    ("NO_COLOR", "When set and not empty, no colour in any output."),
+    ("HF_HUB_OFFLINE", "When 1, Hugging Face hub ids are never fetched; pass a local model folder instead."),
+    ("CUDA_VISIBLE_DEVICES", "Restricts the GPUs the CUDA and TensorRT providers see."),
+]
+EXIT_STATUS = [
+    ("0", "Success."),
+    ("1", "Unexpected error (rerun with -v for the traceback)."),
+    ("2", "Usage error: unknown option or malformed value."),
+    ("3", "Bad dataset, configuration or output folder."),
+    ("4", "Backend or model unavailable (execution provider, model or engine folder)."),
+    ("5", "Partial: some items failed; what succeeded is written and listed in the manifest."),
+    ("130", "Interrupted; rerun the same command to resume."),
+]
+FILES = [
+    ("DATASET-augmented/lesionaug-manifest.jsonl", "One JSON line per synthetic pair: files and sha256, prompt, labels, seeds, model and engine hashes."),
+    ("DATASET-augmented/lesionaug-run.json", "The full configuration of an augment run, its plan hash, timings and provider."),
+    ("MODEL_DIR/lesionaug.json", "How a model was trained: base, resolution, prompt template, vocabulary, split fingerprint."),
+    ("ENGINE_DIR/lesionaug.json", "How an engine was exported: shapes, precision, opset, library versions, graph hashes."),
+]
+
+
+def _escape(text: str) -> str:
+    text = text.replace("\\", "\\e").replace("-", "\\-")
+    lines = []
+    for line in text.splitlines():
+        if line.startswith((".", "'")):
+            line = "\\&" + line
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _commands(group: click.Group) -> list[tuple[str, click.Command]]:
+    ctx = click.Context(group, info_name=PROG)
+    return [(name, group.get_command(ctx, name)) for name in group.list_commands(ctx)]
+
+
+def _option_synopsis(param: click.Parameter) -> str:
+    if isinstance(param, click.Argument):
+        name = param.human_readable_name.upper()
+        return name if param.required else f"[{name}]"
+    opts = ", ".join(param.opts + list(param.secondary_opts))
+    if isinstance(param, click.Option) and not param.is_flag and not param.count:
+        metavar = param.make_metavar(click.Context(click.Command(PROG))) if hasattr(param, "make_metavar") else "VALUE"
+        opts += f" {metavar}"
+    return opts
+
+
+def render_man(group: click.Group) -> str:
+    date = _dt.date(2026, 1, 1).isoformat()  # fixed, so regeneration is deterministic
+    out = [
+        f'.TH LESIONAUG 1 "{date}" "lesionaug {__version__}" "User Commands"',
+        ".SH NAME",
+        "lesionaug \\- augment skin\\-lesion segmentation datasets with mask\\-conditioned ControlNet generation",
+        ".SH SYNOPSIS",
+        ".B lesionaug",
+        "[\\-\\-version] COMMAND [ARGS] [OPTIONS]",
+        ".SH DESCRIPTION",
+        _escape(
+            "lesionaug reads an existing skin-lesion segmentation dataset (ISIC 2016/2017/2018, HAM10000, PH2 or a "
+            "plain images/masks folder), samples new lesion masks from a shape model fitted on its training split, "
+            "builds text prompts from the lesion labels, generates matching dermoscopy images with a ControlNet "
+            "exported to ONNX and run by ONNX Runtime (TensorRT, CUDA or CPU), and writes an augmented copy in the "
+            "input's own layout. It can also train and score segmenters to measure what the new data is worth."
+        ),
+        ".PP",
+        _escape("Every command takes --json (one result envelope on stdout), -q/--quiet and -v/--verbose after its "
+                "name. stdout carries data only; progress and logs go to stderr."),
+        ".SH COMMANDS",
+    ]
+    for name, cmd in _commands(group):
+        out.append(".SS " + _escape(f"lesionaug {name}"))
+        out.append(_escape((cmd.help or "").strip()))
+        for param in cmd.params:
+            if param.name in {"help"}:
+                continue
+            out.append(".TP")
+            out.append(".B " + _escape(_option_synopsis(param)))
+            help_text = getattr(param, "help", None) or ""
+            if isinstance(param, click.Option) and param.default not in (None, False, "", ()) and not param.is_flag:
+                help_text = f"{help_text} (default: {param.default})".strip()
+            out.append(_escape(help_text or "Argument."))
+    out.append(".SH EXIT STATUS")
+    for code, text in EXIT_STATUS:
+        out += [".TP", f".B {code}", _escape(text)]
+    out.append(".SH ENVIRONMENT")
+    for name, text in ENVIRONMENT:
+        out += [".TP", f".B {name}", _escape(text)]
+    out.append(".SH FILES")
+    for name, text in FILES:
+        out += [".TP", ".I " + _escape(name), _escape(text)]
+    out.append(".SH EXAMPLES")
+    for name, cmd in _commands(group):
+        for line in (cmd.help or "").splitlines():
+            if line.strip().startswith("Example:"):
+                out += [".PP", ".nf", _escape(line.strip()[len("Example:"):].strip()), ".fi"]
+    out += [".SH SEE ALSO", "arXiv 2310.02906 (ISBI 2024)."]
+    return "\n".join(out) + "\n"
+
+
+def generated_files() -> dict[Path, str]:
+    group = typer.main.get_command(app)
+    files = {ROOT / "man" / "lesionaug.1": render_man(group)}
+    for shell in ("bash", "zsh", "fish"):
+        script = get_completion_script(prog_name=PROG, complete_var=COMPLETE_VAR, shell=shell)
+        files[ROOT / "completions" / f"lesionaug.{shell}"] = script.rstrip("\n") + "\n"
+    return files
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if committed files are stale")
+    args = parser.parse_args()
+    stale = []
+    for path, text in generated_files().items():
+        current = path.read_text() if path.exists() else None
+        if current != text:
+            stale.append(path.relative_to(ROOT))
+            if not args.check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+    if args.check and stale:
+        print("stale: " + ", ".join(map(str, stale)) + " -- run python scripts/gen_docs.py", file=sys.stderr)
+        return 1
+    if not args.check:
+        print("wrote " + (", ".join(map(str, stale)) if stale else "nothing (up to date)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
