@@ -42,7 +42,9 @@ class SegmenterConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         if self.arch not in ARCHITECTURES:
-            raise ConfigError(f"unknown segmenter architecture {self.arch!r}", fix=f"use one of {', '.join(ARCHITECTURES)}")
+            raise ConfigError(
+                f"unknown segmenter architecture {self.arch!r}", fix=f"use one of {', '.join(ARCHITECTURES)}"
+            )
         if self.device not in DEVICES:
             raise ConfigError(f"unknown device {self.device!r}", fix=f"use one of {', '.join(DEVICES)}")
         for name in ("image_size", "epochs", "batch_size"):
@@ -91,12 +93,16 @@ def build_network(config: SegmenterConfig) -> "torch.nn.Module":
             spatial_dims=2, in_channels=3, out_channels=2, channels=config.channels, strides=strides, num_res_units=2
         )
     if config.arch == "attentionunet":
-        return nets.AttentionUnet(spatial_dims=2, in_channels=3, out_channels=2, channels=config.channels, strides=strides)
+        return nets.AttentionUnet(
+            spatial_dims=2, in_channels=3, out_channels=2, channels=config.channels, strides=strides
+        )
     c = config.channels
     return nets.BasicUNet(spatial_dims=2, in_channels=3, out_channels=2, features=(*c, c[0]))
 
 
-def load_pairs(pairs: Sequence[tuple[Path, Path]], size: int, reporter: Reporter = SILENT) -> tuple[np.ndarray, np.ndarray]:
+def load_pairs(
+    pairs: Sequence[tuple[Path, Path]], size: int, reporter: Reporter = SILENT
+) -> tuple[np.ndarray, np.ndarray]:
     """Read (image, mask) files resized to size x size: uint8 (N,3,S,S) images and bool (N,S,S) masks."""
     from lesionaug.maskio import read_image, read_mask
 
@@ -140,8 +146,17 @@ class Segmenter:
         self.device = device
         self.history = history  # mean training loss per epoch
 
-    def predict(self, images: Sequence[np.ndarray], batch_size: int | None = None) -> list[np.ndarray]:
-        """Boolean lesion masks for uint8 HxWx3 images, each at its own input size."""
+    def predict(
+        self,
+        images: Sequence[np.ndarray],
+        batch_size: int | None = None,
+        output_sizes: Sequence[tuple[int, int]] | None = None,
+    ) -> list[np.ndarray]:
+        """Boolean lesion masks for uint8 HxWx3 images, each at its own input size.
+
+        ``output_sizes`` ((h, w) per image) overrides that, e.g. when the images were already
+        resized to the network's size and the masks are wanted at the truth's size.
+        """
         import torch
         import torch.nn.functional as F
 
@@ -155,8 +170,8 @@ class Segmenter:
                 batch = np.stack([resize_image(np.asarray(im), size).transpose(2, 0, 1) for im in chunk])
                 logits = self.network(_normalise(torch.from_numpy(batch).to(self.device)))
                 lesion = torch.softmax(logits.float(), dim=1)[:, 1:2]
-                for image, prob in zip(chunk, lesion):
-                    h, w = np.asarray(image).shape[:2]
+                for k, (image, prob) in enumerate(zip(chunk, lesion)):
+                    h, w = output_sizes[start + k] if output_sizes is not None else np.asarray(image).shape[:2]
                     if (h, w) != (size, size):
                         prob = F.interpolate(prob[None], size=(h, w), mode="bilinear", align_corners=False)[0]
                     out.append((prob[0] > 0.5).cpu().numpy())
