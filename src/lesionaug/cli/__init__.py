@@ -19,7 +19,6 @@ from lesionaug.errors import EXIT_INTERRUPTED, EXIT_USAGE
 from lesionaug.cli import info as _info  # noqa: F401,E402
 from lesionaug.cli import score as _score  # noqa: F401,E402
 from lesionaug.cli import train as _train  # noqa: F401,E402
-from lesionaug.cli import evaluate as _evaluate  # noqa: F401,E402
 
 
 @app.callback()
