@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from lesionaug.errors import ConfigError
+from lesionaug.seeds import MASK_STREAM, derive_seed
 from lesionaug.mask_geometry import (
     fill_censored,
     fit_within,
@@ -165,16 +166,16 @@ def fit_shape_model(
     fingerprint: str = "",
     progress=None,
 ) -> ShapeModel:
-    """Fit the shape model on training masks (bool HxW arrays) with optional diagnosis codes.
+    """Fit the shape model on training masks (bool HxW arrays, read one at a time, so a generator
+    keeps memory flat) with optional diagnosis codes, one per mask.
 
     ``progress``, if given, is called once per mask (e.g. a reporter task's ``advance``).
     """
     config = config or ShapeModelConfig()
     described, kept_diagnoses, stored = [], [], []
-    masks = list(masks)
-    if diagnoses is not None and len(diagnoses) != len(masks):
-        raise ConfigError(f"{len(masks)} masks but {len(diagnoses)} diagnoses")
+    count = 0
     for i, mask in enumerate(masks):
+        count += 1
         mask = np.asarray(mask, dtype=bool)
         small = resize_mask(mask, fit_within((mask.shape[1], mask.shape[0]), config.fit_max_side))
         info = describe_lesion(small, config.n_angles)
@@ -183,8 +184,10 @@ def fit_shape_model(
         if info is None:
             continue
         described.append(info)
-        kept_diagnoses.append(diagnoses[i] if diagnoses is not None else None)
+        kept_diagnoses.append(diagnoses[i] if diagnoses is not None and i < len(diagnoses) else None)
         stored.append(keep_one_component(small))
+    if diagnoses is not None and len(diagnoses) != count:
+        raise ConfigError(f"{count} masks but {len(diagnoses)} diagnoses")
     if len(described) < 2:
         raise ConfigError(
             f"need at least 2 non-empty training masks to fit a shape model, got {len(described)}",
@@ -210,7 +213,7 @@ def fit_shape_model(
         groups=groups,
         real_masks=tuple(stored),
         real_diagnoses=tuple(kept_diagnoses),
-        skipped=len(masks) - len(described),
+        skipped=count - len(described),
     )
 
 
@@ -344,9 +347,8 @@ def sample_masks(
 
 
 def mask_seed(master_seed: int, index: int) -> int:
-    """The seed of mask ``index`` under ``master_seed``: derived from both, never from loop order."""
-    state = np.random.SeedSequence(master_seed, spawn_key=(index,)).generate_state(2, np.uint64)
-    return int(state[0] >> np.uint64(1))
+    """The seed of mask ``index`` under ``master_seed`` (the same as plan job ``index``'s)."""
+    return derive_seed(master_seed, index, MASK_STREAM)
 
 
 def model_summary(model: ShapeModel) -> dict:

@@ -7,14 +7,14 @@ and the training masks bit-packed for the ``real`` source.
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from lesionaug.atomic_files import write_bytes_atomic
 from lesionaug.errors import ConfigError
 from lesionaug.masks import _SHAPE_FIELDS, LesionShapes, ShapeGroup, ShapeModel, ShapeModelConfig
 
@@ -22,7 +22,7 @@ FORMAT = "lesionaug.shape_model/1"
 
 
 def save_shape_model(model: ShapeModel, path: str | Path) -> Path:
-    """Write ``model`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    """Write ``model`` to ``path`` atomically (temporary name in the same folder, then rename)."""
     path = Path(path)
     names = list(model.groups)
     header = {
@@ -47,15 +47,10 @@ def save_shape_model(model: ShapeModel, path: str | Path) -> Path:
     arrays["real_shapes"] = shapes
     arrays["real_offsets"] = np.cumsum([0] + [p.size for p in packed]).astype(np.int64)
     arrays["real_bits"] = np.concatenate(packed) if packed else np.zeros(0, np.uint8)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 

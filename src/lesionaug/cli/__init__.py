@@ -17,8 +17,11 @@ from lesionaug.errors import EXIT_INTERRUPTED, EXIT_USAGE
 
 # Command modules register themselves on ``app`` when imported.
 from lesionaug.cli import info as _info  # noqa: F401,E402
+from lesionaug.cli import masks as _masks  # noqa: F401,E402
+from lesionaug.cli import augment as _augment  # noqa: F401,E402
 from lesionaug.cli import score as _score  # noqa: F401,E402
 from lesionaug.cli import train as _train  # noqa: F401,E402
+from lesionaug.cli import evaluate as _evaluate  # noqa: F401,E402
 
 
 @app.callback()

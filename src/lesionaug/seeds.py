@@ -1,0 +1,24 @@
+"""Per-item seeds derived from (master seed, item index), never from loop position.
+
+``numpy.random.SeedSequence(master, spawn_key=(index,))`` gives every index its own independent
+stream, so item k gets the same seeds whether a run makes 10 items or 5,000, in any batch size,
+shard or order. Each stream number names one use of randomness.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MASK_STREAM = 0
+NOISE_STREAM = 1
+LABEL_STREAM = 2
+_STREAMS = 3
+MAX_SEED = 2**63  # seeds are non-negative and below this (torch.Generator.manual_seed accepts them)
+
+
+def derive_seed(master_seed: int, index: int, stream: int) -> int:
+    """A seed in [0, 2**63) for ``stream`` of item ``index`` under ``master_seed``."""
+    if master_seed < 0 or index < 0:
+        raise ValueError(f"seeds and indices are non-negative, got seed {master_seed}, index {index}")
+    state = np.random.SeedSequence(master_seed, spawn_key=(index,)).generate_state(_STREAMS, np.uint64)
+    return int(state[stream] >> np.uint64(1))
