@@ -1,6 +1,7 @@
 """The model folder: a diffusers layout plus ``lesionaug.json``, which export and generation read.
 
     MODEL_DIR/unet/ controlnet/ text_encoder/ tokenizer/ scheduler/ [vae/]   (safetensors only)
+    MODEL_DIR/shape_model.npz     the mask shape model fitted on the training masks (if they allow one)
     MODEL_DIR/lesionaug.json      written last: its presence means the folder is complete
     MODEL_DIR/lesionaug-train.json   the run that writes (or wrote) here: config and data identity
     MODEL_DIR/checkpoints/step-N/ MODEL_DIR/samples/step-N.png
@@ -25,7 +26,7 @@ MODEL_INFO = "lesionaug.json"
 RUN_MARKER = "lesionaug-train.json"
 RUN_FORMAT = "lesionaug.train-run/1"
 COMPONENTS = ("unet", "controlnet", "text_encoder", "tokenizer", "scheduler", "vae")
-OWNED = (*COMPONENTS, MODEL_INFO, RUN_MARKER, "checkpoints", "samples")
+OWNED = (*COMPONENTS, MODEL_INFO, RUN_MARKER, "shape_model.npz", "checkpoints", "samples")
 
 
 def read_model_info(model_dir: Path) -> dict:

@@ -80,7 +80,7 @@ class TrainConfig:
             steps=self.steps if self.steps is not None else steps,
             base_steps=(self.base_steps if self.base_steps is not None else base_steps) if self.compact else 0,
             lr=self.lr if self.lr is not None else lr,
-            base_lr=(self.base_lr if self.base_lr is not None else base_lr) if self.compact else 0.0,
+            base_lr=(self.base_lr if self.base_lr is not None else base_lr) if self.compact else None,
         )
 
     def to_dict(self) -> dict:

@@ -30,7 +30,7 @@ def resize_and_crop(image: np.ndarray, mask: np.ndarray, resolution: int) -> tup
     box = (left, top, left + resolution, top + resolution)
     img = Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BICUBIC).crop(box)
     msk = Image.fromarray(mask.astype(np.uint8) * 255).resize((new_w, new_h), Image.Resampling.NEAREST).crop(box)
-    return np.asarray(img, dtype=np.uint8), np.asarray(msk) > 127
+    return np.array(img, dtype=np.uint8), np.array(msk) > 127
 
 
 def check_binary_control(control: Any) -> None:
@@ -50,6 +50,7 @@ class TrainingSet:
     images: Any
     masks: Any
     prompts: list[str]
+    diagnoses: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -99,7 +100,8 @@ def load_training_set(
             masks[i, 0] = torch.from_numpy(mask.astype(np.uint8))
             task.advance(1)
     prompts = [build_prompt(s.labels, template) for s in samples]
-    return TrainingSet([str(s.id) for s in samples], images, masks, prompts)
+    diagnoses = [s.labels.diagnosis for s in samples]
+    return TrainingSet([str(s.id) for s in samples], images, masks, prompts, diagnoses)
 
 
 def tensor_training_set(images: Any, masks: Any, prompts: list[str], ids: list[str] | None = None) -> TrainingSet:

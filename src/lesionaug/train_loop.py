@@ -232,6 +232,7 @@ def run_stage(
     losses: list[float] = []
     smoothed = None
     start_time = time.perf_counter()
+    paused = 0.0  # time in checkpoints and sample grids, left out of samples/s
     label = f"stage {stage.index + 1}: {'text-to-image base' if stage.name == 'base' else 'ControlNet'}"
     with reporter.task(label, total=stage.steps) as task:
         if done:
@@ -253,17 +254,20 @@ def run_stage(
             optimizer.zero_grad(set_to_none=True)
             losses.append(total)
             smoothed = total if smoothed is None else 0.9 * smoothed + 0.1 * total
-            elapsed = time.perf_counter() - start_time
+            elapsed = time.perf_counter() - start_time - paused
             rate = (step + 1 - done) * config.batch_size * config.grad_accum * world / max(elapsed, 1e-9)
             task.advance(1, loss=smoothed, samples_s=rate)
             if on_step is not None:
                 global_step = stage.first_step + step + 1
                 unwrapped = {n: accelerator.unwrap_model(m) for n, m in live.items()}
+                before = time.perf_counter()
                 on_step(global_step, unwrapped, optimizer, lr_scheduler)
+                paused += time.perf_counter() - before
     for network in trained.values():
         network.requires_grad_(False)
         network.eval()
     seconds = time.perf_counter() - start_time
     ran = stage.steps - done
-    rate = ran * config.batch_size * config.grad_accum * world / seconds if ran and seconds > 0 else math.nan
+    training = seconds - paused
+    rate = ran * config.batch_size * config.grad_accum * world / training if ran and training > 0 else math.nan
     return StageResult(stage.name, stage.steps, ran, seconds, rate, losses)

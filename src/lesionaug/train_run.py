@@ -66,6 +66,26 @@ def owned_networks(parts: ModelParts, config: Any) -> dict[str, Any]:
     return networks
 
 
+SHAPE_MODEL_FILE = "shape_model.npz"
+
+
+def write_shape_model(out_dir: Path, data: TrainingSet, fingerprint: str, reporter: Reporter) -> str | None:
+    """Fit the mask shape model on the training masks as the model sees them (cropped, at the
+    training resolution) and save it beside the networks; None when the masks cannot support one."""
+    from lesionaug.errors import ConfigError as ShapeError
+    from lesionaug.masks import fit_shape_model
+    from lesionaug.shape_model_file import save_shape_model
+
+    masks = (m[0].numpy().astype(bool) for m in data.masks)
+    try:
+        model = fit_shape_model(masks, data.diagnoses, fingerprint=fingerprint)
+    except ShapeError as exc:
+        reporter.warn(f"no shape model in the model folder: {exc.message}")
+        return None
+    save_shape_model(model, out_dir / SHAPE_MODEL_FILE)
+    return SHAPE_MODEL_FILE
+
+
 def restore_networks(parts: ModelParts, checkpoint: Path, info: dict) -> None:
     """Load a checkpoint's weights; the ControlNet is rebuilt from the (restored) UNet first."""
     for name in ("unet", "text_encoder"):
@@ -146,6 +166,7 @@ def run_training(
 
     # 4. The model folder, lesionaug.json last.
     if accelerator.is_main_process:
+        shape_model = write_shape_model(out_dir, data, provenance.split_fingerprint, reporter)
         info = {
             "base": config.base,
             "latent": parts.latent,
@@ -154,7 +175,7 @@ def run_training(
             "vae_scale_factor": parts.vae_scale_factor,
             "prompt_template": config.prompt_template,
             "label_vocabulary": provenance.label_vocabulary,
-            "shape_model": None,
+            "shape_model": shape_model,
             "training": config.to_dict(),
             "split_fingerprint": provenance.split_fingerprint,
             "dataset_fingerprint": provenance.dataset_fingerprint,
