@@ -12,7 +12,6 @@ import numpy as np
 MASK_STREAM = 0
 NOISE_STREAM = 1
 LABEL_STREAM = 2
-_STREAMS = 3
 MAX_SEED = 2**63  # seeds are non-negative and below this (torch.Generator.manual_seed accepts them)
 
 
@@ -20,5 +19,8 @@ def derive_seed(master_seed: int, index: int, stream: int) -> int:
     """A seed in [0, 2**63) for ``stream`` of item ``index`` under ``master_seed``."""
     if master_seed < 0 or index < 0:
         raise ValueError(f"seeds and indices are non-negative, got seed {master_seed}, index {index}")
-    state = np.random.SeedSequence(master_seed, spawn_key=(index,)).generate_state(_STREAMS, np.uint64)
+    if stream < 0:
+        raise ValueError(f"stream numbers are non-negative, got {stream}")
+    # generate_state's words do not depend on how many are asked for, so stream s is word s.
+    state = np.random.SeedSequence(master_seed, spawn_key=(index,)).generate_state(stream + 1, np.uint64)
     return int(state[stream] >> np.uint64(1))
