@@ -47,6 +47,7 @@ __all__ = [
     "Problem",
     "Sample",
     "load_dataset",
+    "problems_error",
     "read_image",
     "read_mask",
     "seeded_split",
@@ -114,22 +115,31 @@ class DatasetIndex:
 
     @property
     def damaged(self) -> list[Problem]:
+        """Problems that mean a file is unreadable, corrupt, truncated, too large or a symlink loop."""
         return [p for p in self.problems if p.code in DAMAGE_CODES]
 
     def check(self, strict: bool = False) -> None:
-        """Raise DatasetError for damaged files (always) or any problem (``strict``)."""
-        bad = list(self.problems) if strict else self.damaged
-        if not bad:
-            return
-        first = bad[0]
-        what = "problem(s)" if strict else "damaged file(s)"
-        raise DatasetError(
-            f"{len(bad)} {what} in the dataset, first {first.code} at {first.path}: {first.message}",
-            path=self.root,
-            fix="re-download, repair or delete those files (lesionaug info --json lists them all)"
-            if not strict
-            else "fix them, or run without --strict to skip those samples",
-        )
+        """Raise DatasetError for damaged files (always) or for any problem (``strict``)."""
+        error = problems_error(self.root, self.problems, strict)
+        if error is not None:
+            raise error
+
+
+def problems_error(root: Path, problems: Iterable[Problem], strict: bool) -> DatasetError | None:
+    """The one-line error for damaged files (or, when ``strict``, any problem); None when there is none."""
+    problems = list(problems)
+    bad = problems if strict else [p for p in problems if p.code in DAMAGE_CODES]
+    if not bad:
+        return None
+    first = bad[0]
+    kind = "problem(s), and --strict is set" if strict else "damaged file(s)"
+    return DatasetError(
+        f"{len(bad)} {kind}; first: {first.code} {first.path}: {first.message}",
+        path=root,
+        fix="fix them, or drop --strict to skip those samples with a warning"
+        if strict
+        else "re-download, repair or delete those files",
+    )
 
 
 def _check_folder(path: str | Path, what: str) -> Path:

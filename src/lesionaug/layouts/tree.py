@@ -25,8 +25,9 @@ _NOT_SAMPLES = re.compile(r"(?i).*(_superpixels\.png|_features\.json)$|^(attribu
 
 
 def is_junk(name: str) -> bool:
+    """OS and tool debris: ``__MACOSX``, AppleDouble ``._*`` files, ``.DS_Store``, any hidden entry."""
     low = name.lower()
-    return name.startswith("._") or low in _JUNK_FILES or low in _JUNK_DIRS
+    return name.startswith(".") or low in _JUNK_FILES or low in _JUNK_DIRS
 
 
 def is_image_name(name: str) -> bool:

@@ -1,0 +1,142 @@
+"""`lesionaug info` (what a dataset folder holds) and `lesionaug demo-data` (write example data)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+
+DEMO_LAYOUTS = ("isic2018", "isic2017", "ham10000", "ph2", "paired")
+_EXAMPLES_PER_PROBLEM = 3
+
+
+def _counts(counts: dict, limit: int = 8) -> str:
+    items = list(counts.items())
+    text = ", ".join(f"{k} {v}" for k, v in items[:limit])
+    return text + (f", ... ({len(items) - limit} more)" if len(items) > limit else "") if items else "-"
+
+
+def _size(wh: list | None) -> str:
+    return f"{wh[0]}x{wh[1]}" if wh else "-"
+
+
+def render_info(data: dict, console: Console) -> None:
+    """The human view of `info`: a summary table, then problems grouped by code."""
+    splits = data["splits"]
+    sizes = data["image_sizes"]
+    labels = data["labels"]
+    table = Table(title=f"{data['root']}", show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_row("layout", data["layout"])
+    table.add_row("samples", f"{data['n_samples']} ({sum(splits['usable'].values())} usable)")
+    for split, n in splits["counts"].items():
+        table.add_row(f"  {split}", f"{n} ({splits['usable'][split]} usable)")
+    table.add_row("splits from", splits["source"])
+    common = ", ".join(f"{w}x{h} ({n})" for w, h, n in sizes["most_common"][:3])
+    table.add_row(
+        "image sizes", f"{sizes['n_distinct']} distinct, {_size(sizes['min'])} to {_size(sizes['max'])}; {common}"
+    )
+    table.add_row("labelled", str(labels["labelled"]))
+    table.add_row("diagnosis", _counts(labels["diagnosis"]))
+    table.add_row("attributes", _counts(labels["attributes"]))
+    table.add_row("site", _counts(labels["site"]))
+    table.add_row("sex", _counts(labels["sex"]))
+    age = labels["age"]
+    table.add_row("age", f"{age['n']} known, {age['min']}-{age['max']}, mean {age['mean']}" if age["n"] else "-")
+    table.add_row("fingerprint", data["fingerprint"])
+    table.add_row("problems", str(len(data["problems"])) if data["problems"] else "none")
+    console.print(table)
+    if not data["problems"]:
+        return
+    grouped: dict[str, list[dict]] = defaultdict(list)
+    for problem in data["problems"]:
+        grouped[problem["code"]].append(problem)
+    problems = Table(title="problems (those samples are skipped downstream)", title_justify="left")
+    problems.add_column("code", style="yellow")
+    problems.add_column("count", justify="right")
+    problems.add_column("examples")
+    for code, items in sorted(grouped.items(), key=lambda kv: -len(kv[1])):
+        shown = [f"{Path(p['path']).name}: {p['message']}" for p in items[:_EXAMPLES_PER_PROBLEM]]
+        more = len(items) - len(shown)
+        problems.add_row(code, str(len(items)), "\n".join(shown) + (f"\n... {more} more" if more else ""))
+    console.print(problems)
+
+
+@app.command("info")
+def info(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (any layout in DATASETS.md).")],
+    masks: Annotated[
+        Path | None, typer.Option("--masks", help="Folder of masks, for layouts without them (ISIC Archive).")
+    ] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 3 on any problem, not only damaged files.")] = False,
+    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the split when folders give none.")] = 0,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Show what a dataset folder holds: layout, splits, labels, image sizes, fingerprint, problems.
+
+    Problems are missing or orphan masks, image/mask size mismatches, empty or non-binary masks and
+    label rows without images: warnings, and those samples are skipped downstream. Damaged files
+    (unreadable, truncated, too large, symlink loops) exit 3, and so does any problem with --strict.
+
+    Example: lesionaug info ./ISIC2018 --json
+    """
+
+    def body(reporter):
+        from lesionaug.dataset_summary import inspect_dataset
+
+        data = inspect_dataset(dataset, masks=masks, split_seed=split_seed, strict=strict, reporter=reporter)
+        if data["problems"]:
+            codes = Counter(p["code"] for p in data["problems"])
+            reporter.warn(f"{len(data['problems'])} problem(s): " + ", ".join(f"{c} {n}" for c, n in codes.items()))
+        return data, lambda console: render_info(data, console)
+
+    run_command("info", Out(json_, quiet, verbose), body)
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Annotated[Path, typer.Argument(help="Folder to create (must not exist, be empty, or be earlier demo data).")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of image/mask pairs.")] = 40,
+    layout: Annotated[
+        str, typer.Option("--layout", help=f"On-disk layout: {' | '.join(DEMO_LAYOUTS)}.", case_sensitive=False)
+    ] = "isic2018",
+    size: Annotated[int, typer.Option("--size", min=32, max=2048, help="Image width and height in pixels.")] = 128,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed writes the same bytes.")] = 0,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Write example data: procedural dermoscopy-like images and masks in a real dataset's layout.
+
+    Skin, dermatoscope vignette, hairs, and lesions whose colour, texture and size follow their
+    diagnosis, with attribute textures where the labels say; label files and train/val/test splits
+    as in the real layout. The same seed writes the same bytes. OUT must not exist, be empty, or
+    hold earlier demo data (which is replaced).
+
+    Example: lesionaug demo-data ./example --n 120 --layout isic2018 --size 128 --seed 0
+    """
+
+    def body(reporter):
+        from lesionaug.demo import write_demo_dataset
+
+        with reporter.task("writing demo data", total=n) as task:
+            path = write_demo_dataset(
+                out, n=n, layout=layout.lower(), size=size, seed=seed, progress=lambda: task.advance()
+            )
+        data = {"out": str(path), "layout": layout.lower(), "n": n, "size": size, "seed": seed}
+
+        def render(console: Console) -> None:
+            console.print(f"wrote {n} {layout.lower()} pairs ({size}x{size}) to {path}")
+
+        return data, render
+
+    run_command("demo-data", Out(json_, quiet, verbose), body)
