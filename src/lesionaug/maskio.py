@@ -133,8 +133,8 @@ def probe_file(path: Path) -> FileProbe:
         return FileProbe(None, digest, None, ("truncated", "the file is empty (0 bytes)"))
     try:
         size, fmt = _open_header(source)
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        return FileProbe(None, digest, None, ("too_large", "image is larger than Pillow's safety limit; refusing it"))
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        return FileProbe(None, digest, None, ("too_large", f"refused as a possible decompression bomb ({exc})"))
     except UnidentifiedImageError:
         return FileProbe(None, digest, None, ("corrupt", "not a readable image (unknown or damaged header)"))
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
@@ -167,10 +167,8 @@ def _load(path: Path, what: str) -> Image.Image:
                 )
             im.load()
             return im
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise DatasetError(
-            f"{what} is larger than Pillow's safety limit (possible decompression bomb)", path=path, fix=fix
-        ) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise DatasetError(f"{what} refused as a possible decompression bomb ({exc})", path=path, fix=fix) from None
     except FileNotFoundError:
         raise DatasetError(f"{what} does not exist", path=path, fix="check the path") from None
     except PermissionError:
