@@ -203,6 +203,17 @@ def check_demo_target(out: Path) -> None:
         )
 
 
+def check_demo_options(out: str | Path, n: int, layout: str, size: int) -> Path:
+    """Validate the demo options and the target folder; the absolute target path."""
+    if layout not in DEMO_LAYOUTS:
+        raise ConfigError(f"unknown demo layout {layout!r}", fix=f"use one of {', '.join(DEMO_LAYOUTS)}")
+    if n < 1 or not 32 <= size <= 2048:
+        raise ConfigError(f"need n >= 1 and 32 <= size <= 2048 (got n={n}, size={size})", fix="change --n or --size")
+    out = Path(out).expanduser().absolute()
+    check_demo_target(out)
+    return out
+
+
 def write_demo_dataset(
     out: str | Path,
     n: int = 40,
@@ -214,12 +225,7 @@ def write_demo_dataset(
     """Write ``n`` example pairs in ``layout`` to ``out`` (atomically) and return its absolute path."""
     from lesionaug.demo_layouts import WRITERS
 
-    if layout not in DEMO_LAYOUTS:
-        raise ConfigError(f"unknown demo layout {layout!r}", fix=f"use one of {', '.join(DEMO_LAYOUTS)}")
-    if n < 1 or not 32 <= size <= 2048:
-        raise ConfigError(f"need n >= 1 and 32 <= size <= 2048 (got n={n}, size={size})", fix="change --n or --size")
-    out = Path(out).expanduser().absolute()
-    check_demo_target(out)
+    out = check_demo_options(out, n, layout, size)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -126,8 +126,9 @@ def demo_data(
     """
 
     def body(reporter):
-        from lesionaug.demo import write_demo_dataset
+        from lesionaug.demo import check_demo_options, write_demo_dataset
 
+        check_demo_options(out, n, layout.lower(), size)  # refuse before any progress is drawn
         with reporter.task("writing demo data", total=n) as task:
             path = write_demo_dataset(
                 out, n=n, layout=layout.lower(), size=size, seed=seed, progress=lambda: task.advance()
