@@ -22,6 +22,7 @@ from lesionaug.cli import augment as _augment  # noqa: F401,E402
 from lesionaug.cli import score as _score  # noqa: F401,E402
 from lesionaug.cli import train as _train  # noqa: F401,E402
 from lesionaug.cli import evaluate as _evaluate  # noqa: F401,E402
+from lesionaug.cli import export as _export  # noqa: F401,E402
 
 
 @app.callback()

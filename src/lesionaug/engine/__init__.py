@@ -1,0 +1,21 @@
+"""The inference engine: ONNX Runtime sessions over an exported engine folder.
+
+``Engine.load(engine_dir, provider="auto"|"tensorrt"|"cuda"|"cpu")`` lives in ``runtime.py``;
+``providers.py`` chooses and validates execution providers, ``session.py`` builds sessions and
+``binding.py`` moves tensors in and out of them. This package's ``__init__`` stays light (no
+onnxruntime import) so the CLI can read engine cards at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Engine"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Engine":
+        from lesionaug.engine.runtime import Engine
+
+        return Engine
+    raise AttributeError(name)

@@ -1,0 +1,174 @@
+"""``Engine``: the sessions of one engine folder on one provider, and the three calls the sampler makes.
+
+No PyTorch model is ever loaded here; torch is used only as the tensor type the schedulers work in.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from lesionaug.engine.card import EngineCard
+from lesionaug.errors import BackendError, ModelError
+from lesionaug.progress import SILENT, Reporter
+
+TEXT_ENCODER, DENOISER, VAE_DECODER = "text_encoder", "denoiser", "vae_decoder"
+OUTPUTS = {TEXT_ENCODER: "last_hidden_state", DENOISER: "noise_pred", VAE_DECODER: "image"}
+EMBEDDING_CACHE_SIZE = 1024
+
+
+class Engine:
+    """An exported engine loaded into ONNX Runtime. Build it with ``Engine.load``."""
+
+    def __init__(self, card: EngineCard, provider: str, runners: dict, tokenizer: Any,
+                 scheduler_config: dict, device: str, load_seconds: float, notes: list[str]):
+        self.card = card
+        self.provider = provider
+        self.runners = runners
+        self.tokenizer = tokenizer
+        self.scheduler_config = scheduler_config
+        self.device = device
+        self.load_seconds = load_seconds
+        self.notes = notes
+        self._embeddings: OrderedDict[str, Any] = OrderedDict()
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, engine_dir: str | Path, provider: str = "auto", *, threads: int | None = None,
+             profile=None, cuda_graph: bool = True, reporter: Reporter = SILENT) -> Engine:
+        """Open ``engine_dir`` on ``provider`` (auto|tensorrt|cuda|cpu); fail loudly rather than fall back.
+
+        ``profile`` (a ``ShapeProfile``) tells TensorRT which shapes to build for; ``cuda_graph``
+        captures the denoiser in CUDA graphs on the CUDA provider when ORT can.
+        """
+        from lesionaug.engine.providers import resolve_provider
+        from lesionaug.engine.session import build_session, provider_entries
+
+        start = time.perf_counter()
+        card = EngineCard.read(engine_dir)
+        engine_dir = Path(engine_dir)
+        chosen = resolve_provider(provider)
+        notes: list[str] = []
+        if card.precision == "fp16" and chosen == "cpu":
+            notes.append("fp16 engine on the CPU provider is slow; export with --precision fp32 for CPU runs")
+        device = _tensor_device(chosen, notes)
+        tokenizer = _load_tokenizer(engine_dir, card)
+        scheduler_config = _load_scheduler_config(engine_dir)
+
+        runners = {}
+        for name in card.graphs:
+            path = card.graph_path(name)
+            graph = card.graphs[name]
+            precision = graph.get("precision", card.precision)
+            want_graph = cuda_graph and chosen == "cuda" and name == DENOISER and device == "cuda"
+            batch_factor = 2 if name == DENOISER else 1
+
+            def entries(use_graph: bool, name=name, graph=graph, precision=precision, batch_factor=batch_factor):
+                return provider_entries(chosen, precision=precision, engine_dir=engine_dir, graph=name,
+                                        graph_io=graph, profile=profile, scale=card.scale,
+                                        batch_factor=batch_factor, cuda_graph=use_graph)
+
+            with reporter.task(f"loading {name} on {chosen}", total=None):
+                try:
+                    session = build_session(path, chosen, entries(want_graph), threads)
+                except BackendError:
+                    if not want_graph:
+                        raise
+                    notes.append("CUDA graphs not possible for this denoiser (nodes outside the CUDA provider); "
+                                 "running with IO binding only")
+                    want_graph = False
+                    session = build_session(path, chosen, entries(False), threads)
+            from lesionaug.engine.binding import GraphRunner
+
+            runners[name] = GraphRunner(session, OUTPUTS[name], device=device, cuda_graph=want_graph)
+        for note in notes:
+            reporter.warn(note)
+        return cls(card, chosen, runners, tokenizer, scheduler_config, device, time.perf_counter() - start, notes)
+
+    # -- the calls the sampler makes -------------------------------------------------------------
+
+    def check_size(self, height: int, width: int) -> None:
+        self.card.check_size(height, width)
+
+    def encode_prompts(self, prompts: list[str]):
+        """(B, L, D) float32 text embeddings on the engine's device; each distinct prompt is encoded once.
+
+        Prompts are encoded one at a time, so an embedding never depends on which prompts share a batch.
+        """
+        import torch
+
+        rows = []
+        for prompt in prompts:
+            cached = self._embeddings.get(prompt)
+            if cached is None:
+                cached = self._encode_one(prompt)
+                self._embeddings[prompt] = cached
+                if len(self._embeddings) > EMBEDDING_CACHE_SIZE:
+                    self._embeddings.popitem(last=False)
+            else:
+                self._embeddings.move_to_end(prompt)
+            rows.append(cached)
+        return torch.cat(rows, dim=0)
+
+    def _encode_one(self, prompt: str):
+        import torch
+
+        ids = self.tokenizer(prompt, padding="max_length", max_length=self.card.token_length, truncation=True,
+                             return_tensors="np")["input_ids"]
+        input_ids = torch.from_numpy(ids.astype("int64")).to(self.device)
+        shape = (1, self.card.token_length, self.card.hidden_size)
+        return self.runners[TEXT_ENCODER]({"input_ids": input_ids}, shape)
+
+    def denoise(self, sample, timestep, states, control, scale):
+        """The fused UNet + ControlNet: noise prediction for ``sample`` at ``timestep`` (all torch tensors)."""
+        inputs = {"sample": sample, "timestep": timestep, "encoder_hidden_states": states,
+                  "controlnet_cond": control, "conditioning_scale": scale}
+        return self.runners[DENOISER](inputs, tuple(sample.shape))
+
+    def decode(self, sample):
+        """Final denoised sample -> image in [-1, 1] (B, 3, H, W): the VAE decoder, or the sample itself."""
+        if not self.card.latent:
+            return sample
+        b, _, h, w = sample.shape
+        s = self.card.scale
+        return self.runners[VAE_DECODER]({"latents": sample}, (b, 3, h * s, w * s))
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": str(self.card.path), "provider": self.provider, "device": self.device,
+                "precision": self.card.precision, "load_seconds": round(self.load_seconds, 3),
+                "cuda_graph": any(getattr(r, "cuda_graph", False) for r in self.runners.values()),
+                "notes": list(self.notes)}
+
+
+def _tensor_device(provider: str, notes: list[str]) -> str:
+    if provider == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    notes.append("torch has no CUDA here, so tensors go through host memory at every step")
+    return "cpu"
+
+
+def _load_tokenizer(engine_dir: Path, card: EngineCard):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(engine_dir / "tokenizer", local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the tokenizer ({str(exc).splitlines()[0]})", path=engine_dir / "tokenizer",
+                         fix="re-export the engine") from None
+    return tokenizer
+
+
+def _load_scheduler_config(engine_dir: Path) -> dict:
+    path = engine_dir / "scheduler" / "scheduler_config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the scheduler config ({exc})", path=path, fix="re-export the engine") from None

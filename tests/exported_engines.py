@@ -1,0 +1,52 @@
+"""Tiny engines exported once per test session and shared by every test file that needs one.
+
+Export with the dynamo exporter takes about a minute per fused graph on a small CPU, so each kind
+of engine is built once, in a temporary folder removed at exit, with the lesionaug cache pointed at
+that folder too (so the user's real cache is never touched).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tiny_models import write_tiny_latent_model, write_tiny_pixel_model
+
+
+@dataclass(frozen=True)
+class Exported:
+    model_dir: Path
+    engine_dir: Path
+    cache_dir: Path
+    result: object
+
+
+_BUILT: dict[tuple[str, str], Exported] = {}
+
+
+def exported_engine(kind: str, precision: str = "fp32") -> Exported:
+    """The tiny ``kind`` ("latent" or "pixel") model and its engine, exported on first use."""
+    from lesionaug.export import export_model
+
+    key = (kind, precision)
+    if key not in _BUILT:
+        root = Path(tempfile.mkdtemp(prefix=f"lesionaug-{kind}-{precision}-"))
+        atexit.register(shutil.rmtree, root, True)
+        writer = write_tiny_latent_model if kind == "latent" else write_tiny_pixel_model
+        model_dir = writer(root / "model")
+        cache_dir = root / "cache"
+        previous = os.environ.get("LESIONAUG_CACHE")
+        os.environ["LESIONAUG_CACHE"] = str(cache_dir)
+        try:
+            result = export_model(model_dir, root / "engine", precision=precision)
+        finally:
+            if previous is None:
+                os.environ.pop("LESIONAUG_CACHE", None)
+            else:
+                os.environ["LESIONAUG_CACHE"] = previous
+        _BUILT[key] = Exported(model_dir, root / "engine", cache_dir, result)
+    return _BUILT[key]
