@@ -146,6 +146,28 @@ def test_isic_archive_masks_come_from_the_folder_passed(tmp_path: Path) -> None:
     assert idx.samples[0].source["license"] == "CC-BY-NC"
 
 
+def test_kaggle_ham_mirror_reads_as_paired_with_one_hot_labels(tmp_path: Path) -> None:
+    codes = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+    lines = ["image," + ",".join(codes)]
+    for k in range(4):
+        image_id = fx.isic_id(24306 + k)
+        fx.write_image(tmp_path / "images" / f"{image_id}.jpg", seed=k)
+        fx.write_mask(tmp_path / "masks" / f"{image_id}_segmentation.png", fx.blob(seed=k))
+        lines.append(f"{image_id}," + ",".join("1.0" if j == k else "0.0" for j in range(7)))
+    (tmp_path / "GroundTruth.csv").write_text("\n".join(lines) + "\n")
+    idx = load_dataset(tmp_path)
+    assert idx.layout == "paired"
+    assert [s.labels.diagnosis for s in sorted(idx.samples, key=lambda s: s.id)] == ["mel", "nv", "bcc", "akiec"]
+    assert idx.spec.label_files[0].path == "GroundTruth.csv"
+
+
+def test_kaggle_ham_duplicate_parts_are_read_once(tmp_path: Path) -> None:
+    fx.write_ham10000(tmp_path, n=4)
+    shutil.copytree(tmp_path / "HAM10000_images_part_1", tmp_path / "ham10000_images_part_1")
+    idx = load_dataset(tmp_path)
+    assert len(idx.samples) == 4 and idx.problems == ()
+
+
 def test_labels_from_rows_of_every_vocabulary() -> None:
     archive = labels_from_row(
         {
