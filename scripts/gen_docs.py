@@ -12,7 +12,6 @@ import datetime as _dt
 import sys
 from pathlib import Path
 
-import click
 import typer
 from typer._completion_shared import get_completion_script
 
@@ -57,23 +56,26 @@ def _escape(text: str) -> str:
     return "\n".join(lines)
 
 
-def _commands(group: click.Group) -> list[tuple[str, click.Command]]:
-    ctx = click.Context(group, info_name=PROG)
+def _commands(group) -> list[tuple[str, object]]:
+    ctx = typer.Context(group, info_name=PROG)
     return [(name, group.get_command(ctx, name)) for name in group.list_commands(ctx)]
 
 
-def _option_synopsis(param: click.Parameter) -> str:
-    if isinstance(param, click.Argument):
-        name = param.human_readable_name.upper()
+def _is_option(param) -> bool:
+    return getattr(param, "param_type_name", "") == "option"
+
+
+def _option_synopsis(param) -> str:
+    if not _is_option(param):
+        name = (param.metavar or param.name or "ARG").upper()
         return name if param.required else f"[{name}]"
-    opts = ", ".join(param.opts + list(param.secondary_opts))
-    if isinstance(param, click.Option) and not param.is_flag and not param.count:
-        metavar = param.make_metavar(click.Context(click.Command(PROG))) if hasattr(param, "make_metavar") else "VALUE"
-        opts += f" {metavar}"
+    opts = ", ".join(list(param.opts) + list(param.secondary_opts))
+    if not getattr(param, "is_flag", False) and not getattr(param, "count", False):
+        opts += " " + (param.metavar or (param.name or "value").upper())
     return opts
 
 
-def render_man(group: click.Group) -> str:
+def render_man(group) -> str:
     date = _dt.date(2026, 1, 1).isoformat()  # fixed, so regeneration is deterministic
     out = [
         f'.TH LESIONAUG 1 "{date}" "lesionaug {__version__}" "User Commands"',
@@ -104,7 +106,7 @@ def render_man(group: click.Group) -> str:
             out.append(".TP")
             out.append(".B " + _escape(_option_synopsis(param)))
             help_text = getattr(param, "help", None) or ""
-            if isinstance(param, click.Option) and param.default not in (None, False, "", ()) and not param.is_flag:
+            if _is_option(param) and param.default not in (None, False, "", ()) and not param.is_flag:
                 help_text = f"{help_text} (default: {param.default})".strip()
             out.append(_escape(help_text or "Argument."))
     out.append(".SH EXIT STATUS")

@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-import click
 import typer
 
+from lesionaug.cli._click import exceptions as click_exceptions
 from lesionaug.cli._app import SCHEMA, app, envelope, print_envelope, version_callback
 from lesionaug.errors import EXIT_INTERRUPTED, EXIT_USAGE
 
@@ -43,18 +43,21 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     try:
         code = app(args=args, prog_name="lesionaug", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         sys.exit(EXIT_INTERRUPTED)
-    except click.UsageError as exc:
+    except click_exceptions.NoArgsIsHelpError as exc:
+        exc.show(file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click_exceptions.UsageError as exc:
         exc.show(file=sys.stderr)
         if "--json" in args:
             command = exc.ctx.info_name if exc.ctx is not None and exc.ctx.parent is not None else "lesionaug"
             err = {"code": "usage", "message": exc.format_message(), "path": None, "fix": "see --help"}
             print_envelope(envelope(command, "error", EXIT_USAGE, None, [err]))
         sys.exit(EXIT_USAGE)
-    except click.ClickException as exc:
+    except click_exceptions.ClickException as exc:
         exc.show(file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

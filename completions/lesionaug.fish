@@ -1,0 +1,1 @@
+complete --command lesionaug --no-files --arguments "(env _LESIONAUG_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) lesionaug)" --condition "env _LESIONAUG_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) lesionaug"
