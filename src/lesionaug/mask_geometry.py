@@ -41,30 +41,38 @@ def mask_centroid(mask: np.ndarray) -> tuple[float, float]:
 
 
 def radial_outline(mask: np.ndarray, n_angles: int = 64, step: float = 0.5) -> RadialOutline:
-    """Outermost lesion radius along ``n_angles`` rays from the centroid.
+    """Outermost lesion radius along ``n_angles`` rays from the centroid, to a fraction of a pixel.
 
-    Each ray is sampled every ``step`` pixels up to the image border; its radius is the distance of
-    the farthest sample inside the lesion (half a step beyond it, so a one-pixel disc has radius
-    about 0.5). A ray whose last in-image sample is inside the lesion is censored.
+    Each ray samples the bilinearly interpolated mask every ``step`` pixels up to the image
+    border; its radius is where the interpolated value last crosses 0.5 (so pixel staircases do
+    not become outline wiggles). A ray whose last in-image sample is inside the lesion is censored.
     """
+    from scipy import ndimage
+
     mask = np.asarray(mask, dtype=bool)
     h, w = mask.shape
     cx, cy = mask_centroid(mask)
     theta = angles(n_angles)
-    dx, dy = np.cos(theta), np.sin(theta)
-    max_len = float(np.hypot(w, h))
-    dist = np.arange(0.0, max_len + step, step)
-    px = cx + dx[:, None] * dist[None, :]
-    py = cy + dy[:, None] * dist[None, :]
-    inside_image = (px >= 0) & (px < w) & (py >= 0) & (py < h)
-    ix = np.clip(px.astype(np.int64), 0, w - 1)
-    iy = np.clip(py.astype(np.int64), 0, h - 1)
-    hit = mask[iy, ix] & inside_image
+    dist = np.arange(0.0, float(np.hypot(w, h)) + 2 * step, step)
+    px = cx + np.cos(theta)[:, None] * dist[None, :]
+    py = cy + np.sin(theta)[:, None] * dist[None, :]
+    inside_image = (px >= 0) & (px <= w) & (py >= 0) & (py <= h)
+    values = ndimage.map_coordinates(
+        mask.astype(np.float32), [py.ravel() - 0.5, px.ravel() - 0.5], order=1, mode="nearest"
+    ).reshape(px.shape)
+    values = np.where(inside_image, values, 0.0)
     j = np.arange(dist.size)
+    hit = values >= 0.5
     last_hit = np.where(hit, j[None, :], -1).max(axis=1)
     last_in_image = np.where(inside_image, j[None, :], -1).max(axis=1)
-    radii = np.where(last_hit >= 0, dist[np.maximum(last_hit, 0)] + 0.5 * step, 0.5 * step)
     censored = (last_hit == last_in_image) & (last_hit >= 0)
+    rows = np.arange(n_angles)
+    k = np.maximum(last_hit, 0)
+    v0 = values[rows, k]
+    v1 = values[rows, np.minimum(k + 1, dist.size - 1)]
+    frac = np.clip((v0 - 0.5) / np.maximum(v0 - v1, 1e-6), 0.0, 1.0)
+    radii = np.where(censored, dist[k], dist[k] + step * frac)
+    radii = np.where(last_hit >= 0, np.maximum(radii, 0.5 * step), 0.5 * step)
     return RadialOutline(centre=(cx, cy), radii=radii.astype(np.float64), censored=censored)
 
 
