@@ -256,13 +256,13 @@ def run_stage(
             smoothed = total if smoothed is None else 0.9 * smoothed + 0.1 * total
             elapsed = time.perf_counter() - start_time - paused
             rate = (step + 1 - done) * config.batch_size * config.grad_accum * world / max(elapsed, 1e-9)
-            task.advance(1, loss=smoothed, samples_s=rate)
             if on_step is not None:
                 global_step = stage.first_step + step + 1
                 unwrapped = {n: accelerator.unwrap_model(m) for n, m in live.items()}
                 before = time.perf_counter()
                 on_step(global_step, unwrapped, optimizer, lr_scheduler)
                 paused += time.perf_counter() - before
+            task.advance(1, loss=smoothed, samples_s=rate)
     for network in trained.values():
         network.requires_grad_(False)
         network.eval()

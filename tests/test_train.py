@@ -1,0 +1,273 @@
+"""The training core on in-memory tensors: learning, locked weights, exact resume, binary masks, folders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+torch = pytest.importorskip("torch")
+
+from lesionaug.errors import ConfigError, DatasetError  # noqa: E402
+from lesionaug.progress import SILENT  # noqa: E402
+from lesionaug.train import TrainConfig  # noqa: E402
+from lesionaug.train_data import check_binary_control, resize_and_crop, tensor_training_set  # noqa: E402
+from lesionaug.train_loop import StagePlan, batch_indices, run_stage  # noqa: E402
+from lesionaug.train_run import Provenance, load_parts, make_accelerator, run_training  # noqa: E402
+from tiny_sd import write_tiny_sd  # noqa: E402
+
+PROMPTS = ["a dermoscopic image of melanoma", "a dermoscopic image of melanocytic nevus"]
+PROVENANCE = Provenance("split-fp", "dataset-fp", ["a", "b"])
+
+
+def blob_set(n: int = 4, size: int = 32, seed: int = 0):
+    """Discs on skin-coloured noise: images (uint8) whose lesion is where the mask says."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    images, masks = [], []
+    for _ in range(n):
+        cy, cx, r = rng.uniform(size * 0.3, size * 0.7, 2).tolist() + [rng.uniform(size * 0.15, size * 0.3)]
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
+        image = np.empty((3, size, size), np.uint8)
+        image[:] = np.array([200, 150, 130], np.uint8)[:, None, None]
+        image[:, mask] = np.array([90, 50, 40], np.uint8)[:, None]
+        images.append(np.clip(image + rng.integers(0, 12, image.shape), 0, 255).astype(np.uint8))
+        masks.append(mask)
+    prompts = [PROMPTS[i % 2] for i in range(n)]
+    return tensor_training_set(np.stack(images), np.stack(masks), prompts)
+
+
+def tiny_config(**kw) -> TrainConfig:
+    base = dict(model_size="tiny", resolution=32, batch_size=2, sample_steps=2, num_samples=2, prompt_dropout=0.2)
+    return TrainConfig(**{**base, **kw}).resolved()
+
+
+def state_hash(module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def folder_tensors(model_dir: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    out = {}
+    for file in sorted(model_dir.glob("*/*.safetensors")):
+        for k, v in load_file(str(file)).items():
+            out[f"{file.parent.name}/{k}"] = v
+    return out
+
+
+class StopAfter:
+    """A reporter that interrupts training after ``n`` steps, as a crash or Ctrl-C would."""
+
+    class Stop(Exception):
+        pass
+
+    def __init__(self, n: int):
+        self.n, self.seen = n, 0
+
+    def info(self, message: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+    @contextmanager
+    def task(self, description: str, total: int | None = None):
+        outer = self
+
+        class Task:
+            def advance(self, n: int = 1, **fields) -> None:
+                if description.startswith("stage"):
+                    outer.seen += n
+                    if outer.seen >= outer.n:
+                        raise StopAfter.Stop()
+
+            def update(self, **fields) -> None:
+                pass
+
+        yield Task()
+
+
+def test_loss_falls_when_overfitting_one_batch():
+    config = tiny_config(base_steps=25, steps=0, prompt_dropout=0.0, base_lr=3e-3)
+    data = blob_set(n=2)
+    parts = load_parts(config, data.prompts)
+    stage = StagePlan("base", 0, 0, 25, 3e-3)
+    result = run_stage(parts, data, stage, config, make_accelerator("no"), SILENT)
+    first, last = np.mean(result.losses[:5]), np.mean(result.losses[-5:])
+    assert last < 0.6 * first, (first, last)
+
+
+def test_controlnet_stage_leaves_the_base_bit_identical():
+    config = tiny_config(base_steps=0, steps=3, lr=1e-3)
+    data = blob_set()
+    parts = load_parts(config, data.prompts)
+    before = {"unet": state_hash(parts.unet), "text_encoder": state_hash(parts.text_encoder)}
+    run_stage(parts, data, StagePlan("controlnet", 1, 0, 3, 1e-3), config, make_accelerator("no"), SILENT)
+    assert {"unet": state_hash(parts.unet), "text_encoder": state_hash(parts.text_encoder)} == before
+    assert not any(p.requires_grad for p in parts.unet.parameters())
+    assert parts.controlnet is not None
+
+
+@pytest.mark.parametrize("stop_at", [2, 5])  # inside stage 1, inside stage 2
+def test_resume_equals_an_uninterrupted_run(tmp_path, stop_at):
+    config = tiny_config(base_steps=3, steps=4, checkpoint_every=2)
+    data = blob_set()
+
+    def train(out, reporter, **kw):
+        parts = load_parts(config, data.prompts)
+        return run_training(parts, lambda: data, lambda: data, out, config, PROVENANCE, reporter, **kw)
+
+    train(tmp_path / "whole", SILENT)
+    with pytest.raises(StopAfter.Stop):
+        train(tmp_path / "cut", StopAfter(stop_at))
+    assert not (tmp_path / "cut" / "lesionaug.json").exists()  # an interrupted folder never looks complete
+    result = train(tmp_path / "cut", SILENT, resume=True)
+    assert result["resumed_from_step"] == 2 * (stop_at // 2)
+    whole, cut = folder_tensors(tmp_path / "whole"), folder_tensors(tmp_path / "cut")
+    assert whole.keys() == cut.keys() and len(whole) > 0
+    for key in whole:
+        assert np.array_equal(whole[key], cut[key]), key
+
+
+def test_masks_reach_the_controlnet_as_zeros_and_ones_only():
+    config = tiny_config(base_steps=0, steps=2)
+    data = blob_set()
+    parts = load_parts(config, data.prompts)
+    seen = []
+    stage = StagePlan("controlnet", 1, 0, 2, 1e-3)
+    from lesionaug.train_loop import stage_networks
+
+    stage_networks(parts, stage)
+    original = parts.controlnet.forward
+
+    def spy(*args, controlnet_cond=None, **kwargs):
+        seen.append(torch.unique(controlnet_cond))
+        return original(*args, controlnet_cond=controlnet_cond, **kwargs)
+
+    parts.controlnet.forward = spy
+    run_stage(parts, data, stage, config, make_accelerator("no"), SILENT)
+    assert seen and all(set(v.tolist()) <= {0.0, 1.0} for v in seen)
+    assert any(set(v.tolist()) == {0.0, 1.0} for v in seen)
+
+
+def test_resize_and_crop_keeps_mask_binary_and_aligned():
+    rng = np.random.default_rng(1)
+    mask = np.zeros((90, 150), bool)
+    mask[20:70, 40:120] = True
+    mask[rng.integers(0, 90, 200), rng.integers(0, 150, 200)] = True  # ragged edges
+    image = np.where(mask[..., None], 255, 0).astype(np.uint8).repeat(3, axis=2)
+    out_image, out_mask = resize_and_crop(image, mask, 48)
+    assert out_image.shape == (48, 48, 3) and out_mask.shape == (48, 48) and out_mask.dtype == bool
+    # the image was the mask: after resizing both together they still agree away from edges
+    agree = (out_image[..., 0] > 127) == out_mask
+    assert agree.mean() > 0.9
+
+
+def test_interpolated_control_is_refused():
+    with pytest.raises(DatasetError, match="nearest"):
+        check_binary_control(torch.tensor([0.0, 0.5, 1.0]))
+
+
+def test_batches_cover_each_epoch_once_and_do_not_depend_on_the_step_taken_before():
+    n, batch = 10, 3
+    epoch0 = [i for m in range(3) for i in batch_indices(n, batch, 1, 0, 0, 0, m)]
+    assert len(set(epoch0)) == 9  # 3 full batches of distinct samples, the last partial one dropped
+    assert batch_indices(n, batch, 1, 0, 0, 0, 4) == batch_indices(n, batch, 1, 0, 0, 0, 4)
+    two_ranks = batch_indices(n, 2, 2, 0, 0, 0, 0) + batch_indices(n, 2, 2, 1, 0, 0, 0)
+    assert len(set(two_ranks)) == 4
+
+
+def test_sd_base_trains_a_controlnet_and_the_folder_reloads(tmp_path):
+    from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
+    from transformers import AutoTokenizer, CLIPTextModel
+
+    base = write_tiny_sd(tmp_path / "tiny-sd")
+    config = TrainConfig(base=str(base), resolution=32, steps=2, batch_size=2, sample_steps=2, num_samples=2).resolved()
+    data = blob_set()
+    parts = load_parts(config, data.prompts)
+    locked = {name: state_hash(getattr(parts, name)) for name in ("unet", "vae", "text_encoder")}
+    out = tmp_path / "model"
+    result = run_training(parts, lambda: data, lambda: data, out, config, PROVENANCE, SILENT)
+    assert result["latent"] and [s["name"] for s in result["stages"]] == ["controlnet"]
+    assert {name: state_hash(getattr(parts, name)) for name in locked} == locked
+
+    info = json.loads((out / "lesionaug.json").read_text())
+    assert info["format"] == "lesionaug.model/1" and info["latent"] is True
+    assert info["size_multiple"] == 32 and info["vae_scale_factor"] == 8 and info["model_size"] is None
+    assert info["split_fingerprint"] == "split-fp" and info["train_ids"] == ["a", "b"]
+    assert (out / "samples" / "step-2.png").is_file()
+    assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pkl"))
+    unet = UNet2DConditionModel.from_pretrained(out / "unet", use_safetensors=True)
+    controlnet = ControlNetModel.from_pretrained(out / "controlnet", use_safetensors=True)
+    AutoencoderKL.from_pretrained(out / "vae", use_safetensors=True)
+    CLIPTextModel.from_pretrained(out / "text_encoder", use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")
+    scheduler = DDPMScheduler.from_pretrained(out / "scheduler")
+    assert state_hash(unet) == locked["unet"]
+    assert controlnet.config.conditioning_embedding_out_channels == [16, 32, 96, 256]
+    assert scheduler.config.num_train_timesteps == 1000
+    assert len(tokenizer("a", padding="max_length").input_ids) == tokenizer.model_max_length
+
+
+def test_latent_cache_changes_speed_not_results(tmp_path):
+    base = write_tiny_sd(tmp_path / "tiny-sd")
+    data = blob_set()
+    losses = []
+    for cache in (True, False):
+        config = TrainConfig(base=str(base), resolution=32, steps=3, batch_size=2, cache_latents=cache).resolved()
+        parts = load_parts(config, data.prompts)
+        result = run_stage(parts, data, StagePlan("controlnet", 0, 0, 3, 1e-4), config, make_accelerator("no"), SILENT)
+        losses.append(result.losses)
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
+
+
+def test_compact_folder_reloads_and_records_the_run(tmp_path):
+    from diffusers import ControlNetModel, UNet2DConditionModel
+    from transformers import AutoTokenizer, CLIPTextModel
+
+    config = tiny_config(base_steps=2, steps=2)
+    data = blob_set()
+    out = tmp_path / "model"
+    run_training(load_parts(config, data.prompts), lambda: data, lambda: data, out, config, PROVENANCE, SILENT)
+    info = json.loads((out / "lesionaug.json").read_text())
+    assert info["base"] == "compact" and info["latent"] is False and info["vae_scale_factor"] is None
+    assert info["size_multiple"] == 4 and info["resolution"] == 32 and info["steps_done"] == 4
+    assert info["training"]["model_size"] == "tiny" == info["model_size"]
+    assert not (out / "vae").exists()
+    unet = UNet2DConditionModel.from_pretrained(out / "unet", use_safetensors=True)
+    controlnet = ControlNetModel.from_pretrained(out / "controlnet", use_safetensors=True)
+    text_encoder = CLIPTextModel.from_pretrained(out / "text_encoder", use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(out / "tokenizer")
+    assert unet.config.in_channels == 3 and controlnet.config.conditioning_embedding_out_channels == [16]
+    ids = tokenizer([PROMPTS[0]], padding="max_length", return_tensors="pt").input_ids
+    assert ids.shape[1] == tokenizer.model_max_length
+    assert text_encoder(ids)[0].shape[-1] == unet.config.cross_attention_dim
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-2.png", "step-4.png"]
+
+
+def test_a_different_run_in_the_folder_is_refused_and_left_alone(tmp_path):
+    config = tiny_config(base_steps=1, steps=1)
+    data = blob_set()
+    out = tmp_path / "model"
+    run_training(load_parts(config, data.prompts), lambda: data, lambda: data, out, config, PROVENANCE, SILENT)
+    before = (out / "lesionaug.json").read_bytes()
+    other = tiny_config(base_steps=1, steps=1, seed=7)
+    for kw in ({}, {"resume": True}):
+        with pytest.raises(ConfigError, match="different training run"):
+            run_training(load_parts(other, data.prompts), lambda: data, lambda: data, out, other, PROVENANCE, SILENT, **kw)
+    with pytest.raises(ConfigError, match="already holds this training run") as info:
+        run_training(load_parts(config, data.prompts), lambda: data, lambda: data, out, config, PROVENANCE, SILENT)
+    assert "--resume" in info.value.one_line() and "--force" in info.value.one_line()
+    assert (out / "lesionaug.json").read_bytes() == before
