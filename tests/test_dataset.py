@@ -124,6 +124,14 @@ def test_ph2_keeps_empty_cells_and_reads_criteria(tmp_path: Path) -> None:
     assert " " in str(mel.image.parent.parent.parent.name)  # 'PH2 Dataset images'
 
 
+def test_ph2_spreadsheet_is_read_when_the_text_file_is_missing(tmp_path: Path) -> None:
+    expected = fx.write_ph2_xlsx_only(tmp_path)
+    idx = load_dataset(tmp_path)
+    assert {s.id: s.labels.diagnosis for s in idx.samples} == {k: v["diagnosis"] for k, v in expected.labels.items()}
+    assert idx.spec.label_files[0].format == "ph2_xlsx"
+    assert dict(idx.samples[2].labels.extra) == {"histology": "Melanoma"}
+
+
 def test_isic2018_task3_without_masks_reports_missing_masks(tmp_path: Path) -> None:
     fx.write_isic2018_task3(tmp_path, ham_masks=False)
     idx = load_dataset(tmp_path)
@@ -142,6 +150,7 @@ def test_isic_archive_masks_come_from_the_folder_passed(tmp_path: Path) -> None:
     idx = load_dataset(tmp_path / "download", masks=masks)
     assert len(idx.usable()) == 4
     assert idx.spec.mask_dir == str(masks.resolve())
+    assert idx.spec.mask_path(idx.root, idx.samples[0].id) == idx.samples[0].mask
     assert all(s.mask.parent == masks.resolve() for s in idx.samples)
     assert idx.samples[0].source["license"] == "CC-BY-NC"
 

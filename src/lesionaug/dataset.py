@@ -204,9 +204,8 @@ def load_dataset(
     problems = list(tree.problems) + read.problems
     spec = read.spec
     if masks_dir is not None:
-        apply_external_masks(read.candidates, masks_dir, problems)
+        suffix = apply_external_masks(read.candidates, masks_dir, problems)
         rel = os.path.relpath(masks_dir, root) if masks_dir.is_relative_to(root) else str(masks_dir)
-        suffix = spec.mask_suffix if spec.mask_template else ".png"
         spec = replace(spec, mask_dir=rel, mask_suffix=suffix, mask_template=f"{rel}/{{id}}{suffix}")
     if not read.candidates:
         raise DatasetError(

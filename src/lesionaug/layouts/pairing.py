@@ -110,10 +110,14 @@ def external_masks(masks_dir: Path) -> list[Path]:
     return out
 
 
-def apply_external_masks(candidates: list[Candidate], masks_dir: Path, problems: list[Problem]) -> None:
-    """Replace every candidate's mask with the one of the same stem from ``masks_dir`` (or none)."""
+def apply_external_masks(candidates: list[Candidate], masks_dir: Path, problems: list[Problem]) -> str:
+    """Replace every candidate's mask with the one of the same stem from ``masks_dir`` (or none).
+
+    Returns the suffix those masks use after the id (e.g. ``_mask.png``).
+    """
     lookup: dict[str, Path] = {}
-    for mask in external_masks(masks_dir):
+    masks = external_masks(masks_dir)
+    for mask in masks:
         lookup.setdefault(mask_key(mask), mask)
     used: set[str] = set()
     for c in candidates:
@@ -122,6 +126,7 @@ def apply_external_masks(candidates: list[Candidate], masks_dir: Path, problems:
         if c.mask is not None:
             used.add(key)
     report_orphan_masks(lookup, used, problems)
+    return mask_suffix_of(masks)
 
 
 def split_images_and_masks(files: list[Path]) -> tuple[list[Path], list[Path]]:

@@ -30,7 +30,14 @@ class Problem:
 
 @dataclass(frozen=True)
 class Sample:
-    """One image with its mask (if any), split, normalised labels and header size (width, height)."""
+    """One image with its mask (if any), split, normalised labels and header size (width, height).
+
+    ``source`` holds layout-specific extras (all JSON-ready): ``label_row`` (the raw row of the layout's
+    label file) or ``label_rows`` (file -> row, when several files are joined), ``attribute_masks``
+    (ISIC 2018 Task 2: attribute -> mask path), ``superpixels`` and ``features`` (ISIC 2017 Part 2
+    paths; see ``layouts.isic_challenge.rasterise_features``), ``roi`` (PH2 colour ROI mask paths),
+    ``license`` (ISIC Archive ``copyright_license``).
+    """
 
     id: str
     image: Path
