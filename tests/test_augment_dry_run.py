@@ -1,0 +1,153 @@
+"""`lesionaug augment --dry-run`: the plan without a model; option errors; the generation hand-off."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+from typer.testing import CliRunner
+
+from lesionaug.augment_config import AugmentOptions
+from lesionaug.cli import app
+from lesionaug.plan import PlanConfig, Shard
+
+JOB_KEYS = {"index", "id", "prompt", "labels", "mask_seed", "noise_seed"}
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def plan_of(*args: str) -> dict:
+    result = invoke("augment", *args, "--dry-run", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    envelope = json.loads(result.stdout.strip().splitlines()[-1])
+    assert envelope["command"] == "augment" and envelope["status"] == "ok"
+    return envelope["data"]
+
+
+def error_of(*args: str) -> tuple[int, dict]:
+    result = invoke("augment", *args, "--json", "-q")
+    envelope = json.loads(result.stdout.strip().splitlines()[-1])
+    assert envelope["status"] == "error" and len(envelope["errors"]) == 1
+    return result.exit_code, envelope["errors"][0]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    from lesionaug.demo import write_demo_dataset
+
+    return str(write_demo_dataset(tmp_path_factory.mktemp("augment") / "isic", n=40, size=64, seed=2))
+
+
+@pytest.fixture(scope="module")
+def plan30(demo):
+    return plan_of(demo, "--n", "30", "--seed", "5")
+
+
+def test_dry_run_json_carries_the_plan(plan30):
+    assert len(plan30["plan_hash"]) == 64
+    jobs = plan30["jobs"]
+    assert [job["index"] for job in jobs] == list(range(30))
+    assert all(JOB_KEYS <= set(job) for job in jobs)
+    assert jobs[0]["id"] == "SYN_0000001" and jobs[-1]["id"] == "SYN_0000030"
+    assert all(job["prompt"].startswith("a dermoscopic image of") for job in jobs)
+    assert all(0 <= job["noise_seed"] < 2**63 for job in jobs)
+    assert sum(plan30["label_counts"]["diagnosis"].values()) == 30
+    stats = plan30["mask_statistics"]
+    lo, hi = stats["training_area_range"]
+    assert lo - 0.02 <= stats["area_fraction"]["min"] <= stats["area_fraction"]["max"] <= hi + 0.02
+    assert sum(stats["shape_groups"].values()) == 30
+
+
+def test_the_plan_is_reproducible_and_job_k_ignores_n(demo, plan30):
+    again = plan_of(demo, "--n", "30", "--seed", "5")
+    assert again["plan_hash"] == plan30["plan_hash"] and again["jobs"] == plan30["jobs"]
+    shorter = plan_of(demo, "--n", "12", "--seed", "5")
+    assert shorter["jobs"] == plan30["jobs"][:12]
+    assert shorter["plan_hash"] != plan30["plan_hash"]
+    other_seed = plan_of(demo, "--n", "30", "--seed", "6")
+    assert other_seed["jobs"][0]["noise_seed"] != plan30["jobs"][0]["noise_seed"]
+
+
+def test_shards_cover_the_plan(demo, plan30):
+    shards = [plan_of(demo, "--n", "30", "--seed", "5", "--shard", f"{i}/3") for i in range(3)]
+    assert {s["plan_hash"] for s in shards} == {plan30["plan_hash"]}
+    union = sorted((job for s in shards for job in s["jobs"]), key=lambda j: j["index"])
+    assert union == plan30["jobs"]
+    assert shards[1]["shard"] == "1/3" and all(job["index"] % 3 == 1 for job in shards[1]["jobs"])
+
+
+def test_diagnosis_weights_template_prefix_and_source(demo):
+    plan = plan_of(
+        demo,
+        "--n", "20",
+        "--diagnosis", "mel=1",
+        "--prompt-template", "{diagnosis} {attributes}",
+        "--prefix", "GEN",
+        "--mask-source", "mixed",
+        "--size", "96x64",
+    )  # fmt: skip
+    assert plan["label_counts"]["diagnosis"] == {"mel": 20}
+    assert all(job["prompt"].startswith("melanoma") for job in plan["jobs"])
+    assert plan["jobs"][0]["id"] == "GEN0000001"
+    assert set(plan["label_counts"]["mask_source"]) <= {"model", "real"}
+    assert plan["config"]["size"] == [96, 64]
+
+
+def test_balanced_labels(demo):
+    plan = plan_of(demo, "--n", "60", "--labels", "balanced")
+    counts = plan["label_counts"]["diagnosis"]
+    assert set(counts) == set(plan["training_diagnoses"])
+
+
+def test_human_dry_run_shows_the_plan(demo):
+    result = invoke("augment", demo, "--n", "5", "--dry-run", "-q")
+    assert result.exit_code == 0, result.output
+    assert "SYN_0000005" in result.stdout and "what would be generated" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--diagnosis", "xyz=1", "--dry-run"], 3, "unknown diagnosis code(s) xyz; known codes: mel"),
+        (["--diagnosis", "mel=-1", "--dry-run"], 3, "positive"),
+        (["--labels", "balanced", "--diagnosis", "mel=1", "--dry-run"], 2, "both choose"),
+        (["--shard", "3/3", "--dry-run"], 2, "shard 3/3 does not exist"),
+        (["--shard", "x", "--dry-run"], 2, "malformed shard"),
+        (["--prompt-template", "{color}", "--dry-run"], 3, "unknown field"),
+        (["--mask-source", "ellipse", "--dry-run"], 3, "unknown mask source"),
+        (["--size", "0", "--dry-run"], 3, "size must be"),
+    ],
+)
+def test_option_errors_are_one_line(demo, args, code, message):
+    exit_code, error = error_of(demo, "--n", "5", *args)
+    assert exit_code == code
+    assert message in error["message"]
+
+
+def test_a_diagnosis_missing_from_training_lists_the_known_ones(demo):
+    exit_code, error = error_of(demo, "--n", "5", "--diagnosis", "scc=1", "--dry-run")
+    assert exit_code == 3
+    assert "scc not in the training split; known:" in error["message"]
+
+
+def test_without_dry_run_the_options_go_to_run_augment(demo, monkeypatch):
+    received = {}
+
+    def run_augment(options, reporter):
+        received["options"] = options
+        return {"generated": options.plan.n}
+
+    module = types.ModuleType("lesionaug.augment")
+    module.run_augment = run_augment
+    monkeypatch.setitem(sys.modules, "lesionaug.augment", module)
+    result = invoke("augment", demo, "--n", "7", "--seed", "3", "--shard", "0/2", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    options = received["options"]
+    assert isinstance(options, AugmentOptions) and not options.dry_run
+    assert options.plan == PlanConfig(n=7, seed=3)
+    assert options.shard == Shard(0, 2)
+    assert json.loads(result.stdout)["data"] == {"generated": 7}
