@@ -21,16 +21,21 @@ RESULT_KEYS = {"synthetic_count", "repeats", "dice_mean", "dice_std", "jaccard_m
 
 
 @pytest.fixture()
-def world(tmp_path: Path) -> dict:
-    ids = write_blob_dataset(tmp_path / "data", n_train=12, n_test=6)
+def world(tmp_path: Path, demo_isic2018: Path) -> dict:
+    """The demo dataset (14 train, 4 val, 6 test), a generator card trained on its training split,
+    and an augmented folder with 8 synthetic pairs."""
+    from lesionaug.dataset import load_dataset
+
+    index = load_dataset(demo_isic2018)
+    ids = {split: [s.id for s in index.usable(split)] for split in ("train", "test")}
     model = write_model_card(tmp_path / "model", ids["train"])
     write_augmented_folder(tmp_path / "aug", 8, model)
-    return {"root": tmp_path, "ids": ids, "model": model}
+    return {"root": tmp_path, "data": demo_isic2018, "ids": ids, "model": model}
 
 
 def _evaluate(world: dict, *extra: str):
     root = world["root"]
-    args = ["evaluate", str(root / "data"), "--augmented", str(root / "aug"), "--out", str(root / "report"), "--json"]
+    args = ["evaluate", str(world["data"]), "--augmented", str(root / "aug"), "--out", str(root / "report"), "--json"]
     return runner.invoke(app, [*args, *TINY, *extra])
 
 
@@ -58,7 +63,7 @@ def test_end_to_end_json_report_and_plots(world):
             assert (report_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((report_dir / "report.json").read_text())
     section = report["sections"]["evaluate"]
-    assert section["setup"]["real_test"] == 6 and section["setup"]["real_train"] == 12
+    assert section["setup"]["real_test"] == 6 and section["setup"]["real_train"] == 14
     assert len(section["runs"]) == 6  # 3 counts x 2 seeds
     assert set(section["synthetic_ids"]).isdisjoint(world["ids"]["test"])
     markdown = (report_dir / "report.md").read_text()
@@ -69,7 +74,7 @@ def test_real_fraction_subsamples_the_training_split(world):
     result = _evaluate(world, "--synthetic-counts", "0", "--repeats", "1", "--epochs", "1", "--real-fraction", "0.25")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)["data"]
-    assert data["setup"]["real_train"] == 3  # ceil(0.25 * 12)
+    assert data["setup"]["real_train"] == 4  # ceil(0.25 * 14)
     assert data["results"][0]["delta_ci95"] is None
 
 

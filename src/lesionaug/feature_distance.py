@@ -9,12 +9,14 @@ downloads weights, so lesionaug always passes its own ``nn.Module``, loaded from
 - an ONNX file, run by ONNX Runtime on the CPU.
 
 The extractor takes uint8 RGB batches (N, 3, H, W) and returns (N, D) features, the convention of
-torch-fidelity's ``FeatureExtractorInceptionV3`` (which resizes to 299 px itself). An ONNX graph with a
-fixed spatial input size gets its images resized to that size first.
+torch-fidelity's ``FeatureExtractorInceptionV3`` (which resizes to 299 px itself). An extractor with a
+fixed spatial input size (an ONNX graph or a .pt2 program exported at 299x299) gets its images
+resized to that size first.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -36,61 +38,108 @@ def load_feature_extractor(path: Path):
     path = Path(path)
     if not path.is_file():
         raise ModelError("the feature extractor file does not exist", path=path, fix=ENABLE_HINT)
+    fixed = None  # (H, W) the extractor requires, when it declares one
     if path.suffix.lower() == ".onnx":
-        module = onnx_extractor(path)
+        module, fixed = onnx_extractor(path)
     elif path.suffix.lower() == ".pt2":
         try:
-            module = torch.export.load(str(path)).module()
+            program = torch.export.load(str(path))
         except Exception as exc:  # noqa: BLE001 - any failure means the file is not a usable archive
             raise ModelError(f"not a torch.export archive ({type(exc).__name__}: {exc})", path=path, fix=WRONG_FILE_FIX) from None
+        module, fixed = program.module(), _program_input_size(program)
     else:
         try:
-            module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:  # noqa: BLE001
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript
+                module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - any failure means the file is not TorchScript
+            if _is_state_dict(path):
+                raise ModelError(
+                    "the file holds weights only (a state dict), not a module lesionaug can run",
+                    path=path,
+                    fix=WRONG_FILE_FIX,
+                ) from None
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
             raise ModelError(
-                f"not a TorchScript module ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
-                path=path,
-                fix=WRONG_FILE_FIX,
+                f"not a TorchScript module ({type(exc).__name__}: {first_line})", path=path, fix=WRONG_FILE_FIX
             ) from None
-    return _with_num_features(module, path)
+    return _with_num_features(module, path, fixed)
 
 
-def _with_num_features(module, path: Path):
+def _program_input_size(program) -> tuple[int, int] | None:
+    """(H, W) of an exported program's image input when they are static, else None."""
+    user_inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in user_inputs:
+            shape = tuple(node.meta["val"].shape)
+            if len(shape) == 4 and all(type(d) is int for d in shape[2:]):
+                return int(shape[2]), int(shape[3])
+            return None
+    return None
+
+
+def _is_state_dict(path: Path) -> bool:
     import torch
 
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a torch.save file at all
+        return False
+    return isinstance(data, dict) and any(isinstance(v, torch.Tensor) for v in data.values())
+
+
+def _with_num_features(module, path: Path, fixed: tuple[int, int] | None):
+    import torch
+    import torch.nn.functional as F
+
     class Extractor(torch.nn.Module):
-        """Wraps any extractor so torchmetrics sees ``num_features`` and (N, D) float outputs."""
+        """Wraps any extractor so torchmetrics sees ``num_features`` and (N, D) float outputs.
+
+        Extractors with a fixed input size get their uint8 batches resized to it first.
+        """
 
         def __init__(self, inner, num_features: int):
             super().__init__()
             self.inner = inner
             self.num_features = num_features
 
+        def train(self, mode: bool = True):
+            # Inference only: the inner module stays in eval mode (exported programs cannot switch).
+            self.training = mode
+            return self
+
         def forward(self, images):
+            if fixed is not None and tuple(images.shape[2:]) != fixed:
+                resized = F.interpolate(images.float(), size=fixed, mode="bilinear", align_corners=False)
+                images = resized.round().clamp(0, 255).to(torch.uint8)
             features = self.inner(images)
             if isinstance(features, (tuple, list)):
                 features = features[0]
             return features.reshape(features.shape[0], -1).float()
 
+    if hasattr(module, "training") and module.training:
+        try:
+            module.eval()  # a TorchScript module saved in training mode: no dropout, frozen batch norm
+        except NotImplementedError:
+            pass
+    probe_size = fixed or (64, 64)
     try:
         with torch.no_grad():
-            probe = module(torch.zeros((2, 3, 64, 64), dtype=torch.uint8))
+            probe = Extractor(module, 0)(torch.zeros((2, 3, *probe_size), dtype=torch.uint8))
     except Exception as exc:  # noqa: BLE001 - the file does not follow the convention
         raise ModelError(
-            f"the feature extractor failed on a uint8 (2, 3, 64, 64) batch ({type(exc).__name__}: {exc})",
+            f"the feature extractor failed on a uint8 (2, 3, {probe_size[0]}, {probe_size[1]}) batch "
+            f"({type(exc).__name__}: {exc})",
             path=path,
             fix="use an extractor that takes uint8 RGB (N, 3, H, W) images and returns (N, D) features",
         ) from None
-    if isinstance(probe, (tuple, list)):
-        probe = probe[0]
-    return Extractor(module, int(np.prod(probe.shape[1:]))).eval()
+    return Extractor(module, int(probe.shape[1]))
 
 
 def onnx_extractor(path: Path):
-    """An ``nn.Module`` that runs an ONNX feature extractor with ONNX Runtime (CPU)."""
+    """(an ``nn.Module`` running the ONNX graph with ONNX Runtime on the CPU, its fixed (H, W) or None)."""
     import onnxruntime as ort
     import torch
-    import torch.nn.functional as F
 
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -98,19 +147,15 @@ def onnx_extractor(path: Path):
         raise ModelError(f"ONNX Runtime cannot load the feature extractor ({exc})", path=path, fix=WRONG_FILE_FIX) from None
     graph_input = session.get_inputs()[0]
     dims = graph_input.shape
-    fixed = tuple(dims[2:4]) if len(dims) == 4 and all(isinstance(d, int) for d in dims[2:4]) else None
+    fixed = (int(dims[2]), int(dims[3])) if len(dims) == 4 and all(isinstance(d, int) for d in dims[2:]) else None
     wants_uint8 = graph_input.type == "tensor(uint8)"
 
     class OnnxExtractor(torch.nn.Module):
         def forward(self, images):
-            x = images
-            if fixed is not None and tuple(x.shape[2:]) != fixed:
-                x = F.interpolate(x.float(), size=fixed, mode="bilinear", align_corners=False)
-                x = x.round().clamp(0, 255)
-            array = x.to(torch.uint8).numpy() if wants_uint8 else x.float().numpy()
+            array = images.to(torch.uint8).numpy() if wants_uint8 else images.float().numpy()
             return torch.from_numpy(session.run(None, {graph_input.name: array})[0])
 
-    return OnnxExtractor()
+    return OnnxExtractor(), fixed
 
 
 class FeatureDistances:
@@ -125,7 +170,9 @@ class FeatureDistances:
         self.fid = FrechetInceptionDistance(feature=extractor, normalize=False)
         # KID averages an unbiased MMD over random subsets; half the images per subset makes them differ.
         subset = min(1000, max(2, expected // 2))
-        self.kid = KernelInceptionDistance(feature=extractor, normalize=False, subset_size=subset, subsets=50)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "KID keeps all features in memory": known, bounded
+            self.kid = KernelInceptionDistance(feature=extractor, normalize=False, subset_size=subset, subsets=50)
         self.counts = {True: 0, False: 0}
 
     def update(self, images: Sequence[np.ndarray], *, real: bool) -> None:
