@@ -1,0 +1,125 @@
+"""`lesionaug quality`: SSIM by the paper's protocol, mask fidelity, FID/KID, model folders via the cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from exported_engines import exported_engine
+from typer.testing import CliRunner
+
+from lesionaug.cli._app import app
+from lesionaug.errors import ModelError
+
+runner = CliRunner()
+TINY = [
+    "--provider", "cpu", "--steps", "2", "--seg-epochs", "2", "--seg-image-size", "32",
+    "--seg-channels", "8,16,32", "--device", "cpu",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def quality_run(demo_isic2018, tmp_path_factory) -> dict:
+    """One quality run on 4 test masks of the demo data (batches of 3 and 1), through the CLI."""
+    engine_dir = exported_engine("pixel").engine_dir
+    out = tmp_path_factory.mktemp("quality") / "report"
+    args = ["quality", str(demo_isic2018), "--model", str(engine_dir), "--limit", "4", "--batch-size", "3"]
+    result = runner.invoke(app, [*args, *TINY, "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    return {"data": json.loads(result.stdout)["data"], "out": out, "engine": engine_dir}
+
+
+@pytest.mark.slow
+def test_quality_end_to_end(quality_run):
+    data, out = quality_run["data"], quality_run["out"]
+    assert data["n"] == 4 and data["size"] == 32  # the tiny model's training resolution
+    assert -1.0 <= data["ssim"]["mean"] <= 1.0 and data["ssim"]["n"] == 4
+    assert 0.0 <= data["mask_fidelity"]["mean"] <= 1.0 and data["segmenter_on_real"]["n"] == 4
+    assert data["fid"]["status"] == "skipped" and "--fid-weights" in data["fid"]["message"]
+    for name in ("report.json", "report.md", "quality_distributions.png", "quality_grid.png"):
+        assert (out / name).is_file(), name
+    section = json.loads((out / "report.json").read_text())["sections"]["quality"]
+    assert [row["id"] for row in section["per_image"]] == sorted(row["id"] for row in section["per_image"])
+    assert "Image quality and mask fidelity" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_ssim_compares_the_image_generated_from_each_mask_with_its_real_image(quality_run, demo_isic2018):
+    """Regenerate one image by hand with the recorded prompt and noise seed: same SSIM, bit for bit."""
+    from lesionaug.dataset import load_dataset
+    from lesionaug.engine import Engine
+    from lesionaug.mask_geometry import resize_mask
+    from lesionaug.maskio import read_image, read_mask
+    from lesionaug.metrics import structural_similarity
+    from lesionaug.prompts import build_prompt
+    from lesionaug.sampler import SamplerSettings, generate
+    from lesionaug.segment import resize_image
+
+    section = json.loads((quality_run["out"] / "report.json").read_text())["sections"]["quality"]
+    row = section["per_image"][1]
+    sample = next(s for s in load_dataset(demo_isic2018).usable("test") if s.id == row["id"])
+    assert row["prompt"] == build_prompt(sample.labels, "a dermoscopic image of {diagnosis} {attributes} {site}")
+    mask = resize_mask(read_mask(sample.mask), (32, 32))
+    engine = Engine.load(quality_run["engine"], "cpu")
+    (image,) = generate(engine, [row["prompt"]], [mask], [row["noise_seed"]], SamplerSettings(steps=2))
+    real = resize_image(read_image(sample.image), 32)
+    assert structural_similarity(image, real) == row["ssim"]
+
+
+@pytest.mark.slow
+def test_fid_and_kid_with_a_feature_extractor_file(demo_isic2018, tmp_path):
+    import torch
+
+    class MeanColour(torch.nn.Module):
+        def forward(self, x):
+            x = x.float() / 255.0
+            return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
+
+    weights = tmp_path / "features.pt2"
+    example = torch.zeros((2, 3, 32, 32), dtype=torch.uint8)
+    program = torch.export.export(MeanColour(), (example,), dynamic_shapes=({0: torch.export.Dim("n")},))
+    torch.export.save(program, str(weights))
+    args = ["quality", str(demo_isic2018), "--model", str(exported_engine("pixel").engine_dir), "--limit", "4"]
+    args += [*TINY, "--no-fidelity", "--fid-weights", str(weights), "--out", str(tmp_path / "r"), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)["data"]
+    assert data["fid"]["status"] == "ok" and np.isfinite(data["fid"]["fid"]) and data["fid"]["fid"] >= 0
+    assert data["fid"]["n_real"] == data["fid"]["n_generated"] == 4
+    assert data["mask_fidelity"]["n"] == 0 and data["segmenter_on_real"] is None
+
+
+def test_model_folders_are_exported_once_into_the_cache(tmp_path, monkeypatch):
+    from lesionaug import export
+    from lesionaug.engine_source import engine_for
+
+    built = exported_engine("pixel")
+    model_dir = tmp_path / "model"
+    shutil.copytree(built.model_dir, model_dir)
+    monkeypatch.setenv("LESIONAUG_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def fake_export(source, target, **kwargs):  # the real export is tested in test_export.py
+        calls.append((Path(source), Path(target)))
+        shutil.copytree(built.engine_dir, target)
+
+    monkeypatch.setattr(export, "export_model", fake_export)
+    first, exported_now = engine_for(model_dir)
+    assert exported_now and calls == [(model_dir, first)]
+    assert first.parent == tmp_path / "cache" / "engines" and first.name.startswith("model-")
+    again, exported_again = engine_for(model_dir)
+    assert (again, exported_again) == (first, False) and len(calls) == 1
+    assert engine_for(built.engine_dir) == (built.engine_dir, False)  # engines are used as they are
+    with pytest.raises(ModelError, match="neither a lesionaug model folder nor an engine folder"):
+        engine_for(tmp_path)
+
+
+def test_bad_split_and_missing_model_exit_with_one_line(demo_isic2018, tmp_path):
+    bad_split = runner.invoke(app, ["quality", str(demo_isic2018), "--model", str(tmp_path), "--split", "holdout"])
+    assert bad_split.exit_code == 3 and "unknown split" in bad_split.stderr
+    no_model = runner.invoke(app, ["quality", str(demo_isic2018), "--model", str(tmp_path / "none"), "-q"])
+    assert no_model.exit_code == 4
+    assert len([line for line in no_model.stderr.splitlines() if line.strip()]) == 1

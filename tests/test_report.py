@@ -1,0 +1,77 @@
+"""The report folder: sections kept across commands, Markdown from the JSON, PNG plots, atomic writes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lesionaug import report_plots
+from lesionaug.errors import ConfigError
+from lesionaug.report import REPORT_SCHEMA, read_report, write_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+RESULTS = [
+    {"synthetic_count": 0, "repeats": 2, "dice_mean": 0.70, "dice_std": 0.02, "jaccard_mean": 0.55,
+     "threshold_jaccard_mean": 0.4, "delta_vs_real": 0.0, "delta_ci95": None},
+    {"synthetic_count": 200, "repeats": 2, "dice_mean": 0.75, "dice_std": 0.01, "jaccard_mean": 0.6,
+     "threshold_jaccard_mean": 0.5, "delta_vs_real": 0.05, "delta_ci95": [0.01, 0.09]},
+]  # fmt: skip
+RUNS = [{"synthetic_count": c, "dice": d} for c, d in ((0, 0.68), (0, 0.72), (200, 0.74), (200, 0.76))]
+
+
+def _evaluate_section() -> dict:
+    return {"setup": {"real_train": 16, "real_fraction": 0.2, "repeats": 2, "real_test": 24},
+            "segmenter": {"arch": "unet", "image_size": 64, "epochs": 20}, "results": RESULTS,
+            "notes": ["checked provenance"]}  # fmt: skip
+
+
+def test_sections_of_both_commands_are_kept_and_rendered(tmp_path):
+    plot = report_plots.dice_vs_synthetic(RESULTS, RUNS, "test")
+    write_report(tmp_path, "evaluate", _evaluate_section(), {"dice_vs_synthetic": plot})
+    quality = {"n": 3, "split": "test", "size": 32, "steps": 2, "ssim": {"mean": 0.31, "std": 0.05, "n": 3},
+               "mask_fidelity": {"mean": 0.8, "std": 0.1, "n": 3}, "fid": {"status": "skipped", "message": "skipped: x"}}
+    path = write_report(tmp_path, "quality", quality, {"quality_distributions": report_plots.distributions(
+        {"SSIM": [0.3, 0.31, 0.32]})})  # fmt: skip
+
+    report = json.loads(path.read_text())
+    assert report["schema"] == REPORT_SCHEMA and set(report["sections"]) == {"evaluate", "quality"}
+    assert report["sections"]["evaluate"]["plots"] == {"dice_vs_synthetic": "dice_vs_synthetic.png"}
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| 200 | 2 | 0.7500 | 0.0100 | 0.6000 | 0.5000 | +0.0500 | [+0.0100, +0.0900] |" in markdown
+    assert "(0.2 of the split)" in markdown and "- checked provenance" in markdown
+    assert "| SSIM against the real image | 0.3100 | 0.0500 | 3 |" in markdown and "FID/KID: skipped: x" in markdown
+    assert "![Dice against the number of synthetic pairs](dice_vs_synthetic.png)" in markdown
+    for name in ("dice_vs_synthetic.png", "quality_distributions.png"):
+        assert (tmp_path / name).read_bytes().startswith(PNG)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporaries left
+
+    # A second evaluate run replaces its own section only.
+    write_report(tmp_path, "evaluate", {**_evaluate_section(), "results": RESULTS[:1]}, {})
+    report = read_report(tmp_path)
+    assert len(report["sections"]["evaluate"]["results"]) == 1 and "quality" in report["sections"]
+
+
+def test_every_plot_is_a_png():
+    rng = np.random.default_rng(0)
+    mask = rng.random((16, 16)) > 0.5
+    image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    grid = report_plots.triplet_grid([(mask, image, image)] * 2, ("mask", "synthetic", "nearest real"))
+    histograms = report_plots.feature_histograms(
+        {"area_fraction": rng.random(10), "solidity": rng.random(10)},
+        {"area_fraction": rng.random(8), "solidity": np.r_[rng.random(7), np.nan]},
+        labels=("real", "synthetic"),
+    )
+    for png in (grid, histograms, report_plots.dice_vs_synthetic(RESULTS, RUNS, "t")):
+        assert png.startswith(PNG) and len(png) > 1000
+
+
+def test_a_foreign_report_or_a_file_is_refused(tmp_path):
+    (tmp_path / "report.json").write_text('{"something": "else"}')
+    with pytest.raises(ConfigError, match="not a lesionaug report"):
+        write_report(tmp_path, "evaluate", {}, {})
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        write_report(target, "quality", {}, {})
