@@ -175,6 +175,25 @@ def _probe_candidate(c: Candidate, problems: list[Problem], missing_hint: str) -
     return image, mask
 
 
+def synthetic_ids(root: Path) -> set[str]:
+    """Ids of the pairs ``lesionaug augment`` added to this folder (its manifest), if any."""
+    from lesionaug.manifest import MANIFEST_NAME
+
+    ids: set[str] = set()
+    try:
+        lines = (Path(root) / MANIFEST_NAME).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ids
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+            ids.add(entry["id"])
+    return ids
+
+
 def load_dataset(
     path: str | Path, masks: str | Path | None = None, split_seed: int = 0, *, reporter: Reporter = SILENT
 ) -> DatasetIndex:
@@ -219,6 +238,7 @@ def load_dataset(
     use_folders = len(folder_splits) >= 2
     split_source = "folders" if use_folders else f"seeded(seed={split_seed})"
     samples: list[Sample] = []
+    synthetic = synthetic_ids(root)
     with reporter.task("indexing", total=len(read.candidates)) as task:
         for c in read.candidates:
             task.advance()
@@ -229,6 +249,8 @@ def load_dataset(
             image, mask = _probe_candidate(c, problems, missing_hint)
             group = dict(c.labels.extra).get("lesion_id") or c.id
             split = c.split if use_folders and c.split else seeded_split(group, split_seed)
+            if c.id in synthetic:
+                split = "train"  # pairs added by `augment` are training data, never val or test
             digest = _sample_digest(c.id, image.digest, mask.digest if mask else "", c.labels)
             size = image.size or (0, 0)
             samples.append(Sample(c.id, c.image, c.mask, split, c.labels, size, dict(c.source), digest))

@@ -209,7 +209,7 @@ def ph2_labels(path: Path) -> dict[str, tuple[Labels, dict[str, str]]]:
     )
     for line in lines:
         cells = [c.strip() for c in line.split("||")]
-        if len(cells) < 5 or not re.fullmatch(r"IMD\d+", cells[1]):
+        if len(cells) < 5 or not re.fullmatch(r"[A-Za-z0-9][\w.-]*", cells[1]) or cells[1].lower() == "name":
             continue
         row = {n: (cells[i + 1] if i + 1 < len(cells) else "") for i, n in enumerate(names)}
         attrs = []

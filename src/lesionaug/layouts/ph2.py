@@ -35,11 +35,17 @@ def _case_parent(tree: Tree) -> str:
     return first.rsplit("/", 2)[0] if first.count("/") >= 2 else ""
 
 
+def _is_case_folder(tree: Tree, parent: str, name: str) -> bool:
+    """Any folder shaped like a PH2 case (``X/X_Dermoscopic_Image/``), e.g. pairs added by augment."""
+    listing = tree.listings.get(f"{parent}/{name}" if parent else name)
+    return listing is not None and f"{name}_Dermoscopic_Image" in listing.dirs
+
+
 def read_ph2(tree: Tree) -> LayoutRead:
     problems: list[Problem] = []
     parent = _case_parent(tree)
     candidates: list[Candidate] = []
-    for case in sorted(d for d in tree.listings[parent].dirs if _CASE.fullmatch(d)):
+    for case in sorted(d for d in tree.listings[parent].dirs if _CASE.fullmatch(d) or _is_case_folder(tree, parent, d)):
         case_rel = f"{parent}/{case}" if parent else case
         images = [p for p in tree.image_files(f"{case_rel}/{case}_Dermoscopic_Image") if p.stem == case]
         masks = [p for p in tree.image_files(f"{case_rel}/{case}_lesion") if p.stem.lower() == f"{case}_lesion".lower()]
