@@ -266,7 +266,7 @@ def test_link_originals_hashes_and_lists(tmp_path):
     (root / "lesionaug-run.json").write_text("{}")
     paths = list_originals(root, exclude={"labels.csv"})
     assert paths == ["a/x.jpg"]
-    items = link_originals(root, tmp_path / "out", paths)
+    items = link_originals([(root / p, p) for p in paths], tmp_path / "out")
     assert items == [{"path": "a/x.jpg", "size": 1, "sha256": sha256_bytes(b"x")}]
     assert os.path.samefile(root / "a" / "x.jpg", tmp_path / "out" / "a" / "x.jpg")
 

@@ -9,10 +9,11 @@ and fail with one line naming the option.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lesionaug.errors import UsageError
+from lesionaug.generation_options import GenerationOptions
 from lesionaug.plan import PlanConfig, Shard, parse_shard
 from lesionaug.prompts import LABEL_MODES, LabelSpec, parse_diagnosis_weights, parse_label_spec
 
@@ -27,6 +28,7 @@ class AugmentOptions:
     shard: Shard | None = None
     split_seed: int = 0
     dry_run: bool = False
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
 
     def to_dict(self) -> dict:
         return {
@@ -36,6 +38,7 @@ class AugmentOptions:
             "shard": self.shard.describe() if self.shard else None,
             "split_seed": self.split_seed,
             "dry_run": self.dry_run,
+            "generation": self.generation.to_dict(),
         }
 
 
@@ -76,6 +79,7 @@ def augment_options(
     masks: Path | None = None,
     split_seed: int = 0,
     dry_run: bool = False,
+    generation: GenerationOptions | None = None,
 ) -> AugmentOptions:
     """Build and validate ``AugmentOptions`` from option strings, before any expensive step."""
     plan_kwargs = {}
@@ -98,6 +102,7 @@ def augment_options(
         shard=parse_shard(shard) if shard else None,
         split_seed=split_seed,
         dry_run=dry_run,
+        generation=generation or GenerationOptions(),
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lesionaug.atomic_files import fsync_dir, link_or_copy, sha256_file, write_bytes_atomic
-from lesionaug.label_rows import header_part, render_rows
+from lesionaug.label_rows import header_part, insertion_point, render_rows
 from lesionaug.labels import Labels
 from lesionaug.manifest import MANIFEST_NAME, latest_by_index, write_manifest_sorted
 from lesionaug.progress import SILENT, Reporter
@@ -38,6 +38,7 @@ class LabelTarget:
             "format": self.format,
             "key": self.key,
             "base_bytes": len(self.base),
+            "insert_at": insertion_point(self.format, self.base),
             "style_source": self.style_source,
         }
 
@@ -50,9 +51,12 @@ def label_target(root: Path, path: str, fmt: str, key: str, *, synthetic_only: b
 
 
 def label_target_from_record(folder: Path, item: dict) -> LabelTarget:
-    """Rebuild a label target from a finished folder's run record (its first ``base_bytes`` bytes)."""
-    with open(Path(folder) / item["path"], "rb") as fh:
-        base = fh.read(int(item["base_bytes"]))
+    """Rebuild a label target from a finished folder: its file minus the rows the run inserted."""
+    data = (Path(folder) / item["path"]).read_bytes()
+    base_bytes = int(item["base_bytes"])
+    at = int(item.get("insert_at", base_bytes))
+    tail = base_bytes - at
+    base = data[:at] + (data[len(data) - tail :] if tail else b"")
     return LabelTarget(item["path"], item["format"], item.get("key", ""), base, item["style_source"])
 
 
@@ -70,21 +74,24 @@ def list_originals(root: Path, exclude: set[str]) -> list[str]:
     return found
 
 
-def link_originals(root: Path, out: Path, paths: list[str], reporter: Reporter = SILENT, *, workers: int = 4) -> list[dict]:
-    """Hard-link (else copy) each original into ``out``; return path, size and sha256 of each."""
+def link_originals(
+    items: list[tuple[Path, str]], out: Path, reporter: Reporter = SILENT, *, workers: int = 4
+) -> list[dict]:
+    """Hard-link (else copy) each (source, relative path) into ``out``; return path, size and sha256 of each."""
 
-    def one(rel: str) -> dict:
-        src, dst = Path(root) / rel, Path(out) / rel
+    def one(item: tuple[Path, str]) -> dict:
+        src, rel = item
+        dst = Path(out) / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         if not (dst.exists() and os.path.samefile(src, dst)):
             link_or_copy(src, dst)
         return {"path": rel, "size": dst.stat().st_size, "sha256": sha256_file(dst)}
 
     results: list[dict] = []
-    with reporter.task("linking originals", total=len(paths)) as task:
+    with reporter.task("linking originals", total=len(items)) as task:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for item in pool.map(one, paths):
-                results.append(item)
+            for result in pool.map(one, items):
+                results.append(result)
                 task.advance()
     return results
 

@@ -12,7 +12,7 @@ import csv
 import io
 from typing import Iterable
 
-from lesionaug.labels import ATTRIBUTES, DIAGNOSES, Labels, diagnosis_code
+from lesionaug.labels import ATTRIBUTES, DIAGNOSES, DIAGNOSIS_ALIASES, Labels
 
 HEADERLESS_FORMATS = frozenset({"isic2016_csv", "ph2_txt"})
 _MALIGNANT = frozenset({"malignant", "mel", "bcc", "scc", "akiec"})
@@ -67,7 +67,11 @@ def _cell(column: str, col_index: int, rows: list[list[str]], pair_id: str, labe
     if name in _DIAGNOSIS_COLUMNS:
         if labels.diagnosis is None:
             return ""
-        return labels.diagnosis if _uses_codes(rows, col_index) else (labels.diagnosis_name or labels.diagnosis)
+        if _uses_codes(rows, col_index):
+            return labels.diagnosis
+        name = labels.diagnosis_name or ""
+        # A readable name only where it reads back as the same code; the code always does.
+        return name if DIAGNOSIS_ALIASES.get(name.lower()) == labels.diagnosis else labels.diagnosis
     if name in ATTRIBUTES:
         yes, no = _flag_style(rows, col_index)
         return yes if name in labels.attributes else no
@@ -106,16 +110,40 @@ def _ham_row(header: list[str], pair_id: str, labels: Labels) -> list[str]:
     return [values.get(col.strip().lower(), "") for col in header]
 
 
-_PH2_CLINICAL = {"common_nevus": "0", "atypical_nevus": "1", "mel": "2", "melanoma": "2"}
+_PH2_CLINICAL = {"common_nevus": "0", "atypical_nevus": "1", "mel": "2"}
+_PH2_COLOUR_CODES = {"white": "1", "red": "2", "light-brown": "3", "dark-brown": "4", "blue-gray": "5", "black": "6"}
 
 
-def _ph2_line(pair_id: str, labels: Labels, template: list[str] | None) -> str:
-    """A ``||``-separated PH2 row: the name and the clinical diagnosis; other criteria left empty."""
-    width = len(template) if template else 5
-    cells = [""] * max(width, 5)
-    cells[1] = f" {pair_id} "
-    cells[3] = f" {_PH2_CLINICAL.get(labels.diagnosis or '', '')} "
-    return "||".join(cells)
+def _ph2_line(pair_id: str, labels: Labels) -> str:
+    """A PH2 table row: name, histology, clinical diagnosis, asymmetry, the criteria and the colours."""
+    attrs, extra = set(labels.attributes), dict(labels.extra)
+    network = "AT" if "atypical_pigment_network" in attrs else "T" if "pigment_network" in attrs else ""
+    colours = " ".join(_PH2_COLOUR_CODES[c] for c in str(extra.get("colours", "")).split(",") if c in _PH2_COLOUR_CODES)
+    values = [
+        pair_id,
+        str(extra.get("histology", "")),
+        _PH2_CLINICAL.get(labels.diagnosis or "", ""),
+        str(extra.get("asymmetry", "")),
+        network,
+        "T" if "dots_globules" in attrs else "A",
+        "P" if "streaks" in attrs else "A",
+        "P" if "regression" in attrs else "A",
+        "P" if "blue_whitish_veil" in attrs else "A",
+        colours,
+    ]
+    return "||" + "||".join(f" {v} " if v else "  " for v in values) + "||"
+
+
+def insertion_point(fmt: str, base: bytes) -> int:
+    """Where new rows go in ``base``: the end, except after PH2's last table row (before its legend)."""
+    if fmt == "ph2_txt":
+        end = 0
+        for line in base.splitlines(keepends=True):
+            if b"||" in line:
+                at = base.find(line, end)
+                end = at + len(line)
+        return end if end else len(base)
+    return len(base)
 
 
 def render_rows(
@@ -129,23 +157,26 @@ def render_rows(
     original = base if original is None else original
     newline = line_ending(original)
     pairs = list(pairs)
-    prefix = base if (not base or base.endswith(b"\n")) else base + newline.encode()
+    at = insertion_point(fmt, base)
+    head, tail = base[:at], base[at:]
+    prefix = head if (not head or head.endswith(b"\n")) else head + newline.encode()
     if fmt == "ph2_txt":
-        lines = [ln for ln in original.decode("utf-8", errors="replace").splitlines() if "||" in ln]
-        template = next((ln.split("||") for ln in lines if ln.split("||")[1].strip().upper().startswith("IMD")), None)
-        text = "".join(_ph2_line(pid, labels, template) + newline for pid, labels in pairs)
-        return prefix + text.encode("utf-8")
+        text = "".join(_ph2_line(pid, labels) + newline for pid, labels in pairs)
+        return prefix + text.encode("utf-8") + tail
     parsed = _parse(original)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator=newline)
     if fmt == "isic2016_csv":
         for pid, labels in pairs:
             writer.writerow(_isic2016_row(pid, labels, parsed))
-        return prefix + buf.getvalue().encode("utf-8")
+        return prefix + buf.getvalue().encode("utf-8") + tail
     header, rows = (parsed[0], parsed[1:]) if parsed else ([key or "image"], [])
     for pid, labels in pairs:
         if fmt == "ham10000_metadata":
             writer.writerow(_ham_row(header, pid, labels))
         else:
-            writer.writerow([_cell(col, i, rows, pid, labels, key) for i, col in enumerate(header)])
-    return prefix + buf.getvalue().encode("utf-8")
+            cells = [_cell(col, i, rows, pid, labels, key) for i, col in enumerate(header)]
+            if fmt == "isic2017_metadata":  # the challenge files write missing values as "unknown"
+                cells = [c if c or i == 0 else "unknown" for i, c in enumerate(cells)]
+            writer.writerow(cells)
+    return prefix + buf.getvalue().encode("utf-8") + tail

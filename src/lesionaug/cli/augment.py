@@ -56,8 +56,22 @@ def render_run(data: dict, console: Console) -> None:
 
 @app.command("augment")
 def augment(
+    ctx: typer.Context,
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (any layout in DATASETS.md).")],
-    n: Annotated[int, typer.Option("--n", help="How many new image/mask pairs.")],
+    n: Annotated[
+        int | None, typer.Option("--n", help="How many new image/mask pairs (required, here or in --config).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default: <dataset>-augmented beside the dataset).")
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="Engine folder, or model folder (exported once, cached). Default: the compact model cached "
+            "for this dataset, trained first when missing.",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Master seed; pair k depends only on (seed, k).")] = 0,
     shard: Annotated[
         str | None, typer.Option("--shard", help="Only the jobs k with k mod N == i, written as i/N.")
@@ -85,39 +99,95 @@ def augment(
     prefix: Annotated[str | None, typer.Option("--prefix", help="Id prefix of new pairs (default SYN_).")] = None,
     masks_dir: MasksDirOpt = None,
     split_seed: SplitSeedOpt = 0,
+    provider: Annotated[str, typer.Option("--provider", help="auto, tensorrt, cuda or cpu (never a silent fallback).")] = "auto",
+    scheduler: Annotated[str, typer.Option("--scheduler", help="ddim, dpm++, unipc, euler or euler-a.")] = "dpm++",
+    steps: Annotated[int, typer.Option("--steps", help="Denoising steps.")] = 20,
+    guidance: Annotated[
+        float, typer.Option("--guidance", help="Classifier-free guidance scale; 1.0 turns it off (twice as fast).")
+    ] = 7.5,
+    control_scale: Annotated[float, typer.Option("--control-scale", help="How strongly the mask steers.")] = 1.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs generated together.")] = 4,
+    image_format: Annotated[
+        str | None, typer.Option("--image-format", help="png or jpg (quality 95); default: the input's format.")
+    ] = None,
+    synthetic_only: Annotated[
+        bool, typer.Option("--synthetic-only", help="Write only the new pairs (label files hold only their rows).")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an output folder that holds a different plan.")
+    ] = False,
+    no_train: Annotated[
+        bool, typer.Option("--no-train", help="Fail instead of training when no model is given or cached.")
+    ] = False,
+    train_steps: Annotated[
+        int | None, typer.Option("--train-steps", help="Training steps per stage of the default compact model.")
+    ] = None,
+    model_size: Annotated[
+        str | None, typer.Option("--model-size", help="tiny, small or base (default: small on CPU, base on GPU).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Threads that encode and write files.")] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan (ids, prompts, label counts, mask statistics); no model.")
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML file of these options (e.g. steps = 30); the command line wins."),
+    ] = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Add N generated image/mask pairs to a copy of the dataset.
+    """Add N generated image/mask pairs to a copy of the dataset, in the dataset's own layout.
 
     Every pair is planned first: its id, labels, prompt, mask seed and noise seed depend only on
     the master seed and its index, so the same command gives the same pairs, in any batch size
-    or shard. --dry-run prints that plan without loading a model.
+    or shard. --dry-run prints that plan without loading a model. Rerunning the same command on
+    an interrupted output resumes it; `lesionaug verify OUT` checks the result.
 
     Example: lesionaug augment ./isic --n 100 --dry-run --json
     """
 
     def body(reporter):
         from lesionaug.augment_config import augment_options
+        from lesionaug.cli.option_files import apply_config_file
+        from lesionaug.errors import UsageError
+        from lesionaug.generation_options import GenerationOptions
 
+        v = apply_config_file(ctx, config, "augment")
+        if v["n"] is None:
+            raise UsageError("--n is required", fix="pass --n N (or n = N in the --config file)")
+        generation = GenerationOptions(
+            out=v["out"],
+            model=v["model"],
+            provider=v["provider"],
+            scheduler=v["scheduler"],
+            steps=v["steps"],
+            guidance=v["guidance"],
+            control_scale=v["control_scale"],
+            batch_size=v["batch_size"],
+            image_format=v["image_format"],
+            synthetic_only=v["synthetic_only"],
+            force=v["force"],
+            no_train=v["no_train"],
+            train_steps=v["train_steps"],
+            model_size=v["model_size"],
+            workers=v["workers"],
+        )
         options = augment_options(
             dataset,
-            n,
-            seed=seed,
-            shard=shard,
-            template=prompt_template,
-            labels=labels,
-            diagnosis=diagnosis,
-            mask_source=mask_source,
-            size=size,
-            prefix=prefix,
-            masks=masks_dir,
-            split_seed=split_seed,
-            dry_run=dry_run,
+            v["n"],
+            seed=v["seed"],
+            shard=v["shard"],
+            template=v["prompt_template"],
+            labels=v["labels"],
+            diagnosis=v["diagnosis"],
+            mask_source=v["mask_source"],
+            size=v["size"],
+            prefix=v["prefix"],
+            masks=v["masks_dir"],
+            split_seed=v["split_seed"],
+            dry_run=v["dry_run"],
+            generation=generation,
         )
         if options.dry_run:
             from lesionaug.planning import prepare_plan, preview_plan
