@@ -28,7 +28,7 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 # Defaults that depend on the base: (resolution, stage-1 steps, ControlNet steps, stage-1 lr, ControlNet lr).
 # The compact "small" budget is a few minutes on a 2-core CPU with the demo data; "base" is for a GPU.
 BUDGETS: dict[str, tuple[int, int, int, float, float]] = {
-    "tiny": (COMPACT_SIZES["tiny"]["resolution"], 60, 60, 1e-3, 5e-4),
+    "tiny": (COMPACT_SIZES["tiny"]["resolution"], 40, 40, 1e-3, 5e-4),
     "small": (COMPACT_SIZES["small"]["resolution"], 150, 100, 5e-4, 2e-4),
     "base": (COMPACT_SIZES["base"]["resolution"], 20000, 10000, 2e-4, 1e-4),
     "sd": (512, 0, 5000, 0.0, 1e-5),
