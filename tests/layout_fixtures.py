@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from file_traps import write_xlsx
 from PIL import Image
 
 SIZE = (24, 18)  # width, height of fixture images
@@ -396,34 +397,6 @@ ALL_WRITERS = {
     "paired_split": write_paired_split,
     "paired": lambda root: write_paired(root, labels=True),
 }
-
-
-def write_xlsx(path: Path, rows: list[list[str]]) -> Path:
-    """A minimal one-sheet .xlsx: the first cell of each row a shared string, the rest inline strings."""
-    import zipfile
-    from xml.sax.saxutils import escape
-
-    shared: list[str] = []
-    xml_rows = []
-    for r, row in enumerate(rows, start=1):
-        cells = []
-        for c, text in enumerate(row):
-            ref = f"{chr(65 + c)}{r}"
-            if not text:
-                continue
-            if c == 0:
-                shared.append(text)
-                cells.append(f'<c r="{ref}" t="s"><v>{len(shared) - 1}</v></c>')
-            else:
-                cells.append(f'<c r="{ref}" t="inlineStr"><is><t>{escape(text)}</t></is></c>')
-        xml_rows.append(f'<row r="{r}">{"".join(cells)}</row>')
-    ns = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-    sheet = f'<?xml version="1.0"?><worksheet xmlns="{ns}"><sheetData>{"".join(xml_rows)}</sheetData></worksheet>'
-    strings = "".join(f"<si><t>{escape(s)}</t></si>" for s in shared)
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("xl/worksheets/sheet1.xml", sheet)
-        zf.writestr("xl/sharedStrings.xml", f'<?xml version="1.0"?><sst xmlns="{ns}">{strings}</sst>')
-    return path
 
 
 def write_ph2_xlsx_only(root: Path) -> Expected:

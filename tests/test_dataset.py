@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import zipfile
 from collections import Counter
@@ -11,18 +10,15 @@ from pathlib import Path
 import layout_fixtures as fx
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
+from file_traps import damage
 from PIL import Image, ImageFile
 
 from lesionaug import maskio
-from lesionaug.dataset import LAYOUTS, DatasetIndex, load_dataset, read_image, read_mask, seeded_split
+from lesionaug.dataset import LAYOUTS, DatasetIndex, load_dataset, seeded_split
 from lesionaug.errors import DatasetError
 from lesionaug.labels import Labels
 from lesionaug.layouts.isic_challenge import rasterise_features
 from lesionaug.layouts.labelrows import labels_from_row
-from lesionaug.maskio import binarise, mask_pixel_problem
 
 
 def _labels_subset(have: dict, want: dict) -> dict:
@@ -282,68 +278,6 @@ def test_subset_fingerprint_is_order_free_and_matches_recomputation(tmp_path: Pa
     assert idx.subset_fingerprint(bare) == idx.subset_fingerprint(train)
 
 
-def test_large_files_hash_head_tail_and_blocks(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(maskio, "FULL_HASH_BYTES", 1024)
-    monkeypatch.setattr(maskio, "_EDGE_BYTES", 256)
-    monkeypatch.setattr(maskio, "_BLOCK_BYTES", 64)
-    path = tmp_path / "big.bin"
-    data = bytearray(np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes())
-    path.write_bytes(data)
-    before = maskio.content_digest(path)
-    data[-1] ^= 1
-    path.write_bytes(data)
-    assert maskio.content_digest(path) != before
-
-
-# ----------------------------------------------------------------------------------- masks, images
-
-
-@pytest.mark.parametrize("encoding", ["L255", "01", "palette", "rgb", "1bit", "bmp", "jpeg"])
-def test_every_mask_encoding_reads_back_as_the_same_bool_mask(tmp_path: Path, encoding: str) -> None:
-    mask = fx.blob(size=(40, 30), seed=3)
-    path = fx.write_mask(tmp_path / ("m.jpg" if encoding == "jpeg" else "m.png"), mask, encoding)
-    got = read_mask(path)
-    assert got.dtype == bool and got.shape == (30, 40)
-    if encoding == "jpeg":  # lossy: only edge pixels may flip
-        assert (got != mask).mean() < 0.02
-    else:
-        assert np.array_equal(got, mask)
-
-
-@settings(max_examples=60, deadline=None)
-@given(arrays(np.uint8, (6, 7), elements=st.integers(0, 255)))
-def test_binarise_follows_the_datasets_rule(gray: np.ndarray) -> None:
-    fg = binarise(gray)
-    if gray.max() <= 1:
-        assert np.array_equal(fg, gray > 0)
-    else:
-        assert np.array_equal(fg, gray > 127)
-
-
-@settings(max_examples=25, deadline=None)
-@given(arrays(bool, (5, 9)), st.sampled_from(["L255", "01", "palette", "rgb", "1bit", "bmp"]))
-def test_lossless_mask_encodings_round_trip(tmp_path_factory, mask: np.ndarray, encoding: str) -> None:
-    path = fx.write_mask(tmp_path_factory.mktemp("m") / "m.png", mask, encoding)
-    assert np.array_equal(read_mask(path), mask)
-
-
-def test_read_image_is_rgb_uint8_for_any_mode(tmp_path: Path) -> None:
-    gray = tmp_path / "g.png"
-    Image.fromarray(np.full((5, 6), 77, np.uint8), "L").save(gray)
-    arr = read_image(gray)
-    assert arr.shape == (5, 6, 3) and arr.dtype == np.uint8 and (arr == 77).all()
-
-
-def test_mask_pixel_checks_find_empty_and_soft_masks(tmp_path: Path) -> None:
-    empty = fx.write_mask(tmp_path / "empty.png", np.zeros((10, 10), bool))
-    assert mask_pixel_problem(empty)[0] == "empty_mask"
-    soft = tmp_path / "soft.png"
-    Image.fromarray(np.tile(np.linspace(0, 255, 20, dtype=np.uint8), (20, 1)), "L").save(soft)
-    assert mask_pixel_problem(soft)[0] == "non_binary_mask"
-    jpeg = fx.write_mask(tmp_path / "ok.jpg", fx.blob((40, 30), 1), "jpeg")
-    assert mask_pixel_problem(jpeg) is None
-
-
 def test_indexing_reads_headers_only(tmp_path: Path, monkeypatch) -> None:
     fx.write_paired(tmp_path, n=4)
 
@@ -377,40 +311,6 @@ def test_pairing_problems_are_recorded_and_skipped(tmp_path: Path) -> None:
     idx.check()  # warnings only
     with pytest.raises(DatasetError, match="--strict"):
         idx.check(strict=True)
-
-
-def _bomb_png(path: Path, width: int = 30000, height: int = 30000) -> None:
-    """A tiny PNG whose header declares a huge image."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    idat = zlib.compress(b"\0" * 64)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
-
-
-def damage(base: Path, kind: str) -> Path:
-    """Damage img01 of a ``write_paired`` dataset in one way; returns the damaged path."""
-    images = base / "lesions" / "lesions" / "images"
-    target = images / "img01.jpg"
-    if kind == "truncated":
-        data = target.read_bytes()
-        target.write_bytes(data[: len(data) - 40])
-    elif kind == "corrupt":
-        target.write_bytes(b"this is not a JPEG file" * 4)
-    elif kind == "too_large":
-        target.unlink()
-        target = images / "img01.png"
-        _bomb_png(target)
-    elif kind == "symlink_loop":
-        target = images / "again"
-        os.symlink("..", target)
-    elif kind == "empty_file":
-        target.write_bytes(b"")
-    return target
 
 
 @pytest.mark.parametrize(
@@ -449,18 +349,6 @@ def test_unreadable_file_is_a_problem(tmp_path: Path, monkeypatch) -> None:
     idx = load_dataset(tmp_path)
     assert [(p.code, Path(p.path).name) for p in idx.damaged] == [("unreadable", "img02.jpg")]
     assert "Permission denied" in idx.damaged[0].message
-
-
-def test_read_image_refuses_damaged_files_with_the_path(tmp_path: Path) -> None:
-    fx.write_paired(tmp_path, n=2)
-    bomb = tmp_path / "bomb.png"
-    _bomb_png(bomb)
-    with pytest.raises(DatasetError, match="decompression bomb") as err:
-        read_image(bomb)
-    assert str(bomb) in err.value.one_line()
-    broken = damage(tmp_path, "corrupt")
-    with pytest.raises(DatasetError, match="not a readable image"):
-        read_mask(broken)
 
 
 # ----------------------------------------------------------------------------------- bad input

@@ -11,8 +11,8 @@ from pathlib import Path
 import layout_fixtures as fx
 import numpy as np
 import pytest
+from file_traps import damage
 from PIL import Image
-from test_dataset import damage
 from typer.testing import CliRunner
 
 from lesionaug.cli import app
