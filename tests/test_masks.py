@@ -88,8 +88,44 @@ def test_fill_polygon_of_a_square_by_hand():
 def test_one_span_per_overlapping_row_means_one_region():
     v = polygon_from_radii((30, 30), np.full(16, np.log(12.0)), 0.0)
     spans = polygon_spans(v, (60, 60))
-    assert spans_form_one_region(spans)
+    assert spans_form_one_region(spans, 60)
     assert _is_one_region(spans_to_mask(spans, (60, 60)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 100_000), roughness=st.floats(0.0, 1.2), cx=st.floats(-10, 70), radius=st.floats(0.8, 40))
+def test_span_tree_test_is_never_wrong(seed, roughness, cx, radius):
+    # Rough outlines make rows with several spans, holes are impossible for a star-shaped polygon
+    # but a clipped or jagged one can fall apart; whenever the span test says "one region", the
+    # pixel labelling must agree.
+    rng = np.random.default_rng(seed)
+    log_r = np.log(radius) + roughness * rng.standard_normal(48) * np.exp(-np.arange(48) / 12)
+    spans = polygon_spans(polygon_from_radii((cx, 30.0), log_r, rng.uniform(0, 6), n_vertices=192), (60, 50))
+    mask = spans_to_mask(spans, (60, 50))
+    if spans_form_one_region(spans, 60):
+        assert _is_one_region(mask)
+
+
+def test_span_tree_test_sees_holes_and_corners():
+    ring = np.zeros((7, 7), bool)
+    ring[1:6, 1:6] = True
+    ring[3, 3] = False
+    diagonal = np.zeros((4, 4), bool)
+    diagonal[1, 1] = diagonal[2, 2] = True
+    two = np.zeros((5, 9), bool)
+    two[1:4, 1:3] = two[1:4, 5:8] = True
+    for mask, expected in ((ring, False), (diagonal, False), (two, False), (ring | ~ring, True)):
+        assert spans_form_one_region(_spans_of(mask), mask.shape[1]) is expected
+
+
+def _spans_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows, start, end = [], [], []
+    for r, line in enumerate(mask):
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], line.astype(int), [0]])))
+        rows += [r] * (edges.size // 2)
+        start += list(edges[0::2])
+        end += list(edges[1::2])
+    return np.array(rows), np.array(start), np.array(end)
 
 
 def test_keep_one_component_keeps_the_largest_and_fills_holes():

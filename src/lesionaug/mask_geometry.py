@@ -194,18 +194,82 @@ def spans_to_mask(spans: tuple[np.ndarray, np.ndarray, np.ndarray], size: tuple[
     return out
 
 
-def spans_form_one_region(spans: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
-    """True when the spans are one 4-connected region without holes.
+def spans_area(spans: tuple[np.ndarray, np.ndarray, np.ndarray]) -> int:
+    """Pixel count of the spans."""
+    return int(np.sum(spans[2] - spans[1]))
 
-    That holds when every row from the first to the last has exactly one span and consecutive
-    spans share a column; a hole or a second component needs a row with two spans or a gap.
+
+def spans_form_one_region(spans: tuple[np.ndarray, np.ndarray, np.ndarray], width: int) -> bool:
+    """True when the spans are certainly one 4-connected region without holes.
+
+    Spans are the cells of the region; two spans touch when they lie in consecutive rows and
+    share a column. Without corner-only contacts (which 4- and 8-connectivity read differently),
+    the region is a union of rectangles whose overlaps form this span graph, so it has one
+    component and no hole exactly when the graph is a tree: connected with V - 1 edges.
+    False means "not certain": the caller cleans the mask up with ``keep_one_component``.
     """
     rows, start, end = spans
-    if rows.size == 0:
+    n = rows.size
+    if n == 0 or np.any(np.diff(rows) > 1):
         return False
-    if np.any(np.diff(rows) != 1):
+    same_row = rows[1:] == rows[:-1]
+    if not same_row.any():
+        # One span per row: a tree exactly when consecutive spans share a column.
+        return bool(np.all(np.maximum(start[1:], start[:-1]) < np.minimum(end[1:], end[:-1])))
+    if np.any(same_row & (end[:-1] >= start[1:])):
+        return False  # abutting spans in a row
+    stride = width + 2  # row-major keys: a row's keys never reach the next row's
+    start_key, end_key = rows * stride + start, rows * stride + end
+    above_start, above_end = (rows - 1) * stride + start, (rows - 1) * stride + end
+    # Spans i of the row above overlapping span j: end_i > start_j and start_i < end_j; since
+    # spans of a row are disjoint and sorted, they form the index range [first, stop).
+    first = np.searchsorted(end_key, above_start, side="right")
+    stop = np.searchsorted(start_key, above_end, side="left")
+    corner = (np.searchsorted(end_key, above_start, side="left") < first) | (
+        np.searchsorted(start_key, above_end, side="right") > stop
+    )
+    if corner.any():
         return False
-    return bool(np.all(np.maximum(start[1:], start[:-1]) < np.minimum(end[1:], end[:-1])))
+    counts = np.maximum(stop - first, 0)
+    if int(counts.sum()) != n - 1:
+        return False
+    # V - 1 edges: a tree exactly when connected. Contract the links between consecutive rows
+    # that hold one span each (they cannot change connectivity), then join what is left.
+    per_row = np.bincount(rows - rows[0])
+    alone = per_row[rows - rows[0]] == 1
+    link = (counts == 1) & alone & alone[np.clip(first, 0, n - 1)]
+    group = np.cumsum(~link) - 1
+    rest = (counts > 0) & ~link
+    source = np.repeat(np.flatnonzero(rest), counts[rest])
+    offsets = np.arange(source.size) - np.repeat(np.cumsum(counts[rest]) - counts[rest], counts[rest])
+    target = np.repeat(first[rest], counts[rest]) + offsets
+    return _count_components(int(group[-1]) + 1, group[source], group[target]) == 1
+
+
+def _count_components(n: int, source: np.ndarray, target: np.ndarray) -> int:
+    """Connected components of an undirected graph with few edges (union-find)."""
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    components = n
+    for a, b in zip(source.tolist(), target.tolist()):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+            components -= 1
+    return components
+
+
+def rasterise_one_region(vertices: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Fill the polygon exactly and make it one region without holes (cheaply when it already is)."""
+    spans = polygon_spans(vertices, size)
+    mask = spans_to_mask(spans, size)
+    return mask if spans_form_one_region(spans, size[0]) else keep_one_component(mask)
 
 
 def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

@@ -26,8 +26,10 @@ from lesionaug.mask_geometry import (
     polygon_from_radii,
     polygon_spans,
     radial_outline,
+    rasterise_one_region,
     resize_mask,
     rotate_periodic,
+    spans_area,
     spans_form_one_region,
     spans_to_mask,
 )
@@ -280,7 +282,13 @@ def sample_model_mask(
     params = None
     for _ in range(config.max_attempts):
         params = _draw_parameters(group, config, rng)
-        mask = _render(params, (w, h))
+        spans = _spans(params, (w, h))
+        if spans_form_one_region(spans, w):
+            # Already one region without holes: its area is known before drawing it.
+            if lo <= spans_area(spans) / (w * h) <= hi:
+                return spans_to_mask(spans, (w, h))
+            continue
+        mask = keep_one_component(spans_to_mask(spans, (w, h)))
         if lo <= mask.mean() <= hi:
             return mask
     return _render_within_area(params, (w, h), (lo, hi))
@@ -297,15 +305,19 @@ def _draw_parameters(group: ShapeGroup, config: ShapeModelConfig, rng: np.random
     return shape, log_scale, centre, orientation
 
 
-def _render(params: tuple, size: tuple[int, int], extra_log_scale: float = 0.0) -> np.ndarray:
+def _vertices(params: tuple, size: tuple[int, int], extra_log_scale: float = 0.0) -> np.ndarray:
     shape, log_scale, centre, orientation = params
     w, h = size
     log_r = shape + log_scale + extra_log_scale + 0.5 * np.log(w * h)
-    vertices = polygon_from_radii((centre[0] * w, centre[1] * h), log_r, orientation)
-    spans = polygon_spans(vertices, (w, h))
-    mask = spans_to_mask(spans, (w, h))
-    # Most outlines rasterise to one span per row, which is already one region without holes.
-    return mask if spans_form_one_region(spans) else keep_one_component(mask)
+    return polygon_from_radii((centre[0] * w, centre[1] * h), log_r, orientation)
+
+
+def _spans(params: tuple, size: tuple[int, int]) -> tuple:
+    return polygon_spans(_vertices(params, size), size)
+
+
+def _render(params: tuple, size: tuple[int, int], extra_log_scale: float = 0.0) -> np.ndarray:
+    return rasterise_one_region(_vertices(params, size, extra_log_scale), size)
 
 
 def _render_within_area(params: tuple, size: tuple[int, int], area: tuple[float, float]) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lesionaug.mask_geometry import keep_one_component, resize_mask
+from lesionaug.mask_geometry import bounding_box, keep_one_component, resize_mask
 from lesionaug.masks import MIN_LESION_PIXELS, ShapeModel
 
 ELASTIC_AMPLITUDE = 0.012  # displacement std, in units of sqrt(w * h)
@@ -68,10 +68,17 @@ def warp_mask(source: np.ndarray, size: tuple[int, int], rng: np.random.Generato
         anchor_out = frac * np.array([w, h]) / unit_o + 0.03 * rng.standard_normal(2)
         offset = centroid
 
+    coefficients = _elastic_coefficients(rng)
+    # Only the output box the lesion can reach is resampled: the source lesion's box mapped
+    # forward, widened by the largest elastic displacement; everything else is background.
+    r0, r1, c0, c1 = _reachable_box(source, linear, offset, anchor_out, (unit_s, unit_o), (w, h))
+    mask = np.zeros((h, w), dtype=bool)
+    if r1 <= r0 or c1 <= c0:
+        return mask
     # Output pixel centres in isotropic units about the output frame's centre.
-    qx = (np.arange(w) + 0.5 - w / 2) / unit_o
-    qy = (np.arange(h) + 0.5 - h / 2) / unit_o
-    dx, dy = _elastic_field(rng, w, h)
+    qx = (np.arange(c0, c1) + 0.5 - w / 2) / unit_o
+    qy = (np.arange(r0, r1) + 0.5 - h / 2) / unit_o
+    dx, dy = _elastic_field(coefficients, (w, h), (r0, r1, c0, c1))
     gx = qx[None, :] - anchor_out[0] + dx
     gy = qy[:, None] - anchor_out[1] + dy
     px = linear[0, 0] * gx + linear[0, 1] * gy + offset[0]
@@ -81,7 +88,36 @@ def warp_mask(source: np.ndarray, size: tuple[int, int], rng: np.random.Generato
     values = ndimage.map_coordinates(
         source.astype(np.float32), [rows.ravel(), cols.ravel()], order=1, mode="nearest"
     )
-    return values.reshape(h, w) >= 0.5
+    mask[r0:r1, c0:c1] = values.reshape(rows.shape) >= 0.5
+    return mask
+
+
+def _reachable_box(
+    source: np.ndarray,
+    linear: np.ndarray,
+    offset: np.ndarray,
+    anchor_out: np.ndarray,
+    units: tuple[float, float],
+    size: tuple[int, int],
+) -> tuple[int, int, int, int]:
+    """(row0, row1, col0, col1) of the output pixels whose source point can be in the lesion."""
+    unit_s, unit_o = units
+    w, h = size
+    hs, ws = source.shape
+    box = bounding_box(source)
+    if box is None:
+        return 0, 0, 0, 0
+    sr0, sr1, sc0, sc1 = box
+    corners = np.array([[c, r] for c in (sc0 - 1, sc1 + 1) for r in (sr0 - 1, sr1 + 1)], dtype=float)
+    p = (corners - np.array([ws / 2, hs / 2])) / unit_s
+    q = (p - offset) @ np.linalg.inv(linear).T + anchor_out
+    x, y = q[:, 0] * unit_o + w / 2, q[:, 1] * unit_o + h / 2
+    margin = 6 * ELASTIC_AMPLITUDE * unit_o + 2
+    c0 = int(np.clip(np.floor(x.min() - margin), 0, w))
+    c1 = int(np.clip(np.ceil(x.max() + margin), 0, w))
+    r0 = int(np.clip(np.floor(y.min() - margin), 0, h))
+    r1 = int(np.clip(np.ceil(y.max() + margin), 0, h))
+    return r0, r1, c0, c1
 
 
 def _rotation(angle: float) -> np.ndarray:
@@ -110,15 +146,21 @@ def _frame_preserving_affine(
     return rot / scale, offset
 
 
-def _elastic_field(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-    """A smooth random displacement (dx, dy) on the output grid: a few low cosine modes per axis."""
+def _elastic_coefficients(rng: np.random.Generator) -> np.ndarray:
+    """Random weights of the elastic field's cosine modes, (2, F, F), damped at high frequency."""
     k = np.arange(ELASTIC_FREQUENCIES)
-    bx = np.cos(np.pi * k[:, None] * (np.arange(w) + 0.5)[None, :] / w)  # (F, w)
-    by = np.cos(np.pi * k[:, None] * (np.arange(h) + 0.5)[None, :] / h)  # (F, h)
     damping = 1.0 / (1.0 + k[:, None] + k[None, :])
     norm = ELASTIC_AMPLITUDE / np.sqrt((damping**2).sum())
-    fields = []
-    for _ in range(2):
-        coeff = rng.standard_normal((k.size, k.size)) * damping * norm
-        fields.append(by.T @ coeff @ bx)
-    return fields[0], fields[1]
+    return rng.standard_normal((2, k.size, k.size)) * damping * norm
+
+
+def _elastic_field(
+    coefficients: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The smooth displacement (dx, dy) of a (w, h) frame, evaluated on the pixels of ``box``."""
+    w, h = size
+    r0, r1, c0, c1 = box
+    k = np.arange(coefficients.shape[1])
+    bx = np.cos(np.pi * k[:, None] * (np.arange(c0, c1) + 0.5)[None, :] / w)  # (F, box width)
+    by = np.cos(np.pi * k[:, None] * (np.arange(r0, r1) + 0.5)[None, :] / h)  # (F, box height)
+    return by.T @ coefficients[0] @ bx, by.T @ coefficients[1] @ bx

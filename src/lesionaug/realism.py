@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lesionaug.mask_geometry import fill_polygon, keep_one_component
+from lesionaug.mask_geometry import rasterise_one_region
 from lesionaug.shape_features import FEATURES, feature_table
 
 C2ST_NEIGHBOURS = 5
@@ -40,7 +40,7 @@ def sample_ellipse_mask(
     vertices = np.stack(
         [cx + ex * np.cos(angle) - ey * np.sin(angle), cy + ex * np.sin(angle) + ey * np.cos(angle)], 1
     )
-    return keep_one_component(fill_polygon(vertices, (w, h)))
+    return rasterise_one_region(vertices, (w, h))
 
 
 def ks_statistics(real: np.ndarray, synthetic: np.ndarray) -> dict[str, float]:
