@@ -39,11 +39,14 @@ def render_plan(data: dict, console: Console) -> None:
         )
         summary.add_row("clipped by border", f"{stats['clipped_fraction']:.0%}")
     console.print(summary)
-    jobs = Table(title=f"first {min(PREVIEW_ROWS, len(data['jobs']))} jobs", title_justify="left")
-    for column in ("id", "prompt", "mask", "mask seed", "noise seed"):
+    jobs = Table(
+        title=f"first {min(PREVIEW_ROWS, len(data['jobs']))} jobs (--json lists all, with their seeds)",
+        title_justify="left",
+    )
+    for column in ("id", "prompt", "mask"):
         jobs.add_column(column)
     for job in data["jobs"][:PREVIEW_ROWS]:
-        jobs.add_row(job["id"], job["prompt"], job["mask_source"], str(job["mask_seed"]), str(job["noise_seed"]))
+        jobs.add_row(job["id"], job["prompt"], job["mask_source"])
     console.print(jobs)
 
 
