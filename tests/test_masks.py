@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +30,7 @@ from lesionaug.masks import (
     fit_shape_model,
     mask_seed,
     sample_mask,
+    sample_model_mask,
 )
 from lesionaug.realism import c2st_accuracy, ks_statistics, realism_report, sample_ellipse_mask
 from lesionaug.shape_features import FEATURES, shape_features
@@ -342,3 +345,10 @@ def test_shape_model_is_more_realistic_than_ellipses_on_fixture_masks(model):
     ellipses = [sample_ellipse_mask(k, (96, 80), model.area_range) for k in range(120)]
     report = realism_report(held_out, sampled, ellipses)
     assert report["shape_model"]["c2st_accuracy"] < report["ellipse_baseline"]["c2st_accuracy"] - 0.1
+
+
+def test_an_unreachable_area_range_still_gives_a_non_empty_mask(model):
+    # Two areas 1e-4 apart cannot be hit on a 24x24 grid (one pixel is 1.7e-3): the closest wins.
+    narrow = replace(model.groups[POOLED], area_range=(0.2, 0.2001))
+    mask = sample_model_mask(narrow, model.config, 7, (24, 24))
+    assert mask.any() and abs(mask.mean() - 0.2) < 0.02

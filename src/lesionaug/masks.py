@@ -321,23 +321,25 @@ def _render(params: tuple, size: tuple[int, int], extra_log_scale: float = 0.0) 
 
 
 def _render_within_area(params: tuple, size: tuple[int, int], area: tuple[float, float]) -> np.ndarray:
-    """Rescale the outline about its centre until its visible area falls inside ``area``."""
+    """Rescale the outline about its centre (bisection on the log scale) until its visible area
+    falls inside ``area``; where pixels are too coarse for that, the closest non-empty mask."""
     lo, hi = area
-    target = 0.5 * (lo + hi)
     low, high = -4.0, 4.0
-    best = _render(params, size)
-    for _ in range(30):
+    best, best_miss = None, np.inf
+    for _ in range(40):
         mid = 0.5 * (low + high)
         mask = _render(params, size, mid)
-        frac = mask.mean()
+        frac = float(mask.mean())
         if lo <= frac <= hi:
             return mask
-        if frac < target:
+        miss = lo - frac if frac < lo else frac - hi
+        if frac > 0 and miss < best_miss:
+            best, best_miss = mask, miss
+        if frac < lo:
             low = mid
         else:
             high = mid
-        best = mask
-    return best
+    return best if best is not None else _render(params, size, high)
 
 
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:
