@@ -13,6 +13,7 @@ Numpy and scipy only, vectorised: a 128 px image takes a few milliseconds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage
@@ -64,6 +65,15 @@ LOOKS: dict[str, Look] = {
 DEFAULT_LOOK = LOOKS["nv"]
 
 
+@lru_cache(maxsize=8)
+def pixel_grid(size: int) -> np.ndarray:
+    """(2, size, size) float32 row and column coordinates (shared, read-only)."""
+    grid = np.mgrid[0:size, 0:size].astype(np.float32)
+    grid.flags.writeable = False
+    return grid
+
+
+@lru_cache(maxsize=64)
 def _upsampler(size: int, cells: int) -> np.ndarray:
     """(size, cells + 2) weights that spread a coarse grid smoothly over ``size`` pixels."""
     pos = (np.arange(size, dtype=np.float32) + 0.5) / size * cells + 0.5
@@ -118,7 +128,7 @@ def skin(rng: np.random.Generator, size: int) -> np.ndarray:
     furrows = np.exp(-(((f2 - f1) / max(0.8, size / 160)) ** 2)) * (smooth_noise(rng, size, 5) > -0.3)
     img *= 1 - 0.035 * furrows[..., None]
     img *= 1 + 0.025 * rng.standard_normal((size, size, 1)).astype(np.float32)
-    yy, xx = (np.mgrid[0:size, 0:size] - size / 2) / size
+    yy, xx = (pixel_grid(size) - size / 2) / size
     img *= (1.06 - 0.25 * (xx**2 + yy**2))[..., None]
     return img
 
@@ -132,7 +142,7 @@ def outline(rng: np.random.Generator, size: int, look: Look) -> tuple[np.ndarray
         centre = size / 2 + np.array([np.sin(angle), np.cos(angle)]) * size * rng.uniform(0.2, 0.3)
     else:
         centre = size / 2 + rng.normal(0, 0.06 * size, 2)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    yy, xx = pixel_grid(size)
     dy, dx = yy - centre[0], xx - centre[1]
     theta = np.arctan2(dy, dx)
     k = np.arange(2, 10)
@@ -188,7 +198,7 @@ def radial_streaks(rng: np.random.Generator, signed: np.ndarray, radius: float, 
     size = signed.shape[0]
     ys, xs = np.nonzero(signed > 0)
     cy, cx = ys.mean(), xs.mean()
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    yy, xx = pixel_grid(size)
     theta = np.arctan2(yy - cy, xx - cx)
     start = rng.uniform(-np.pi, np.pi)
     angles = np.sort((start + rng.uniform(0, rng.uniform(0.8, 2.5), count) + np.pi) % (2 * np.pi) - np.pi)
@@ -220,7 +230,7 @@ def hairs(rng: np.random.Generator, size: int, count: int) -> np.ndarray:
 
 def vignette(rng: np.random.Generator, size: int) -> np.ndarray:
     """Fraction of light reaching each pixel through the dermatoscope's round window."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    yy, xx = pixel_grid(size)
     c = size / 2 + rng.normal(0, 0.02 * size, 2)
     r = np.hypot(yy - c[0], xx - c[1]) / size
     edge = rng.uniform(0.47, 0.6)
