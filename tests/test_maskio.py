@@ -88,3 +88,12 @@ def test_read_image_refuses_damaged_files_with_the_path(tmp_path: Path) -> None:
     broken = damage(tmp_path, "corrupt")
     with pytest.raises(DatasetError, match="not a readable image"):
         read_mask(broken)
+
+
+def test_jpeg_end_check_allows_trailing_bytes_but_not_truncation(tmp_path: Path) -> None:
+    path = fx.write_image(tmp_path / "a.jpg", size=(40, 30))
+    data = path.read_bytes()
+    path.write_bytes(data + b"trailing metadata from a phone" * 10)
+    assert maskio.probe_file(path).problem is None
+    path.write_bytes(data[:-60])
+    assert maskio.probe_file(path).problem[0] == "truncated"

@@ -96,7 +96,12 @@ def _is_truncated(fmt: str | None, data: bytes, file_size: int) -> bool:
     """Cheap completeness check from the file's end markers (no decoding)."""
     tail = data[-65536:].rstrip(b"\x00\r\n ")
     if fmt in ("JPEG", "MPO"):
-        return not tail.endswith(b"\xff\xd9") and b"\xff\xd9" not in tail[-4096:]
+        if tail.endswith(b"\xff\xd9"):
+            return False
+        # Markers cannot occur inside entropy-coded data (0xFF is stuffed), so a complete file has an
+        # end-of-image marker after its last start-of-scan, even when other bytes trail it.
+        last_scan = data.rfind(b"\xff\xda")
+        return data.find(b"\xff\xd9", max(last_scan, 0)) < 0
     if fmt == "PNG":
         return b"IEND" not in tail[-64:]
     if fmt == "GIF":
