@@ -73,7 +73,7 @@ def export_masks(config: MasksConfig, reporter: Reporter = SILENT) -> dict:
     sampler = fit_label_sampler(s.labels for s in fit_on)
     plan = build_plan(config.plan_config(), sampler, index.fingerprint, model.fingerprint)
     # 3. Sample and write the masks; measure each as it is made.
-    out = Path(config.out)
+    out = Path(config.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     w, h = config.size
     sampled, ellipses = [], []
