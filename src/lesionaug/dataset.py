@@ -3,6 +3,7 @@
     idx = load_dataset("./isic")                  # raises DatasetError (exit 3) on bad input
     train = idx.usable("train")                   # samples with a mask and no problem
     idx.subset_fingerprint(train)                 # what a model trained on them records
+    idx.spec.image_path(idx.root, "SYN_0000001")  # where a writer puts a new pair (LayoutSpec)
 
 Indexing reads each file's bytes once to hash it and parses only its header (``PIL.Image.open(...).size``),
 never decoding pixels, so 10,000 images index in seconds. Problems with single files or rows are

@@ -77,6 +77,7 @@ class LayoutSpec:
     folders those files go in, ``mask_suffix`` what follows the id in a mask's name (with extension),
     ``image_ext`` the images' extension. ``label_files`` lists the label files rows are added to.
     ``attribute_template`` is set where the layout keeps per-attribute masks (``{id}`` and ``{attribute}``).
+    With ``masks=`` pointing outside the root, ``mask_dir`` and ``mask_template`` are absolute paths.
     """
 
     layout: str
