@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lesion_shapes import lesion_mask, lesion_masks
 from scipy import ndimage
 
-from lesion_shapes import lesion_mask, lesion_masks
 from lesionaug.errors import ConfigError
 from lesionaug.mask_geometry import (
     fill_polygon,
@@ -32,7 +32,12 @@ from lesionaug.masks import (
     sample_mask,
     sample_model_mask,
 )
-from lesionaug.realism import c2st_accuracy, ks_statistics, realism_report, sample_ellipse_mask
+from lesionaug.realism import (
+    c2st_accuracy,
+    ks_statistics,
+    realism_report,
+    sample_ellipse_mask,
+)
 from lesionaug.shape_features import FEATURES, shape_features
 from lesionaug.shape_model_file import load_shape_model, save_shape_model
 

@@ -10,10 +10,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lesionaug.augment_config import augment_options, label_spec_from_options, parse_size
+from lesionaug.augment_config import (
+    augment_options,
+    label_spec_from_options,
+    parse_size,
+)
 from lesionaug.errors import ConfigError, UsageError
 from lesionaug.labels import Labels
-from lesionaug.plan import GenerationPlan, PlanConfig, Shard, build_plan, job_id, make_job, parse_shard
+from lesionaug.plan import (
+    GenerationPlan,
+    PlanConfig,
+    Shard,
+    build_plan,
+    job_id,
+    make_job,
+    parse_shard,
+)
 from lesionaug.prompts import LabelSpec, fit_label_sampler, parse_label_spec
 from lesionaug.seeds import MAX_SEED, derive_seed
 

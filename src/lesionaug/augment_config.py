@@ -15,7 +15,12 @@ from pathlib import Path
 from lesionaug.errors import UsageError
 from lesionaug.generation_options import GenerationOptions
 from lesionaug.plan import PlanConfig, Shard, parse_shard
-from lesionaug.prompts import LABEL_MODES, LabelSpec, parse_diagnosis_weights, parse_label_spec
+from lesionaug.prompts import (
+    LABEL_MODES,
+    LabelSpec,
+    parse_diagnosis_weights,
+    parse_label_spec,
+)
 
 
 @dataclass(frozen=True)

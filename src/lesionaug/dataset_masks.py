@@ -7,7 +7,7 @@ ISIC masks never sits in memory whole.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 

@@ -16,7 +16,11 @@ import numpy as np
 
 from lesionaug.atomic_files import write_bytes_atomic
 from lesionaug.dataset import load_dataset
-from lesionaug.dataset_masks import fit_and_held_out, fit_dataset_shape_model, held_out_masks
+from lesionaug.dataset_masks import (
+    fit_and_held_out,
+    fit_dataset_shape_model,
+    held_out_masks,
+)
 from lesionaug.errors import ConfigError
 from lesionaug.masks import model_summary, sample_mask
 from lesionaug.plan import PlanConfig, build_plan

@@ -12,13 +12,12 @@ one as the fallback.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 
 from lesionaug.errors import ConfigError
-from lesionaug.seeds import MASK_STREAM, derive_seed
 from lesionaug.mask_geometry import (
     fill_censored,
     fit_within,
@@ -33,6 +32,7 @@ from lesionaug.mask_geometry import (
     spans_form_one_region,
     spans_to_mask,
 )
+from lesionaug.seeds import MASK_STREAM, derive_seed
 
 MASK_SOURCES = ("model", "real", "mixed")
 POOLED = "*"
@@ -82,7 +82,7 @@ class LesionShapes:
     def __len__(self) -> int:
         return int(self.shapes.shape[0])
 
-    def take(self, rows: np.ndarray) -> "LesionShapes":
+    def take(self, rows: np.ndarray) -> LesionShapes:
         return LesionShapes(*(getattr(self, f)[rows] for f in _SHAPE_FIELDS))
 
 

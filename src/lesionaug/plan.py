@@ -13,16 +13,28 @@ import hashlib
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Iterable
 
 import numpy as np
 
 from lesionaug.errors import ConfigError, UsageError
 from lesionaug.labels import Labels
 from lesionaug.masks import MASK_SOURCES, choose_source
-from lesionaug.prompts import DEFAULT_TEMPLATE, LabelSampler, LabelSpec, build_prompt, check_template
-from lesionaug.seeds import LABEL_STREAM, MASK_STREAM, MAX_SEED, NOISE_STREAM, derive_seed
+from lesionaug.prompts import (
+    DEFAULT_TEMPLATE,
+    LabelSampler,
+    LabelSpec,
+    build_prompt,
+    check_template,
+)
+from lesionaug.seeds import (
+    LABEL_STREAM,
+    MASK_STREAM,
+    MAX_SEED,
+    NOISE_STREAM,
+    derive_seed,
+)
 
 PLAN_FORMAT = "lesionaug.plan/1"
 DEFAULT_PREFIX = "SYN_"
@@ -101,7 +113,7 @@ class PlanConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PlanConfig":
+    def from_dict(cls, data: dict) -> PlanConfig:
         return cls(
             n=int(data["n"]),
             seed=int(data["seed"]),
@@ -142,7 +154,7 @@ class Job:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Job":
+    def from_dict(cls, data: dict) -> Job:
         return cls(
             index=int(data["index"]),
             id=data["id"],
@@ -209,7 +221,7 @@ class GenerationPlan:
             "mask_source": dict(sorted(sources.items())),
         }
 
-    def select(self, shard: Shard | None) -> "GenerationPlan":
+    def select(self, shard: Shard | None) -> GenerationPlan:
         """This plan's jobs in ``shard`` (the whole plan when None)."""
         if shard is None:
             return self
@@ -231,7 +243,7 @@ class GenerationPlan:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "GenerationPlan":
+    def from_dict(cls, data: dict) -> GenerationPlan:
         if data.get("format") != PLAN_FORMAT:
             raise ConfigError(f"not a generation plan (format {data.get('format')!r}, expected {PLAN_FORMAT})")
         config = PlanConfig.from_dict(data["config"])

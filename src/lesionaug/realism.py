@@ -9,7 +9,7 @@ baseline of random ellipses is measured the same way, for comparison.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -109,7 +109,7 @@ def compare_features(real: np.ndarray, synthetic: np.ndarray, seed: int = 0) -> 
         "c2st_accuracy": accuracy,
         "c2st_std": spread,
         "ks": ks_statistics(real, synthetic),
-        "n": int(len(synthetic)),
+        "n": len(synthetic),
     }
 
 
@@ -126,7 +126,7 @@ def realism_report(
 
 def realism_from_features(real: np.ndarray, sampled: np.ndarray, ellipses: np.ndarray, seed: int = 0) -> dict:
     return {
-        "n_real": int(len(real)),
+        "n_real": len(real),
         "features": list(FEATURES),
         "classifier": f"{C2ST_NEIGHBOURS}-NN, {C2ST_FOLDS}-fold CV, {C2ST_REPEATS} repeats, balanced classes",
         "real_means": dict(zip(FEATURES, np.nanmean(real, axis=0).tolist())),

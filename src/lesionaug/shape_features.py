@@ -7,7 +7,7 @@ measured on the same grid.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -16,7 +16,13 @@ import numpy as np
 
 from lesionaug.atomic_files import write_bytes_atomic
 from lesionaug.errors import ConfigError
-from lesionaug.masks import _SHAPE_FIELDS, LesionShapes, ShapeGroup, ShapeModel, ShapeModelConfig
+from lesionaug.masks import (
+    _SHAPE_FIELDS,
+    LesionShapes,
+    ShapeGroup,
+    ShapeModel,
+    ShapeModelConfig,
+)
 
 FORMAT = "lesionaug.shape_model/1"
 
