@@ -12,7 +12,6 @@ from exported_engines import exported_engine
 from typer.testing import CliRunner
 
 from lesionaug.cli._app import app
-from lesionaug.errors import ModelError
 
 runner = CliRunner()
 TINY = [
@@ -92,29 +91,24 @@ def test_fid_and_kid_with_a_feature_extractor_file(demo_isic2018, tmp_path):
     assert data["mask_fidelity"]["n"] == 0 and data["segmenter_on_real"] is None
 
 
-def test_model_folders_are_exported_once_into_the_cache(tmp_path, monkeypatch):
-    from lesionaug import export
-    from lesionaug.engine_source import engine_for
+@pytest.mark.slow
+def test_a_model_folder_is_run_through_its_cached_engine(demo_isic2018, tmp_path, monkeypatch):
+    """--model MODEL_DIR goes through the cache; its engine is placed there so nothing is re-exported
+    (the export itself is tested in test_export.py)."""
+    from lesionaug.model_source import model_hash
 
     built = exported_engine("pixel")
-    model_dir = tmp_path / "model"
-    shutil.copytree(built.model_dir, model_dir)
+    card = json.loads((built.model_dir / "lesionaug.json").read_text())
     monkeypatch.setenv("LESIONAUG_CACHE", str(tmp_path / "cache"))
-    calls = []
-
-    def fake_export(source, target, **kwargs):  # the real export is tested in test_export.py
-        calls.append((Path(source), Path(target)))
-        shutil.copytree(built.engine_dir, target)
-
-    monkeypatch.setattr(export, "export_model", fake_export)
-    first, exported_now = engine_for(model_dir)
-    assert exported_now and calls == [(model_dir, first)]
-    assert first.parent == tmp_path / "cache" / "engines" and first.name.startswith("model-")
-    again, exported_again = engine_for(model_dir)
-    assert (again, exported_again) == (first, False) and len(calls) == 1
-    assert engine_for(built.engine_dir) == (built.engine_dir, False)  # engines are used as they are
-    with pytest.raises(ModelError, match="neither a lesionaug model folder nor an engine folder"):
-        engine_for(tmp_path)
+    cached = tmp_path / "cache" / "engines" / f"{model_hash(card)[:24]}-fp32"
+    shutil.copytree(built.engine_dir, cached)
+    args = ["quality", str(demo_isic2018), "--model", str(built.model_dir), "--limit", "2", "--no-fidelity"]
+    result = runner.invoke(app, [*args, *TINY, "--out", str(tmp_path / "r"), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)["data"]
+    assert data["engine"] == str(cached) and data["n"] == 2
+    section = json.loads((tmp_path / "r" / "report.json").read_text())["sections"]["quality"]
+    assert section["model_source"] == "cached" and section["model_hash"] == model_hash(card)
 
 
 def test_bad_split_and_missing_model_exit_with_one_line(demo_isic2018, tmp_path):

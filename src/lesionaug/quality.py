@@ -80,7 +80,7 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
     """Generate for every real mask of the split, measure, write the report; return the ``--json`` data."""
     from lesionaug.dataset import load_dataset
     from lesionaug.engine import Engine
-    from lesionaug.engine_source import engine_for
+    from lesionaug.model_source import resolve_given_model
     from lesionaug.feature_distance import ENABLE_HINT, FeatureDistances, load_feature_extractor
     from lesionaug.mask_geometry import resize_mask
     from lesionaug.maskio import read_image, read_mask
@@ -103,7 +103,8 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
         raise DatasetError("mask fidelity needs a real training split to train its segmenter", path=config.dataset,
                            fix="pass --no-fidelity, or a dataset with a training split")
     extractor = load_feature_extractor(config.fid_weights) if config.fid_weights else None
-    engine_dir, exported = engine_for(config.model, reporter)
+    resolved = resolve_given_model(config.model, "fp32", reporter)  # a model folder is exported once, cached
+    engine_dir = resolved.engine_dir
     engine = Engine.load(engine_dir, config.provider, reporter=reporter)
     size = config.size or _model_resolution(engine)
     engine.check_size(size, size)
@@ -164,7 +165,9 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
     section = {
         "config": config.to_dict(),
         "engine": str(engine_dir),
-        "exported_now": exported,
+        "model_source": resolved.source,
+        "model_hash": resolved.model_hash,
+        "engine_hash": resolved.engine_hash,
         "provider": engine.provider,
         "split": config.split,
         "n": len(rows),
