@@ -271,3 +271,14 @@ def test_a_different_run_in_the_folder_is_refused_and_left_alone(tmp_path):
         run_training(load_parts(config, data.prompts), lambda: data, lambda: data, out, config, PROVENANCE, SILENT)
     assert "--resume" in info.value.one_line() and "--force" in info.value.one_line()
     assert (out / "lesionaug.json").read_bytes() == before
+
+
+def test_bf16_mixed_precision_runs_on_cpu_and_the_precision_can_change_between_runs():
+    data = blob_set()
+    for precision in ("bf16", "no"):
+        config = tiny_config(base_steps=0, steps=1, mixed_precision=precision)
+        parts = load_parts(config, data.prompts)
+        accelerator = make_accelerator(precision)
+        assert accelerator.mixed_precision == precision
+        result = run_stage(parts, data, StagePlan("controlnet", 1, 0, 1, 1e-3), config, accelerator, SILENT)
+        assert np.isfinite(result.losses).all()

@@ -53,9 +53,19 @@ def make_accelerator(mixed_precision: str) -> Any:
     import torch
     from accelerate import Accelerator
 
+    from accelerate.state import AcceleratorState, DistributedType
+
     if mixed_precision == "fp16" and not torch.cuda.is_available():
         raise BackendError("--mixed-precision fp16 needs a CUDA GPU", fix="use --mixed-precision bf16 or no")
-    return Accelerator(mixed_precision=mixed_precision)
+    try:
+        return Accelerator(mixed_precision=mixed_precision)
+    except ValueError:
+        # accelerate keeps one process-wide state; a single process that trains again with another
+        # precision (a library caller, a test) may start it afresh. Launched multi-process runs may not.
+        if AcceleratorState().distributed_type != DistributedType.NO:
+            raise
+        AcceleratorState._reset_state(reset_partial_state=True)
+        return Accelerator(mixed_precision=mixed_precision)
 
 
 def owned_networks(parts: ModelParts, config: Any) -> dict[str, Any]:
