@@ -25,7 +25,7 @@ MODEL_FORMAT = "lesionaug.model/1"
 PRECISIONS = ("fp32", "fp16")
 MIN_OPSET, MAX_OPSET = 18, 23
 # Max |ORT - PyTorch| allowed at verification, relative to max(1, max |PyTorch output|).
-TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}
+TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}
 VERIFY_BATCH, VERIFY_UNITS, VERIFY_SEED = 2, (1, 2), 1234
 EXAMPLE_BATCH, EXAMPLE_UNITS = 2, (2, 2)
 

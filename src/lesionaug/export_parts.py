@@ -47,6 +47,9 @@ def load_parts(model_dir: Path, card: dict[str, Any]) -> ModelParts:
     """Load the text encoder, UNet, ControlNet (and VAE) and derive their shared geometry."""
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # progress is ours to report
 
     def pretrained(cls):
         return lambda folder: cls.from_pretrained(folder, local_files_only=True).eval()

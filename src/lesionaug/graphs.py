@@ -10,6 +10,8 @@ This module imports torch at the top: only export and tests import it, never the
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,6 +206,8 @@ def export_graph(spec: GraphSpec, example: dict[str, torch.Tensor], path: Path, 
     """
     from lesionaug.errors import ModelError
 
+    # The exporter logs every torchvision op it cannot register; nothing here uses torchvision.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     args = tuple(example[n] for n in spec.input_names)
     shapes = tuple(spec.dynamic_shapes[n] for n in spec.input_names)
     with torch.no_grad():
@@ -217,16 +221,20 @@ def export_graph(spec: GraphSpec, example: dict[str, torch.Tensor], path: Path, 
                 fix="image sides must be a multiple of what the UNet downsamples by; "
                 "fix size_multiple in the model's lesionaug.json",
             ) from None
-        onnx_program = torch.onnx.export(
-            program,
-            f=None,
-            dynamo=True,
-            input_names=list(spec.input_names),
-            output_names=[spec.output_name],
-            opset_version=opset,
-            optimize=True,
-            verify=False,
-        )
+        with warnings.catch_warnings():  # axis renaming warns about derived dims sharing a root
+            warnings.simplefilter("ignore")
+            onnx_program = torch.onnx.export(
+                program,
+                f=None,
+                dynamo=True,
+                verbose=False,
+                input_names=list(spec.input_names),
+                output_names=[spec.output_name],
+                dynamic_shapes=shapes,  # names the symbolic axes "batch", "4*height_units", ...
+                opset_version=opset,
+                optimize=True,
+                verify=False,
+            )
     onnx_program.save(path, external_data=None)
     files = [path]
     data = path.with_name(path.name + ".data")

@@ -138,7 +138,7 @@ def generate_float(engine, prompts: list[str], masks: list[np.ndarray], noise_se
 
     # 4. Timesteps and the scheduler's extra step arguments.
     scheduler = make_scheduler(settings.scheduler, engine.scheduler_config)
-    scheduler.set_timesteps(int(settings.steps), device="cpu")
+    scheduler.set_timesteps(int(settings.steps), device=device)
     step_params = set(inspect.signature(scheduler.step).parameters)
     noise, generators = initial_noise(engine, noise_seeds, height, width)
     extra = {}

@@ -45,6 +45,7 @@ class Engine:
         ``profile`` (a ``ShapeProfile``) tells TensorRT which shapes to build for; ``cuda_graph``
         captures the denoiser in CUDA graphs on the CUDA provider when ORT can.
         """
+        from lesionaug.engine.binding import GraphRunner
         from lesionaug.engine.providers import resolve_provider
         from lesionaug.engine.session import build_session, provider_entries
 
@@ -66,10 +67,15 @@ class Engine:
             precision = graph.get("precision", card.precision)
             want_graph = cuda_graph and chosen == "cuda" and name == DENOISER and device == "cuda"
             batch_factor = 2 if name == DENOISER else 1
+            # Prompts are encoded one at a time, so TensorRT builds the text encoder for batch 1 only.
+            graph_profile = profile
+            if profile is not None and name == TEXT_ENCODER:
+                graph_profile = type(profile)(1, 1, profile.height, profile.width)
 
-            def entries(use_graph: bool, name=name, graph=graph, precision=precision, batch_factor=batch_factor):
+            def entries(use_graph: bool, name=name, graph=graph, precision=precision, batch_factor=batch_factor,
+                        graph_profile=graph_profile):
                 return provider_entries(chosen, precision=precision, engine_dir=engine_dir, graph=name,
-                                        graph_io=graph, profile=profile, scale=card.scale,
+                                        graph_io=graph, profile=graph_profile, scale=card.scale,
                                         batch_factor=batch_factor, cuda_graph=use_graph)
 
             with reporter.task(f"loading {name} on {chosen}", total=None):
@@ -82,8 +88,6 @@ class Engine:
                                  "running with IO binding only")
                     want_graph = False
                     session = build_session(path, chosen, entries(False), threads)
-            from lesionaug.engine.binding import GraphRunner
-
             runners[name] = GraphRunner(session, OUTPUTS[name], device=device, cuda_graph=want_graph)
         for note in notes:
             reporter.warn(note)
