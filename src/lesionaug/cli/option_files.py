@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
+from typer.core import TyperOption
 
+from lesionaug.cli._click import click
 from lesionaug.option_file import option_key, read_option_file
 
 NOT_IN_FILES = frozenset({"json_", "quiet", "verbose", "config"})
+_DEFAULTS = (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
 
 
 def file_options(ctx: click.Context) -> dict[str, click.Parameter]:
     """Option key (``control_scale``) -> click parameter, for the options a config file may set."""
     params: dict[str, click.Parameter] = {}
     for param in ctx.command.params:
-        if not isinstance(param, click.Option) or param.name in NOT_IN_FILES:
+        if not isinstance(param, TyperOption) or param.name in NOT_IN_FILES:
             continue
         long_names = [o for o in param.opts if o.startswith("--")]
         params[option_key(long_names[0] if long_names else param.name)] = param
@@ -36,11 +38,11 @@ def apply_config_file(ctx: click.Context, path: Path | None, command: str) -> di
     for key, raw in from_file.items():
         param = params[key]
         source = ctx.get_parameter_source(param.name)
-        if source is not None and source not in (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP):
+        if source is not None and source not in (_DEFAULTS):
             continue  # given on the command line (or by environment): it wins
         try:
-            values[param.name] = param.type_cast_value(ctx, raw)
-        except click.BadParameter as exc:
+            values[param.name] = param.process_value(ctx, raw)
+        except click.exceptions.BadParameter as exc:
             from lesionaug.errors import ConfigError
 
             raise ConfigError(f"bad value for {key!r}: {exc.message}", path=path, fix="fix the value in the file") from None

@@ -1,0 +1,264 @@
+"""`lesionaug augment` end to end on CPU: the main job from no model, the layout of the copy, seeds
+per job, resume after SIGKILL and SIGINT, the lock, the disk-space check and the config file.
+
+The first test runs the main job in a subprocess (trains, exports and caches a tiny model: about
+two minutes on 2 cores); the others reuse its engine with 2 denoising steps and take seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from augment_runs import FAST, augment, invoke, output_digest, subprocess_env, trained_run
+from lesionaug.augment import RESULT_KEYS
+from lesionaug.dataset import load_dataset
+from lesionaug.manifest import MANIFEST_KEYS, MANIFEST_NAME, read_manifest
+from lesionaug.output_lock import LOCK_NAME
+from lesionaug.run_record import RUN_NAME
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run():
+    return trained_run()
+
+
+def manifest_by_id(out: Path) -> dict[str, dict]:
+    return {e["id"]: e for e in read_manifest(Path(out) / MANIFEST_NAME)}
+
+
+def test_main_job_trains_exports_caches_and_generates(run):
+    envelope = json.loads(run.proc.stdout)
+    assert envelope["command"] == "augment" and envelope["status"] == "ok"
+    data = envelope["data"]
+    assert set(RESULT_KEYS) <= set(data)
+    assert (data["n_generated"], data["n_skipped_existing"], data["n_failed"]) == (run.n, 0, 0)
+    assert Path(data["out"]) == run.out  # the default: a sibling <dataset>-augmented
+    assert Path(data["manifest"]) == run.out / MANIFEST_NAME
+    assert len(data["plan_hash"]) == 64
+    assert data["model_source"] == "trained"
+    assert "training the compact tiny model first" in " ".join(run.proc.stderr.split())  # Rich wraps lines
+    assert run.input_before == run.input_after  # the input folder is never written to
+    record = json.loads((run.out / RUN_NAME).read_text())
+    assert record["status"] == "complete" and record["plan_hash"] == data["plan_hash"]
+    assert record["model"]["model"]["lesionaug"]["train_ids"] == record["train_ids"]
+    assert set(record["train_ids"]) == {s.id for s in load_dataset(run.dataset).usable("train")}
+    assert record["model"]["engine_dir"].startswith(str(run.cache))
+
+
+def test_output_reads_back_with_the_right_counts_and_labels(run):
+    before, after = load_dataset(run.dataset), load_dataset(run.out)
+    assert after.layout == before.layout
+    assert after.split_counts() == {**before.split_counts(), "train": before.split_counts()["train"] + run.n}
+    samples = {s.id: s for s in after.samples}
+    entries = read_manifest(run.out / MANIFEST_NAME)
+    assert [e["index"] for e in entries] == list(range(run.n))
+    for entry in entries:
+        assert list(entry) == list(MANIFEST_KEYS)
+        sample = samples[entry["id"]]
+        assert sample.split == "train" and sample.mask is not None
+        assert sample.labels.diagnosis == entry["labels"].get("diagnosis")
+        assert entry["image"].endswith(".jpg") and entry["mask"].endswith("_segmentation.png")
+        mask = np.asarray(Image.open(run.out / entry["mask"]))
+        assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
+        assert Image.open(run.out / entry["image"]).format == "JPEG"
+    original = before.samples[0]
+    assert os.path.samefile(original.image, run.out / original.image.relative_to(before.root))  # hard link
+    info = invoke("info", run.out, "--json", "-q")
+    assert info.exit_code == 0
+    assert info.envelope["data"]["n_samples"] == len(before.samples) + run.n
+    assert invoke("verify", run.out, "--json", "-q").envelope["data"]["ok"] is True
+
+
+def test_cached_model_is_reused_and_no_train_refuses_without_one(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("LESIONAUG_CACHE", str(run.cache))
+    args = ("augment", run.dataset, "--n", "2", "--model-size", "tiny", "--train-steps", "2", *FAST, "--no-train")
+    again = invoke(*args, "--out", tmp_path / "again", "--synthetic-only", "--json", "-q")
+    assert again.exit_code == 0, again.stderr
+    assert again.envelope["data"]["model_source"] == "cached"
+    assert "training" not in again.stderr
+    monkeypatch.setenv("LESIONAUG_CACHE", str(tmp_path / "empty-cache"))
+    refused = invoke(*args, "--out", tmp_path / "never", "--json", "-q")
+    assert refused.exit_code == 4
+    assert "--no-train" in refused.envelope["errors"][0]["message"]
+    assert "lesionaug train" in refused.envelope["errors"][0]["fix"]
+    assert not (tmp_path / "never").exists()
+
+
+def test_job_images_do_not_depend_on_n_batch_size_or_shard(run, tmp_path):
+    small = augment(run.dataset, tmp_path / "a", "--n", "3", "--batch-size", "3", "--synthetic-only")
+    large = augment(run.dataset, tmp_path / "b", "--n", "6", "--batch-size", "1", "--synthetic-only")
+    shard = augment(run.dataset, tmp_path / "c", "--n", "6", "--batch-size", "2", "--shard", "1/2", "--synthetic-only")
+    assert (small.exit_code, large.exit_code, shard.exit_code) == (0, 0, 0)
+    a, b, c = (manifest_by_id(tmp_path / d) for d in "abc")
+    assert len(a) == 3 and len(b) == 6 and sorted(e["index"] for e in c.values()) == [1, 3, 5]
+    for part, folder in ((a, "a"), (c, "c")):
+        for pair_id, entry in part.items():
+            assert entry["sha256"] == b[pair_id]["sha256"]
+            assert (tmp_path / folder / entry["image"]).read_bytes() == (
+                tmp_path / "b" / b[pair_id]["image"]
+            ).read_bytes()
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def _start(dataset: Path, out: Path, engine: Path, *args: str) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "lesionaug",
+        "augment",
+        str(dataset),
+        "--out",
+        str(out),
+        "--model",
+        str(engine),
+        *FAST,
+        *args,
+        "-q",
+    ]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
+
+
+def _wait_for(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while proc.poll() is None and not ready() and time.time() < deadline:
+        time.sleep(0.005)
+
+
+def test_resume_after_sigkill_is_byte_identical(run, tmp_path):
+    args = ("--n", "10", "--batch-size", "2", "--steps", "4")
+    reference = augment(run.dataset, tmp_path / "ref", *args)
+    assert reference.exit_code == 0
+    out = tmp_path / "killed"
+    manifest = out / MANIFEST_NAME
+    at_kill = []
+    # Killed right after the run record (before any pair), then after 3 and after 7 pairs.
+    for ready in (
+        lambda: (out / RUN_NAME).exists(),
+        lambda: _count_lines(manifest) >= 3,
+        lambda: _count_lines(manifest) >= 7,
+    ):
+        proc = _start(run.dataset, out, run.engine_dir, *args)
+        _wait_for(proc, ready)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        at_kill.append(_count_lines(manifest))
+    assert any(0 < k < 10 for k in at_kill), at_kill  # at least one kill landed mid-run
+    assert (out / LOCK_NAME).exists()  # a dead run's lock: taken over by the next
+    finished = augment(run.dataset, out, *args)
+    assert finished.exit_code == 0, finished.stderr
+    assert finished.envelope["data"]["n_skipped_existing"] == at_kill[-1]
+    assert finished.envelope["data"]["n_generated"] == 10 - at_kill[-1]
+    assert output_digest(out) == output_digest(tmp_path / "ref")
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_sigint_finishes_writes_and_says_how_to_resume(run, tmp_path):
+    out = tmp_path / "interrupted"
+    args = ("--n", "12", "--batch-size", "1", "--steps", "4", "--synthetic-only")
+    proc = _start(run.dataset, out, run.engine_dir, *args)
+    _wait_for(proc, lambda: _count_lines(out / MANIFEST_NAME) >= 1)
+    proc.send_signal(signal.SIGINT)
+    _stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    assert "rerun the same command to resume" in stderr
+    assert len([ln for ln in stderr.splitlines() if "error" in ln]) == 1
+    record = json.loads((out / RUN_NAME).read_text())
+    written = record["counts"]["n_generated"]
+    assert record["status"] == "incomplete" and 0 < written < 12
+    assert _count_lines(out / MANIFEST_NAME) == written  # every written pair recorded, nothing half-done
+    assert not any(".lesionaug-tmp-" in p.name for p in out.rglob("*"))
+    resumed = augment(run.dataset, out, *args)
+    assert resumed.exit_code == 0 and resumed.envelope["data"]["n_skipped_existing"] == written
+    assert invoke("verify", out, "-q").exit_code == 0
+
+
+def test_a_live_lock_stops_a_second_run(run, tmp_path):
+    out = tmp_path / "locked"
+    out.mkdir()
+    (out / LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": "augment"}))
+    result = augment(run.dataset, out, "--n", "2")
+    assert result.exit_code == 3
+    assert "is writing to this folder" in result.envelope["errors"][0]["message"]
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+
+
+def test_too_little_disk_space_is_refused_before_anything_is_written(run, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10 << 30, 10 << 30, 1 << 20))
+    result = augment(run.dataset, tmp_path / "full-disk", "--n", "2000")
+    assert result.exit_code == 3
+    assert "not enough free disk space" in result.envelope["errors"][0]["message"]
+    assert not (tmp_path / "full-disk").exists()
+
+
+def test_config_file_fills_options_and_the_command_line_wins(run, tmp_path):
+    config = tmp_path / "ci.toml"
+    config.write_text('n = 3\nsteps = 1\n"batch-size" = 3\n\n[augment]\nsynthetic_only = true\nseed = 4\n')
+    out = tmp_path / "from-config"
+    result = augment(run.dataset, out, "--config", config, "--n", "2")  # FAST sets --steps 2 on the line
+    assert result.exit_code == 0, result.stderr
+    record = json.loads((out / RUN_NAME).read_text())
+    generation = record["config"]["generation"]
+    assert record["config"]["plan"]["n"] == 2 and record["config"]["plan"]["seed"] == 4
+    assert generation["steps"] == 2 and generation["batch_size"] == 3 and generation["synthetic_only"] is True
+    config.write_text("stepz = 3\n")
+    bad = augment(run.dataset, tmp_path / "bad", "--config", config, "--n", "2")
+    assert bad.exit_code == 3 and "'stepz'" in bad.envelope["errors"][0]["message"]
+
+
+def test_a_different_plan_is_refused_unless_forced(run, tmp_path):
+    out = tmp_path / "plan"
+    assert augment(run.dataset, out, "--n", "3", "--synthetic-only").exit_code == 0
+    first = manifest_by_id(out)
+    other = augment(run.dataset, out, "--n", "3", "--seed", "9", "--synthetic-only")
+    assert other.exit_code == 3 and "different augment plan" in other.envelope["errors"][0]["message"]
+    assert manifest_by_id(out) == first
+    forced = augment(run.dataset, out, "--n", "2", "--seed", "9", "--synthetic-only", "--force")
+    assert forced.exit_code == 0 and forced.envelope["data"]["n_skipped_existing"] == 0
+    assert len(manifest_by_id(out)) == 2 and invoke("verify", out, "-q").exit_code == 0
+
+
+def test_a_folder_not_made_by_lesionaug_is_never_written(run, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    result = augment(run.dataset, out, "--n", "2")
+    assert result.exit_code == 3 and "not made by lesionaug" in result.envelope["errors"][0]["message"]
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    inside = augment(run.dataset, run.dataset / "aug", "--n", "2")
+    assert inside.exit_code == 3 and not (run.dataset / "aug").exists()
+
+
+def test_other_sizes_and_png_output(run, tmp_path):
+    out = tmp_path / "png"
+    result = augment(run.dataset, out, "--n", "2", "--size", "96x64", "--image-format", "png", "--synthetic-only")
+    assert result.exit_code == 0, result.stderr
+    assert result.envelope["data"]["output_size"] == [96, 64]
+    assert result.envelope["data"]["generation_size"] == [64, 44]  # the model's 64 px on the long side
+    for entry in manifest_by_id(out).values():
+        image, mask = Image.open(out / entry["image"]), Image.open(out / entry["mask"])
+        assert image.format == "PNG" and image.size == (96, 64) and mask.size == (96, 64)
+    label_file = out / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_GroundTruth.csv"
+    lines = label_file.read_text().splitlines()
+    assert lines[0].startswith("image,MEL") and [ln.split(",")[0] for ln in lines[1:]] == ["SYN_0000001", "SYN_0000002"]
+    assert {s.id for s in load_dataset(out).samples} == {"SYN_0000001", "SYN_0000002"}
