@@ -178,7 +178,7 @@ def run_training(
     if accelerator.is_main_process:
         shape_model = write_shape_model(out_dir, data, provenance.split_fingerprint, reporter)
         info = {
-            "base": config.base,
+            "base": parts.base,
             "latent": parts.latent,
             "resolution": config.resolution,
             "size_multiple": parts.size_multiple,
