@@ -90,7 +90,6 @@ def write_sd_shaped(path: Path, divisor: int = 8) -> Path:
     """The tiny SD folder with its UNet and VAE replaced by SD 1.5's architecture at 1/``divisor`` width."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
-
     from tiny_sd import write_tiny_sd
 
     write_tiny_sd(path)
@@ -150,7 +149,6 @@ def main() -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
-
     from tiny_sd import write_tiny_sd
 
     rows = [row for size in args.sizes for row in bench_compact(size, args)]

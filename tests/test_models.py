@@ -10,8 +10,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 torch = pytest.importorskip("torch")
 
-from lesionaug.errors import ConfigError, ModelError  # noqa: E402
-from lesionaug.models import (  # noqa: E402
+from tiny_sd import write_tiny_sd
+
+from lesionaug.errors import ConfigError, ModelError
+from lesionaug.models import (
     EOS,
     build_compact_model,
     build_controlnet,
@@ -19,7 +21,6 @@ from lesionaug.models import (  # noqa: E402
     conditioning_channels_for,
     load_base,
 )
-from tiny_sd import write_tiny_sd  # noqa: E402
 
 PROMPTS = ["a dermoscopic image of melanoma with pigment network and streaks on the back"]
 

@@ -15,13 +15,18 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 torch = pytest.importorskip("torch")
 
-from lesionaug.errors import ConfigError, DatasetError  # noqa: E402
-from lesionaug.progress import SILENT  # noqa: E402
-from lesionaug.train import TrainConfig  # noqa: E402
-from lesionaug.train_data import check_binary_control, resize_and_crop, tensor_training_set  # noqa: E402
-from lesionaug.train_loop import StagePlan, batch_indices, run_stage  # noqa: E402
-from lesionaug.train_run import Provenance, load_parts, make_accelerator, run_training  # noqa: E402
-from tiny_sd import write_tiny_sd  # noqa: E402
+from tiny_sd import write_tiny_sd
+
+from lesionaug.errors import ConfigError, DatasetError
+from lesionaug.progress import SILENT
+from lesionaug.train import TrainConfig
+from lesionaug.train_data import (
+    check_binary_control,
+    resize_and_crop,
+    tensor_training_set,
+)
+from lesionaug.train_loop import StagePlan, batch_indices, run_stage
+from lesionaug.train_run import Provenance, load_parts, make_accelerator, run_training
 
 PROMPTS = ["a dermoscopic image of melanoma", "a dermoscopic image of melanocytic nevus"]
 PROVENANCE = Provenance("split-fp", "dataset-fp", ["a", "b"])
@@ -45,7 +50,7 @@ def blob_set(n: int = 4, size: int = 32, seed: int = 0):
 
 
 def tiny_config(**kw) -> TrainConfig:
-    base = dict(model_size="tiny", resolution=32, batch_size=2, sample_steps=2, num_samples=2, prompt_dropout=0.2)
+    base = {"model_size": "tiny", "resolution": 32, "batch_size": 2, "sample_steps": 2, "num_samples": 2, "prompt_dropout": 0.2}
     return TrainConfig(**{**base, **kw}).resolved()
 
 
@@ -190,7 +195,12 @@ def test_batches_cover_each_epoch_once_and_do_not_depend_on_the_step_taken_befor
 
 
 def test_sd_base_trains_a_controlnet_and_the_folder_reloads(tmp_path):
-    from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        DDPMScheduler,
+        UNet2DConditionModel,
+    )
     from transformers import AutoTokenizer, CLIPTextModel
 
     base = write_tiny_sd(tmp_path / "tiny-sd")

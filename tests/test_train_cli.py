@@ -14,9 +14,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 pytest.importorskip("torch")
 
-from lesionaug.cli._app import app  # noqa: E402
-from lesionaug.demo import write_demo_dataset  # noqa: E402
-from tiny_sd import write_tiny_sd  # noqa: E402
+from tiny_sd import write_tiny_sd
+
+from lesionaug.cli._app import app
+from lesionaug.demo import write_demo_dataset
 
 FAST = ["--model-size", "tiny", "--batch-size", "2"]
 

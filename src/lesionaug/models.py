@@ -280,7 +280,7 @@ def load_base(base: str, allow_pickle: bool = False) -> ModelParts:
         vae = AutoencoderKL.from_pretrained(source, subfolder="vae", **kwargs)
         text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", **kwargs)
         tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", local_files_only=kwargs["local_files_only"])
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         if local:
             raise ModelError(f"cannot load the base model ({_first_line(exc)})", path=root) from None
         how = f"download it where there is network (hf download {base} --local-dir DIR) and pass --base DIR"
@@ -291,7 +291,7 @@ def load_base(base: str, allow_pickle: bool = False) -> ModelParts:
         raise ModelError(f"cannot load hub model {base!r} ({_first_line(exc)})", fix=how) from None
     try:
         scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler", local_files_only=kwargs["local_files_only"])
-    except (OSError, ValueError, EnvironmentError):
+    except (OSError, ValueError):
         # The schedule every SD 1.x/2.x checkpoint was trained with.
         scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False)
     if unet.config.in_channels != vae.config.latent_channels:

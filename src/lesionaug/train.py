@@ -71,7 +71,7 @@ class TrainConfig:
     def compact(self) -> bool:
         return self.base == "compact"
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A copy with every ``None`` replaced by the base's default."""
         resolution, base_steps, steps, base_lr, lr = BUDGETS[self.model_size if self.compact else "sd"]
         return replace(
@@ -202,4 +202,4 @@ def train_model(
     )
 
 
-__all__ = ["TrainConfig", "check_config", "train_model", "training_samples", "label_vocabulary"]
+__all__ = ["TrainConfig", "check_config", "label_vocabulary", "train_model", "training_samples"]

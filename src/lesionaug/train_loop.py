@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,6 @@ def batch_indices(n: int, batch: int, world: int, rank: int, seed: int, stage: i
 
 def encode_texts(parts: ModelParts, prompts: list[str], device: Any, text_encoder: Any = None) -> Any:
     """Token ids padded to the tokenizer's max length -> the text encoder's last hidden state."""
-    import torch
 
     ids = parts.tokenizer(
         prompts, padding="max_length", max_length=parts.max_length, truncation=True, return_tensors="pt"

@@ -6,15 +6,26 @@ on tensors without a dataset folder; ``train.train_model`` is the dataset-folder
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lesionaug import __version__
-from lesionaug.checkpoints import latest_checkpoint, load_network_weights, read_checkpoint_info, save_checkpoint
+from lesionaug.checkpoints import (
+    latest_checkpoint,
+    load_network_weights,
+    read_checkpoint_info,
+    save_checkpoint,
+)
 from lesionaug.errors import BackendError, ConfigError
 from lesionaug.model_folder import prepare_output, write_model_folder, write_run_marker
-from lesionaug.models import ModelParts, build_compact_model, build_controlnet, load_base
+from lesionaug.models import (
+    ModelParts,
+    build_compact_model,
+    build_controlnet,
+    load_base,
+)
 from lesionaug.progress import Reporter
 from lesionaug.train_data import TrainingSet
 from lesionaug.train_loop import StagePlan, derive_seed, run_stage
@@ -52,7 +63,6 @@ def stage_plans(config: Any) -> list[StagePlan]:
 def make_accelerator(mixed_precision: str) -> Any:
     import torch
     from accelerate import Accelerator
-
     from accelerate.state import AcceleratorState, DistributedType
 
     if mixed_precision == "fp16" and not torch.cuda.is_available():
