@@ -292,3 +292,17 @@ def test_bf16_mixed_precision_runs_on_cpu_and_the_precision_can_change_between_r
         assert accelerator.mixed_precision == precision
         result = run_stage(parts, data, StagePlan("controlnet", 1, 0, 1, 1e-3), config, accelerator, SILENT)
         assert np.isfinite(result.losses).all()
+
+
+def test_resume_with_fewer_steps_than_done_is_refused_and_the_model_kept(tmp_path):
+    config = tiny_config(base_steps=1, steps=2)
+    data = blob_set()
+    out = tmp_path / "model"
+    run_training(load_parts(config, data.prompts), lambda: data, lambda: data, out, config, PROVENANCE, SILENT)
+    before = (out / "lesionaug.json").read_bytes()
+    shorter = tiny_config(base_steps=1, steps=1)
+    with pytest.raises(ConfigError, match="already at step 3"):
+        run_training(
+            load_parts(shorter, data.prompts), lambda: data, lambda: data, out, shorter, PROVENANCE, SILENT, resume=True
+        )
+    assert (out / "lesionaug.json").read_bytes() == before

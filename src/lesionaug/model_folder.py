@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from lesionaug.atomic_files import TMP_MARK, write_text_atomic
@@ -59,11 +60,14 @@ def _differences(a: dict, b: dict) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
-def prepare_output(out_dir: Path, identity: dict, *, resume: bool, force: bool) -> bool:
+def prepare_output(
+    out_dir: Path, identity: dict, *, resume: bool, force: bool, before_resume: Callable[[], None] | None = None
+) -> bool:
     """Check ``out_dir`` before any expensive work; returns True when a previous run is resumed.
 
     Refused (nothing touched): a file, an unwritable folder, a non-empty folder that holds no
     lesionaug run or a different run, unless ``force``; an existing run without ``resume``.
+    ``before_resume`` runs once the folder is known to hold this run, before anything changes.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -92,6 +96,8 @@ def prepare_output(out_dir: Path, identity: dict, *, resume: bool, force: bool) 
                 fix="pass --resume to continue it, or --force to start over",
             )
         resuming = True
+        if before_resume is not None:
+            before_resume()
     _check_writable(out_dir)
     if force:
         # The completeness flag goes first, so an interrupted --force never leaves an old model looking whole.

@@ -173,8 +173,9 @@ def stage_networks(parts: ModelParts, stage: StagePlan) -> dict[str, Any]:
     """The networks a stage trains; everything else in ``parts`` is locked (no grad, eval mode)."""
     if stage.name == "controlnet" and parts.controlnet is None:
         parts.controlnet = build_controlnet(parts)
-    trained = {"unet": parts.unet, "text_encoder": parts.text_encoder} if stage.name == "base" else {}
-    if stage.name == "controlnet":
+    if stage.name == "base":
+        trained = {"unet": parts.unet, "text_encoder": parts.text_encoder}
+    else:
         trained = {"controlnet": parts.controlnet}
     for name in ("unet", "text_encoder", "vae", "controlnet"):
         network = getattr(parts, name)
@@ -194,9 +195,10 @@ def run_stage(
     reporter: Any,
     *,
     resume_from: Any = None,
-    on_step: Callable[[int, dict[str, Any], Any, Any], None] | None = None,
+    on_step: Callable[[int, Any, Any], None] | None = None,
 ) -> StageResult:
-    """Train one stage; ``resume_from`` is a checkpoint folder inside this stage."""
+    """Train one stage; ``resume_from`` is a checkpoint folder inside this stage. ``on_step(global_step,
+    optimizer, lr_scheduler)`` runs after every optimizer step (checkpoints, sample grids)."""
     import torch
 
     device = accelerator.device
@@ -257,10 +259,8 @@ def run_stage(
             elapsed = time.perf_counter() - start_time - paused
             rate = (step + 1 - done) * config.batch_size * config.grad_accum * world / max(elapsed, 1e-9)
             if on_step is not None:
-                global_step = stage.first_step + step + 1
-                unwrapped = {n: accelerator.unwrap_model(m) for n, m in live.items()}
                 before = time.perf_counter()
-                on_step(global_step, unwrapped, optimizer, lr_scheduler)
+                on_step(stage.first_step + step + 1, optimizer, lr_scheduler)
                 paused += time.perf_counter() - before
             task.advance(1, loss=smoothed, samples_s=rate)
     for network in trained.values():

@@ -133,24 +133,34 @@ def run_training(
     config = config.resolved()
     identity = {**config.identity(), "split_fingerprint": provenance.split_fingerprint}
     accelerator = make_accelerator(config.mixed_precision)
+    plans = stage_plans(config)
+    total = plans[-1].last_step
     # 1. The output folder: refuse a foreign or different run before writing anything.
-    resuming = prepare_output(out_dir, identity, resume=resume, force=force)
+    checkpoint, info, done = None, {}, 0
+
+    def check_resumable() -> None:
+        nonlocal checkpoint, info, done
+        checkpoint = latest_checkpoint(out_dir)
+        info = read_checkpoint_info(checkpoint) if checkpoint is not None else {}
+        done = int(info.get("step", 0))
+        if done > total:
+            raise ConfigError(
+                f"the run in the output folder is already at step {done}, past the {total} steps asked for",
+                path=out_dir,
+                fix=f"pass --steps {done - plans[-1].first_step} or more to --resume it",
+            )
+
+    prepare_output(out_dir, identity, resume=resume, force=force, before_resume=check_resumable)
     data = load_train()
     if len(data) < config.batch_size * accelerator.num_processes:
         raise ConfigError(f"only {len(data)} training pairs, fewer than one batch", fix="lower --batch-size")
     if accelerator.is_main_process:
         write_run_marker(out_dir, identity, {"version": __version__, "training": config.to_dict()})
     # 2. Where to start: the newest checkpoint when resuming.
-    checkpoint = latest_checkpoint(out_dir) if resuming else None
-    done = 0
     if checkpoint is not None:
-        info = read_checkpoint_info(checkpoint)
-        done = int(info["step"])
         restore_networks(parts, checkpoint, info)
         reporter.info(f"resuming from {checkpoint} (step {done})")
     val = load_val()
-    plans = stage_plans(config)
-    total = plans[-1].last_step
     samples_written: list[str] = []
 
     # 3. Each stage by the same loop; checkpoints and sample grids at the chosen steps.
@@ -159,7 +169,7 @@ def run_training(
         if done >= stage.last_step:
             continue
 
-        def on_step(step: int, _live: dict, optimizer: Any, lr_scheduler: Any, stage: StagePlan = stage) -> None:
+        def on_step(step: int, optimizer: Any, lr_scheduler: Any, stage: StagePlan = stage) -> None:
             every = config.checkpoint_every
             if step != stage.last_step and not (every and step % every == 0):
                 return
