@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lesionaug.atomic_files import TMP_MARK, write_text_atomic
