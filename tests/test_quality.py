@@ -37,6 +37,7 @@ def test_quality_end_to_end(quality_run):
     assert data["n"] == 4 and data["size"] == 32  # the tiny model's training resolution
     assert -1.0 <= data["ssim"]["mean"] <= 1.0 and data["ssim"]["n"] == 4
     assert 0.0 <= data["mask_fidelity"]["mean"] <= 1.0 and data["segmenter_on_real"]["n"] == 4
+    assert data["segmenter_prior"]["n"] == 4  # the floor: the segmenter on a flat skin-coloured image
     assert data["fid"]["status"] == "skipped" and "--fid-weights" in data["fid"]["message"]
     for name in ("report.json", "report.md", "quality_distributions.png", "quality_grid.png"):
         assert (out / name).is_file(), name

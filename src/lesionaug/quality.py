@@ -4,7 +4,8 @@ SSIM (arXiv 2310.02906's protocol): for each real mask of a split, generate an i
 and the sample's own labels, and compare it with the real image resized to the generation size.
 Mask fidelity: a segmenter trained on the real training split segments each generated image; its
 Dice against the mask the image was generated from says whether the generator obeys the visual
-prompt. The same segmenter on the real images gives the ceiling to read it against.
+prompt. Read it between two references: the same segmenter on the real images (the ceiling) and
+on a flat image of the skin's mean colour (the floor: what it predicts without seeing a lesion).
 FID and KID need a feature extractor file (``--fid-weights``); without one they are skipped.
 Everything is computed batch by batch, so memory does not grow with the split.
 """
@@ -125,6 +126,7 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
     # 3. Generate batch by batch and measure as images arrive.
     distances = FeatureDistances(extractor, len(samples)) if extractor is not None else None
     rows, grid = [], []
+    prior = None  # the segmenter's mask for a lesion-free image
     started = time.perf_counter()
     with reporter.task(f"generating {config.split} images", total=len(samples)) as task:
         for start in range(0, len(samples), config.batch_size):
@@ -136,6 +138,10 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
             images = generate(engine, prompts, masks, seeds, settings, SILENT)
             fidelity = segmenter.predict(list(images)) if segmenter is not None else [None] * len(batch)
             on_real = segmenter.predict(reals) if segmenter is not None else [None] * len(batch)
+            if segmenter is not None and prior is None:
+                # What the segmenter predicts with no lesion to see: a flat image of the skin's mean colour.
+                flat = np.broadcast_to(np.mean(reals, axis=(0, 1, 2)).round().astype(np.uint8), reals[0].shape)
+                prior = segmenter.predict([np.ascontiguousarray(flat)])[0]
             for k, sample in enumerate(batch):
                 rows.append({
                     "id": sample.id,
@@ -144,6 +150,7 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
                     "ssim": structural_similarity(images[k], reals[k]),
                     "fidelity_dice": None if fidelity[k] is None else dice_coefficient(masks[k], fidelity[k]),
                     "real_dice": None if on_real[k] is None else dice_coefficient(masks[k], on_real[k]),
+                    "prior_dice": None if prior is None else dice_coefficient(masks[k], prior),
                 })
                 if len(grid) < GRID_ROWS:
                     grid.append((masks[k], images[k], reals[k]))
@@ -157,11 +164,11 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
     ssim = _summary([r["ssim"] for r in rows])
     fidelity_summary = _summary([r["fidelity_dice"] for r in rows if r["fidelity_dice"] is not None])
     real_summary = _summary([r["real_dice"] for r in rows if r["real_dice"] is not None])
+    prior_summary = _summary([r["prior_dice"] for r in rows if r["prior_dice"] is not None])
     if distances is not None:
         fid = {"status": "ok", "weights": str(config.fid_weights), **distances.compute()}
     else:
         fid = {"status": "skipped", "message": f"skipped: {ENABLE_HINT}"}
-        reporter.info(f"FID/KID {fid['message']}")
     section = {
         "config": config.to_dict(),
         "engine": str(engine_dir),
@@ -176,6 +183,7 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
         "ssim": ssim,
         "mask_fidelity": fidelity_summary,
         "segmenter_on_real": real_summary if config.fidelity else None,
+        "segmenter_prior": prior_summary if config.fidelity else None,
         "fid": fid,
         "notes": notes,
         "seconds": round(seconds, 1),
@@ -198,6 +206,7 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
         "ssim": ssim,
         "mask_fidelity": fidelity_summary,
         "segmenter_on_real": section["segmenter_on_real"],
+        "segmenter_prior": section["segmenter_prior"],
         "fid": fid,
         "n": len(rows),
         "size": size,

@@ -150,12 +150,16 @@ def _quality_markdown(data: dict) -> list[str]:
         f"| mask fidelity (Dice of a real-data segmenter on the generated image against its mask) | "
         f"{_num(fidelity.get('mean'))} | {_num(fidelity.get('std'))} | {fidelity.get('n')} |",
     ]
-    reference = data.get("segmenter_on_real")
-    if reference:
-        lines.append(
-            f"| the same segmenter on the real images (the ceiling for fidelity) | {_num(reference.get('mean'))} | "
-            f"{_num(reference.get('std'))} | {reference.get('n')} |"
-        )
+    references = (
+        ("segmenter_on_real", "the same segmenter on the real images (the ceiling for fidelity)"),
+        ("segmenter_prior", "the same segmenter on a flat skin-coloured image (the floor: no lesion to see)"),
+    )
+    for key, name in references:
+        reference = data.get(key)
+        if reference:
+            lines.append(
+                f"| {name} | {_num(reference.get('mean'))} | {_num(reference.get('std'))} | {reference.get('n')} |"
+            )
     lines.append("")
     fid = data.get("fid")
     if fid and fid.get("status") == "ok":

@@ -101,14 +101,14 @@ def build_network(config: SegmenterConfig) -> "torch.nn.Module":
 
 
 def load_pairs(
-    pairs: Sequence[tuple[Path, Path]], size: int, reporter: Reporter = SILENT
+    pairs: Sequence[tuple[Path, Path]], size: int, reporter: Reporter = SILENT, what: str = "training pairs"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read (image, mask) files resized to size x size: uint8 (N,3,S,S) images and bool (N,S,S) masks."""
     from lesionaug.maskio import read_image, read_mask
 
     images = np.empty((len(pairs), 3, size, size), dtype=np.uint8)
     masks = np.empty((len(pairs), size, size), dtype=bool)
-    with reporter.task("reading training pairs", total=len(pairs)) as task:
+    with reporter.task(f"reading {what}", total=len(pairs)) as task:
         for i, (image_path, mask_path) in enumerate(pairs):
             images[i] = resize_image(read_image(image_path), size).transpose(2, 0, 1)
             masks[i] = resize_mask(read_mask(mask_path), size)

@@ -103,10 +103,11 @@ def render(console, data: dict) -> None:
 
     setup = data["setup"]
     table = Table(
-        title=f"Dice on {setup['real_test']} real test images; {setup['real_train']} real training pairs",
+        title=f"Dice on {setup['real_test']} real test images; {setup['real_train']} real training pairs; "
+        "gain: Dice minus the same seed's real-only Dice",
         title_justify="left",
     )
-    for header in ("synthetic", "seeds", "Dice", "std", "Jaccard", "vs real only", "95% CI"):
+    for header in ("synthetic", "seeds", "Dice", "std", "Jaccard", "gain", "95% CI"):
         table.add_column(header, justify="right", no_wrap=True)
     for r in data["results"]:
         ci = r["delta_ci95"]
@@ -117,7 +118,7 @@ def render(console, data: dict) -> None:
             f"{r['dice_std']:.4f}",
             f"{r['jaccard_mean']:.4f}",
             f"{r['delta_vs_real']:+.4f}",
-            "-" if ci is None else f"{ci[0]:+.3f} .. {ci[1]:+.3f}",
+            "-" if ci is None else f"{ci[0]:+.3f}..{ci[1]:+.3f}",
         )
     console.print(table)
     for note in data["notes"]:

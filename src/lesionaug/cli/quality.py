@@ -108,6 +108,7 @@ def render(console, data: dict) -> None:
     row("SSIM vs real image", data["ssim"])
     row("mask fidelity (Dice)", data["mask_fidelity"])
     row("segmenter on real images", data["segmenter_on_real"])
+    row("segmenter on flat skin", data["segmenter_prior"])
     console.print(table)
     fid = data["fid"]
     if fid["status"] == "ok":
