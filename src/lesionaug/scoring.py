@@ -108,7 +108,9 @@ def _index(files: list[Path], side: str, unmatched: list[dict]) -> dict[str, Pat
 def _check_folder(path: Path, what: str) -> list[Path]:
     path = Path(path)
     if not path.is_dir():
-        raise DatasetError(f"the {what} folder does not exist", path=path, fix=f"pass an existing folder of {what} masks")
+        raise DatasetError(
+            f"the {what} folder does not exist", path=path, fix=f"pass an existing folder of {what} masks"
+        )
     files = find_mask_files(path)
     if not files:
         raise DatasetError(f"no mask files in the {what} folder", path=path, fix="pass a folder of PNG/JPEG/BMP masks")
@@ -162,4 +164,6 @@ def score_folders(truth_dir: Path, prediction_dir: Path, reporter: Reporter = SI
         )
     for problem in problems:
         reporter.warn(f"{problem['id']}: not scored: {problem['reason']}")
-    return ScoreReport(per_image=rows, macro=macro_average(r.scores for r in rows), unmatched=unmatched, problems=problems)
+    return ScoreReport(
+        per_image=rows, macro=macro_average(r.scores for r in rows), unmatched=unmatched, problems=problems
+    )
