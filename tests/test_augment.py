@@ -262,3 +262,27 @@ def test_other_sizes_and_png_output(run, tmp_path):
     lines = label_file.read_text().splitlines()
     assert lines[0].startswith("image,MEL") and [ln.split(",")[0] for ln in lines[1:]] == ["SYN_0000001", "SYN_0000002"]
     assert {s.id for s in load_dataset(out).samples} == {"SYN_0000001", "SYN_0000002"}
+
+
+def test_a_pair_that_fails_to_write_gives_exit_5_and_the_rerun_completes(run, tmp_path, monkeypatch):
+    import lesionaug.writer as writer
+
+    real = writer.encode_image
+    calls = []
+
+    def flaky(image, fmt):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(image, fmt)
+
+    monkeypatch.setattr(writer, "encode_image", flaky)
+    out = tmp_path / "partial"
+    failed = augment(run.dataset, out, "--n", "4", "--synthetic-only", "--batch-size", "1")
+    assert failed.exit_code == 5 and failed.envelope["status"] == "partial"
+    assert failed.envelope["data"]["n_failed"] == 1 and failed.envelope["data"]["n_generated"] == 3
+    assert json.loads((out / RUN_NAME).read_text())["status"] == "incomplete"
+    monkeypatch.setattr(writer, "encode_image", real)
+    again = augment(run.dataset, out, "--n", "4", "--synthetic-only", "--batch-size", "1")
+    assert again.exit_code == 0 and again.envelope["data"]["n_generated"] == 1
+    assert invoke("verify", out, "-q").exit_code == 0

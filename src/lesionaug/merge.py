@@ -42,13 +42,12 @@ def check_shards(folders: list[Path]) -> list[dict]:
     records = [_shard_record(f) for f in folders]
     first = records[0]
     for folder, record in zip(folders[1:], records[1:]):
-        for key, what in (("identity", "plan or generation settings"), ("outputs_identity", "output layout")):
-            if record.get(key) != first.get(key):
-                raise ConfigError(
-                    f"shard was made by a different {what} than {folders[0]}",
-                    path=folder,
-                    fix="merge only shards of one `augment` command that differ in --shard alone",
-                )
+        if record.get("identity") != first.get("identity") or record["jobs"].get("n") != first["jobs"].get("n"):
+            raise ConfigError(
+                f"shard was made by a different plan, engine, sampler or output layout than {folders[0]}",
+                path=folder,
+                fix="merge only shards of one `augment` command that differ in --shard alone",
+            )
         if record["outputs"].get("originals") != first["outputs"].get("originals"):
             raise ConfigError(
                 f"shard holds different original files than {folders[0]}",
@@ -108,10 +107,14 @@ def merge_shards(out: Path, shard_dirs: list[Path], reporter: Reporter = SILENT)
                 task.advance()
         # 4. Label files, manifest and record, as an unsharded run would end.
         targets = [label_target_from_record(shard_dirs[0], item) for item in first["outputs"].get("label_files") or []]
+        config = dict(first.get("config") or {})
+        config["shard"] = None
         record = {
-            **{k: v for k, v in first.items() if k not in ("timings", "shards")},
+            **{k: v for k, v in first.items() if k not in ("timings", "counts", "space_estimate")},
+            "config": config,
             "jobs": {**first["jobs"], "shard": None},
             "status": "merging",
+            "counts": {"n_jobs": len(by_index), "n_shards": len(shard_dirs)},
             "merged_from": [str(d.resolve()) for d in shard_dirs],
         }
         write_run_record(out, record)

@@ -10,11 +10,21 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
+from lesionaug.atomic_files import temporary_name
 from lesionaug.errors import ConfigError
 
 LOCK_NAME = ".lesionaug.lock"
+FRESH_SECONDS = 10.0  # an empty lock younger than this is being written (O_EXCL fallback), not stale
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def pid_alive(pid: int) -> bool:
@@ -52,23 +62,48 @@ class OutputLock:
         record = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command}
         payload = json.dumps(record).encode()
         for _attempt in range(3):
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                self._take_over_if_stale()
-                continue
-            try:
-                os.write(fd, payload)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self._held = True
-            return self
+            if self._create(payload):
+                self._held = True
+                return self
+            self._take_over_if_stale()
         raise ConfigError(
             "could not take the output lock (another run keeps creating it)",
             path=self.path,
             fix="make sure only one lesionaug run writes to this folder",
         )
+
+    def _create(self, payload: bytes) -> bool:
+        """Create the lock holding ``payload``, exclusively; False when it exists already.
+
+        The pid is written to a temporary first and hard-linked to the lock name, so nobody ever
+        sees a lock without its pid. Where hard links are not possible, an O_EXCL create is used.
+        """
+        tmp = temporary_name(self.path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, payload)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, self.path)
+                return True
+            except FileExistsError:
+                return False
+            except OSError:
+                pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            os.write(fd, payload)
+        finally:
+            os.close(fd)
+        return True
 
     def _take_over_if_stale(self) -> None:
         holder = read_lock(self.path)
@@ -87,6 +122,10 @@ class OutputLock:
                 f"the folder is locked by pid {pid} on host {host}",
                 path=self.path,
                 fix="wait for that run to finish, or delete the lock file if it is no longer running",
+            )
+        if not holder and _age(self.path) < FRESH_SECONDS:
+            raise ConfigError(
+                "another lesionaug run is just starting in this folder", path=self.folder, fix="wait, or use another --out"
             )
         # Stale: its process is gone (or the file is unreadable garbage from a crash). Remove it
         # only if it is still the same stale file, then retry the exclusive create.
