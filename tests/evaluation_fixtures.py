@@ -47,7 +47,9 @@ def write_blob_dataset(root: Path, n_train: int = 12, n_test: int = 6, seed: int
         for k in range(n):
             sample_id = f"{split}{k:03d}"
             image, mask = blob_pair(rng)
-            write_pair(root / split / "images" / f"{sample_id}.png", root / split / "masks" / f"{sample_id}.png", image, mask)
+            write_pair(
+                root / split / "images" / f"{sample_id}.png", root / split / "masks" / f"{sample_id}.png", image, mask
+            )
             ids[split].append(sample_id)
     return ids
 
@@ -59,9 +61,7 @@ def write_model_card(model_dir: Path, train_ids: list[str]) -> Path:
     return model_dir
 
 
-def write_augmented_folder(
-    out: Path, n: int, model_dir: Path | None, seed: int = 1, prefix: str = "SYN_"
-) -> list[str]:
+def write_augmented_folder(out: Path, n: int, model_dir: Path | None, seed: int = 1, prefix: str = "SYN_") -> list[str]:
     """Synthetic pairs with a manifest and run record (none when ``model_dir`` is None); returns ids."""
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -72,8 +72,16 @@ def write_augmented_folder(
         image_rel, mask_rel = f"train/images/{pair_id}.png", f"train/masks/{pair_id}.png"
         write_pair(out / image_rel, out / mask_rel, image, mask)
         entry = dict.fromkeys(MANIFEST_KEYS)
-        entry.update(id=pair_id, index=index, image=image_rel, mask=mask_rel, prompt="a dermoscopic image of a skin lesion",
-                     labels={}, sha256={}, version="test")
+        entry.update(
+            id=pair_id,
+            index=index,
+            image=image_rel,
+            mask=mask_rel,
+            prompt="a dermoscopic image of a skin lesion",
+            labels={},
+            sha256={},
+            version="test",
+        )
         lines.append(manifest_line(entry))
         ids.append(pair_id)
     (out / MANIFEST_NAME).write_text("".join(lines), encoding="utf-8")

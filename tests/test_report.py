@@ -30,8 +30,15 @@ def _evaluate_section() -> dict:
 def test_sections_of_both_commands_are_kept_and_rendered(tmp_path):
     plot = report_plots.dice_vs_synthetic(RESULTS, RUNS, "test")
     write_report(tmp_path, "evaluate", _evaluate_section(), {"dice_vs_synthetic": plot})
-    quality = {"n": 3, "split": "test", "size": 32, "steps": 2, "ssim": {"mean": 0.31, "std": 0.05, "n": 3},
-               "mask_fidelity": {"mean": 0.8, "std": 0.1, "n": 3}, "fid": {"status": "skipped", "message": "skipped: x"}}
+    quality = {
+        "n": 3,
+        "split": "test",
+        "size": 32,
+        "steps": 2,
+        "ssim": {"mean": 0.31, "std": 0.05, "n": 3},
+        "mask_fidelity": {"mean": 0.8, "std": 0.1, "n": 3},
+        "fid": {"status": "skipped", "message": "skipped: x"},
+    }
     path = write_report(tmp_path, "quality", quality, {"quality_distributions": report_plots.distributions(
         {"SSIM": [0.3, 0.31, 0.32]})})  # fmt: skip
 

@@ -45,7 +45,9 @@ def load_feature_extractor(path: Path):
         try:
             program = torch.export.load(str(path))
         except Exception as exc:  # noqa: BLE001 - any failure means the file is not a usable archive
-            raise ModelError(f"not a torch.export archive ({type(exc).__name__}: {exc})", path=path, fix=WRONG_FILE_FIX) from None
+            raise ModelError(
+                f"not a torch.export archive ({type(exc).__name__}: {exc})", path=path, fix=WRONG_FILE_FIX
+            ) from None
         module, fixed = program.module(), _program_input_size(program)
     else:
         try:
@@ -144,7 +146,9 @@ def onnx_extractor(path: Path):
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"ONNX Runtime cannot load the feature extractor ({exc})", path=path, fix=WRONG_FILE_FIX) from None
+        raise ModelError(
+            f"ONNX Runtime cannot load the feature extractor ({exc})", path=path, fix=WRONG_FILE_FIX
+        ) from None
     graph_input = session.get_inputs()[0]
     dims = graph_input.shape
     fixed = (int(dims[2]), int(dims[3])) if len(dims) == 4 and all(isinstance(d, int) for d in dims[2:]) else None

@@ -98,11 +98,17 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
     samples = sorted(index.usable(config.split), key=lambda s: s.id)[: config.limit]
     train = index.usable("train")
     if not samples:
-        raise DatasetError(f"the {config.split} split has no usable samples", path=config.dataset,
-                           fix="choose another --split (lesionaug info DATASET shows the splits)")
+        raise DatasetError(
+            f"the {config.split} split has no usable samples",
+            path=config.dataset,
+            fix="choose another --split (lesionaug info DATASET shows the splits)",
+        )
     if config.fidelity and not train:
-        raise DatasetError("mask fidelity needs a real training split to train its segmenter", path=config.dataset,
-                           fix="pass --no-fidelity, or a dataset with a training split")
+        raise DatasetError(
+            "mask fidelity needs a real training split to train its segmenter",
+            path=config.dataset,
+            fix="pass --no-fidelity, or a dataset with a training split",
+        )
     extractor = load_feature_extractor(config.fid_weights) if config.fid_weights else None
     resolved = resolve_given_model(config.model, "fp32", reporter)  # a model folder is exported once, cached
     engine_dir = resolved.engine_dir
@@ -114,8 +120,10 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
     notes = []
     seen = sorted({s.id for s in samples} & set(model_card.get("train_ids") or []))
     if seen:
-        notes.append(f"the generator was trained on {len(seen)} of these {len(samples)} images: "
-                     "their SSIM measures memorisation, not generalisation")
+        notes.append(
+            f"the generator was trained on {len(seen)} of these {len(samples)} images: "
+            "their SSIM measures memorisation, not generalisation"
+        )
         reporter.warn(notes[-1])
 
     # 2. The fidelity segmenter, trained on the real training split.
@@ -143,15 +151,17 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
                 flat = np.broadcast_to(np.mean(reals, axis=(0, 1, 2)).round().astype(np.uint8), reals[0].shape)
                 prior = segmenter.predict([np.ascontiguousarray(flat)])[0]
             for k, sample in enumerate(batch):
-                rows.append({
-                    "id": sample.id,
-                    "prompt": prompts[k],
-                    "noise_seed": seeds[k],
-                    "ssim": structural_similarity(images[k], reals[k]),
-                    "fidelity_dice": None if fidelity[k] is None else dice_coefficient(masks[k], fidelity[k]),
-                    "real_dice": None if on_real[k] is None else dice_coefficient(masks[k], on_real[k]),
-                    "prior_dice": None if prior is None else dice_coefficient(masks[k], prior),
-                })
+                rows.append(
+                    {
+                        "id": sample.id,
+                        "prompt": prompts[k],
+                        "noise_seed": seeds[k],
+                        "ssim": structural_similarity(images[k], reals[k]),
+                        "fidelity_dice": None if fidelity[k] is None else dice_coefficient(masks[k], fidelity[k]),
+                        "real_dice": None if on_real[k] is None else dice_coefficient(masks[k], on_real[k]),
+                        "prior_dice": None if prior is None else dice_coefficient(masks[k], prior),
+                    }
+                )
                 if len(grid) < GRID_ROWS:
                     grid.append((masks[k], images[k], reals[k]))
             if distances is not None:
@@ -220,7 +230,8 @@ def _model_resolution(engine) -> int:
     """The model's training resolution, rounded down to a size its graphs accept."""
     resolution = engine.card.model.get("resolution")
     if not isinstance(resolution, int) or resolution <= 0:
-        raise ConfigError("the engine's card has no training resolution", path=engine.card.path,
-                          fix="pass --size, e.g. --size 512")
+        raise ConfigError(
+            "the engine's card has no training resolution", path=engine.card.path, fix="pass --size, e.g. --size 512"
+        )
     multiple = engine.card.size_multiple
     return max(multiple, resolution // multiple * multiple)

@@ -100,16 +100,18 @@ def _image(lines: list[str], plots: dict, stem: str, caption: str) -> None:
 def _evaluate_markdown(data: dict) -> list[str]:
     setup = data.get("setup", {})
     segmenter = data.get("segmenter", {})
+    share = setup.get("real_fraction", 1)
+    fraction = f" ({share:g} of the split)" if share < 1 else ""
     lines = [
         "## What the synthetic pairs are worth to a segmenter",
         "",
         f"Segmenters ({segmenter.get('arch')}, {segmenter.get('image_size')} px, {segmenter.get('epochs')} epochs, "
-        f"trained from scratch) on {setup.get('real_train')} real training pairs"
-        f"{' (' + format(setup.get('real_fraction'), 'g') + ' of the split)' if setup.get('real_fraction', 1) < 1 else ''}"
+        f"trained from scratch) on {setup.get('real_train')} real training pairs{fraction}"
         f" plus N synthetic pairs, {setup.get('repeats')} seed(s) each, scored on the "
         f"{setup.get('real_test')} images of the real test split (never on synthetic images).",
         "",
-        "| synthetic pairs | seeds | Dice mean | Dice std | Jaccard mean | thr. Jaccard mean | Dice vs real only | 95% CI |",
+        "| synthetic pairs | seeds | Dice mean | Dice std | Jaccard mean | thr. Jaccard mean | Dice vs real only "
+        "| 95% CI |",
         "|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in data.get("results", []):

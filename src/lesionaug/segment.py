@@ -63,7 +63,7 @@ class SegmenterConfig:
         if self.image_size % factor:
             raise ConfigError(
                 f"image size {self.image_size} is not divisible by {factor} ({len(self.channels)} resolution levels)",
-                fix=f"use an image size that is a multiple of {factor}, e.g. {max(factor, self.image_size // factor * factor)}",
+                fix=f"use a multiple of {factor}, e.g. --image-size {max(factor, self.image_size // factor * factor)}",
             )
 
     def to_dict(self) -> dict:

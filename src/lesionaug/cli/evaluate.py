@@ -16,7 +16,9 @@ def parse_int_list(text: str, option: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
     except ValueError:
-        raise UsageError(f"{option} takes comma-separated whole numbers, got {text!r}", fix=f"e.g. {option} 0,1000,3000") from None
+        raise UsageError(
+            f"{option} takes comma-separated whole numbers, got {text!r}", fix=f"e.g. {option} 0,1000,3000"
+        ) from None
     if not values:
         raise UsageError(f"{option} is empty", fix=f"e.g. {option} 0,1000,3000")
     return values

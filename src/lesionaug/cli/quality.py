@@ -14,7 +14,9 @@ from lesionaug.cli.evaluate import parse_int_list
 @app.command("quality")
 def quality(
     dataset: Annotated[Path, typer.Argument(help="The real dataset folder.")],
-    model: Annotated[Path, typer.Option("--model", help="Model folder (exported once into the cache) or engine folder.")],
+    model: Annotated[
+        Path, typer.Option("--model", help="Model folder (exported once into the cache) or engine folder.")
+    ],
     split: Annotated[str, typer.Option("--split", help="Whose masks to generate for: train, val or test.")] = "test",
     provider: Annotated[str, typer.Option("--provider", help="auto, tensorrt, cuda or cpu.")] = "auto",
     steps: Annotated[int, typer.Option("--steps", help="Denoising steps.")] = 20,
@@ -30,12 +32,17 @@ def quality(
     masks: Annotated[Path | None, typer.Option("--masks", help="Folder of masks, for layouts without them.")] = None,
     fid_weights: Annotated[
         Path | None,
-        typer.Option("--fid-weights", help="Feature extractor for FID/KID (TorchScript, .pt2 or ONNX, e.g. Inception)."),
+        typer.Option(
+            "--fid-weights", help="Feature extractor for FID/KID (TorchScript, .pt2 or ONNX, e.g. Inception)."
+        ),
     ] = None,
     fidelity: Annotated[
-        bool, typer.Option("--fidelity/--no-fidelity", help="Measure mask fidelity with a segmenter trained on real data.")
+        bool,
+        typer.Option("--fidelity/--no-fidelity", help="Measure mask fidelity with a segmenter trained on real data."),
     ] = True,
-    seg_arch: Annotated[str, typer.Option("--seg-arch", help="Fidelity segmenter: unet, basicunet, attentionunet.")] = "unet",
+    seg_arch: Annotated[
+        str, typer.Option("--seg-arch", help="Fidelity segmenter: unet, basicunet, attentionunet.")
+    ] = "unet",
     seg_epochs: Annotated[int, typer.Option("--seg-epochs", help="Fidelity segmenter training epochs.")] = 30,
     seg_image_size: Annotated[int, typer.Option("--seg-image-size", help="Fidelity segmenter input size.")] = 128,
     seg_channels: Annotated[
