@@ -39,6 +39,7 @@ def _evaluate(world: dict, *extra: str):
     return runner.invoke(app, [*args, *TINY, *extra])
 
 
+@pytest.mark.slow
 def test_end_to_end_json_report_and_plots(world):
     result = _evaluate(world, "--synthetic-counts", "0,4,100", "--repeats", "2", "--epochs", "3")
     assert result.exit_code == 0, result.output
