@@ -98,9 +98,11 @@ def check_config(c: TrainConfig) -> None:
     for name, value in positive.items():
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, not {value!r}")
-    for name in ("steps", "base_steps", "resolution"):
+    if c.resolution is not None and (not isinstance(c.resolution, int) or c.resolution < 1):
+        raise ConfigError(f"resolution must be a positive integer, not {c.resolution!r}")
+    for name in ("steps", "base_steps"):
         value = getattr(c, name)
-        if value is not None and (not isinstance(value, int) or value < (1 if name == "resolution" else 0)):
+        if value is not None and (not isinstance(value, int) or value < 0):
             raise ConfigError(f"{name} must be a non-negative integer, not {value!r}")
     for name in ("checkpoint_every", "lr_warmup", "seed"):
         if not isinstance(getattr(c, name), int) or getattr(c, name) < 0:
