@@ -274,9 +274,10 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, replacing, 
     t = time.perf_counter()
     entries = kept + tally.entries
     record["outputs"] = {**record["outputs"], "originals": sorted(originals, key=lambda o: o["path"])}
+    timings["total_s"] = time.perf_counter() - t0  # the record's total leaves out writing the record
+    finish_output(out, {**record, "counts": counts, "timings": _round(timings)}, list(output.label_targets), entries)
     timings["finish_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
-    finish_output(out, {**record, "counts": counts, "timings": _round(timings)}, list(output.label_targets), entries)
     result["timings"] = _round(timings)
     return result
 

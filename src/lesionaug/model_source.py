@@ -26,8 +26,9 @@ from lesionaug.progress import SILENT, Reporter
 ENGINE_FORMAT = "lesionaug.engine/1"
 MODEL_FORMAT = "lesionaug.model/1"
 CARD = "lesionaug.json"
-# Seconds per training step of each compact size on a 2-core CPU (batch 4, measured), for the estimate.
-CPU_SECONDS_PER_STEP = {"tiny": 0.25, "small": 0.9, "base": 12.0}
+# Seconds per training step (batch 4), only for the "about N min" line before training: CPU tiny and
+# small from benchmarks/results/train.json (2 cores); CPU base and the GPU figures are rough guesses.
+CPU_SECONDS_PER_STEP = {"tiny": 0.6, "small": 1.5, "base": 20.0}
 GPU_SECONDS_PER_STEP = {"tiny": 0.03, "small": 0.05, "base": 0.25}
 
 
@@ -133,7 +134,7 @@ def engine_for_model(model_dir: Path, precision: str, reporter: Reporter = SILEN
 
 def resolve_given_model(path: Path, precision: str, reporter: Reporter = SILENT) -> ResolvedModel:
     """``--model PATH``: an engine folder, or a model folder exported on the fly."""
-    path = Path(path).expanduser()
+    path = Path(path).expanduser().resolve()
     card = _read_card(path)
     if not path.is_dir() or card is None:
         raise ModelError(
