@@ -170,7 +170,7 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, replacing, 
     t = time.perf_counter()
     provider = resolve_provider(gen.provider)
     resolved = _resolve_model(options, index, gen, provider, reporter)
-    identity = {**identity, "engine_hash": resolved.engine_hash}
+    identity = {**identity, "engine_hash": resolved.engine_hash, "provider": provider}
     check_previous_run(out, previous, identity, jobs_info, force=gen.force)
     timings["model_s"] = time.perf_counter() - t
 
@@ -192,15 +192,20 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, replacing, 
     kept = finished_entries(out, plan, verify_hashes=True, rewrite=True)
     done = {int(e["index"]) for e in kept}
 
-    # 6. Originals, linked in the background while the engine loads and generates.
-    originals: list[dict] = []
-    linking = threading.Thread(
-        target=lambda: originals.extend(link_originals(list(output.originals), out)), name="lesionaug-originals"
-    )
-    linking.start()
+    # 6. The engine; the originals are linked in the background while it generates.
     t = time.perf_counter()
     engine = Engine.load(resolved.engine_dir, provider, reporter=reporter)
     timings["engine_load_s"] = time.perf_counter() - t
+    originals: list[dict] = []
+    link_errors: list[BaseException] = []
+
+    def link_all() -> None:
+        try:
+            originals.extend(link_originals(list(output.originals), out))
+        except BaseException as exc:  # noqa: BLE001 - raised in the main thread after the writes finish
+            link_errors.append(exc)
+
+    linking = threading.Thread(target=link_all, name="lesionaug-originals")
     card = engine.card
     gen_size = generation_size(plan.config.size, card.model.get("resolution"), card.size_multiple)
     record.update(provider=engine.provider, generation_size=list(gen_size), output_size=list(plan.config.size))
@@ -223,6 +228,7 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, replacing, 
                             resolved.model_hash, resolved.engine_hash)
     stats, tally, error = None, None, None
     t = time.perf_counter()
+    linking.start()
     with reporter.task("generating", total=len(plan.jobs)) as task:
         task.advance(len(done))
         with ManifestAppender(out / MANIFEST_NAME, durable=gen.durable) as manifest, StopRequest() as stop:
@@ -235,8 +241,10 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, replacing, 
                 error = exc
             finally:
                 tally = writer.close()
+                timings["generation_wall_s"] = time.perf_counter() - t
                 linking.join()
-    timings["generation_wall_s"] = time.perf_counter() - t
+    if error is None and link_errors:
+        error = link_errors[0]
     timings["generate_s"] = stats.seconds["generate"] if stats else 0.0
     n_written = tally.written
     counts = {"n_jobs": len(plan.jobs), "n_generated": n_written, "n_skipped_existing": len(done),

@@ -56,11 +56,12 @@ def read_isic_archive(tree: Tree) -> LayoutRead:
     problems: list[Problem] = []
     rel = _archive_metadata(tree)
     base = rel.rsplit("/", 1)[0] if "/" in rel else ""
-    images = [p for p in tree.image_files(base) if re.fullmatch(r"(?i)ISIC_\d+", p.stem)]
+    labels, raw, key, header = labels_by_id(tree.path(rel))
+    # ISIC ids, and any other image the metadata lists (pairs added by `lesionaug augment`).
+    images = [p for p in tree.image_files(base) if re.fullmatch(r"(?i)ISIC_\d+", p.stem) or p.stem in raw]
     mask_rel = _child(tree, base, MASK_DIR_NAMES)
     masks = tree.image_files(mask_rel) if mask_rel else []
     candidates = pair(images, masks, None, problems)
-    labels, raw, key, header = labels_by_id(tree.path(rel))
     attach_labels(candidates, labels, tree.path(rel), problems)
     for c in candidates:
         if c.id in raw:
