@@ -175,10 +175,12 @@ def isic2016_labels(path: Path) -> dict[str, Labels]:
     """Headerless ``ISIC_0000000,benign`` (training) or ``ISIC_0000000,1.0`` (test) rows."""
     out: dict[str, Labels] = {}
     for row in read_headerless_rows(path):
-        if len(row) < 2 or not re.match(r"(?i)isic_\d+", row[0]):
+        if len(row) < 2:
             continue
         value = row[1].lower()
         number = _float(value)
+        if not re.match(r"(?i)isic_\d+", row[0]) and number is None and value not in ("benign", "malignant"):
+            continue  # a header or stray line; other ids with a 2016 label are pairs added by augment
         code = ("malignant" if number >= 0.5 else "benign") if number is not None else diagnosis_code(value)
         out[clean_id(row[0])] = Labels(diagnosis=code)
     return out
