@@ -319,3 +319,57 @@ def test_lock_only_one_of_many_threads_wins(tmp_path):
     for t in threads:
         t.join()
     assert len(wins) == 1 and len(losses) == 7
+
+
+# ---- each demo layout: pairs written where its reader finds them, with their labels ---------------
+
+LAYOUT_TARGETS = {
+    "isic2018": ("ISIC2018_Task1-2_Training_Input/{id}{ext}", "ISIC2018_Task1_Training_GroundTruth/{id}_segmentation.png",
+                 "jpg", ["ISIC2018_Task3_Training_GroundTruth/ISIC2018_Task3_Training_GroundTruth.csv"]),
+    "isic2017": ("ISIC-2017_Training_Data/{id}{ext}", "ISIC-2017_Training_Part1_GroundTruth/{id}_segmentation.png",
+                 "jpg", ["ISIC-2017_Training_Part3_GroundTruth.csv",
+                         "ISIC-2017_Training_Data/ISIC-2017_Training_Data_metadata.csv"]),
+    "ham10000": ("HAM10000_images_part_1/{id}{ext}", "HAM10000_segmentations_lesion_tschandl/{id}_segmentation.png",
+                 "jpg", ["HAM10000_metadata.csv"]),
+    "ph2": ("PH2Dataset/PH2 Dataset images/{id}/{id}_Dermoscopic_Image/{id}{ext}",
+            "PH2Dataset/PH2 Dataset images/{id}/{id}_lesion/{id}_lesion.bmp", "bmp", ["PH2Dataset/PH2_dataset.txt"]),
+    "paired": ("train/images/{id}{ext}", "train/masks/{id}.png", "png", ["labels.csv"]),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUT_TARGETS))
+def test_pairs_written_in_each_demo_layout_read_back(tmp_path, layout):
+    from lesionaug.augmented_folder import finish_output
+    from lesionaug.dataset import load_dataset
+    from lesionaug.demo import write_demo_dataset
+    from lesionaug.output_layout import plan_output
+    from lesionaug.verify import verify_output
+
+    before = load_dataset(write_demo_dataset(tmp_path / "in", n=12, layout=layout, size=32, seed=3))
+    output = plan_output(before, None, synthetic_only=False)
+    image_template, mask_template, fmt, label_files = LAYOUT_TARGETS[layout]
+    assert (output.layout.image_template, output.layout.mask_template) == (image_template, mask_template)
+    assert output.layout.image_format == fmt
+    assert [t.path for t in output.label_targets] == label_files
+    out = tmp_path / "out"
+    out.mkdir()
+    originals = link_originals(list(output.originals), out)
+    labels = [s.labels for s in before.usable("train")[:3]]
+    with ManifestAppender(out / "lesionaug-manifest.jsonl") as manifest:
+        writer = PairWriter(out, output.layout, STAMP, manifest, workers=2)
+        for k, lab in enumerate(labels):
+            writer.submit(PairRecord(f"SYN_{k + 1:07d}", k, "p", lab.to_dict(), k, "model", k), *_pair(k))
+        tally = writer.close()
+    record = {"status": "running", "jobs": {"n": 3, "shard": None}, "outputs": {"originals": originals}}
+    finish_output(out, record, list(output.label_targets), tally.entries)
+    assert verify_output(out)["ok"]
+    after = load_dataset(out)
+    assert after.layout == before.layout
+    assert after.split_counts() == {**before.split_counts(), "train": before.split_counts()["train"] + 3}
+    found = {s.id: s for s in after.samples}
+    for k, lab in enumerate(labels):
+        sample = found[f"SYN_{k + 1:07d}"]
+        assert sample.split == "train" and sample.mask is not None and sample.size == (32, 32)
+        assert sample.labels.diagnosis == lab.diagnosis
+    for target in output.label_targets:  # the input's rows kept byte for byte, new rows after them
+        assert (out / target.path).read_bytes().startswith(target.base[: target.record()["insert_at"]])
