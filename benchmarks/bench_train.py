@@ -8,10 +8,12 @@ Stable Diffusion 1.5 at 1/8 of its widths (UNet 40-80-160-160, VAE 16-32-64-64, 
 because the tiny test base's VAE is far smaller next to its UNet than SD's is, which understates
 what the cache saves on a real base. The loop is
 ``lesionaug.train_loop.run_stage`` exactly as ``lesionaug train`` runs it, on synthetic pairs in
-memory (speed does not depend on pixel values); the first ``--warmup`` steps are timed apart.
+memory (speed does not depend on pixel values); the first ``--warmup`` steps are timed apart. The
+cached and uncached runs alternate in rounds, so that both see the same machine load.
 
     python benchmarks/bench_train.py                      # writes benchmarks/results/train.json
     python benchmarks/bench_train.py --steps 4 --warmup 1 # a quick look
+    python benchmarks/bench_train.py --shaped-divisor 1 --shaped-resolution 512   # full-size SD 1.5 shape (GPU)
 """
 
 from __future__ import annotations
@@ -115,21 +117,42 @@ def write_sd_shaped(path: Path, divisor: int = 8) -> Path:
 
 
 def bench_sd_cache(name: str, write, resolution: int, batch_size: int, steps: int, args) -> list[dict]:
-    from lesionaug.train import TrainConfig
-    from lesionaug.train_run import load_parts
+    """Cached and uncached ControlNet training, interleaved in short rounds (a shared machine's load
+    drifts; alternating makes both modes see the same load), median samples/s over the rounds."""
+    import statistics
 
-    rows = []
+    from lesionaug.progress import SILENT
+    from lesionaug.train import TrainConfig
+    from lesionaug.train_loop import StagePlan, run_stage
+    from lesionaug.train_run import load_parts, make_accelerator
+
     with tempfile.TemporaryDirectory() as tmp:
         base = write(Path(tmp) / name)
         data = synthetic_pairs(args.pairs, resolution)
+        modes = {}
         for cache in (True, False):
             config = TrainConfig(
                 base=str(base), resolution=resolution, batch_size=batch_size, cache_latents=cache
             ).resolved()
-            parts = load_parts(config, data.prompts)
-            row = time_stage(parts, data, "controlnet", config, steps, args.warmup)
-            rows.append({"base": name, "resolution": resolution, "batch_size": batch_size, "cache_latents": cache, **row})
-            print(f"{name:10s} {resolution:4d} px  cache={cache!s:5s}  {row['samples_per_second']:8.2f} samples/s")
+            modes[cache] = (config, load_parts(config, data.prompts))
+        accelerator = make_accelerator("no")
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        per_round = max(1, steps // args.rounds)
+        for round_index in range(args.rounds + 1):  # round 0 warms both modes up
+            for cache, (config, parts) in modes.items():
+                stage = StagePlan("controlnet", 0, 0, per_round, 1e-4)
+                result = run_stage(parts, data, stage, config, accelerator, SILENT)
+                if round_index:
+                    rates[cache].append(result.samples_per_second)
+    rows = []
+    for cache in (True, False):
+        rate = statistics.median(rates[cache])
+        rows.append({
+            "base": name, "resolution": resolution, "batch_size": batch_size, "cache_latents": cache,
+            "stage": "controlnet", "rounds": args.rounds, "steps_per_round": per_round,
+            "samples_per_second": round(rate, 3), "round_rates": [round(r, 3) for r in rates[cache]],
+        })
+        print(f"{name:10s} {resolution:4d} px  cache={cache!s:5s}  {rate:8.2f} samples/s (median of {args.rounds})")
     cached, uncached = (r["samples_per_second"] for r in rows)
     print(f"{name}: latent cache speedup {cached / uncached:.2f}x (target >= 1.3x)")
     return rows
@@ -139,10 +162,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=12, help="timed steps per row")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before each row")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved cached/uncached rounds (SD rows)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--pairs", type=int, default=32, help="synthetic training pairs")
     parser.add_argument("--sd-resolution", type=int, default=128, help="side of the tiny SD rows (multiple of 32)")
     parser.add_argument("--shaped-resolution", type=int, default=256, help="side of the SD-shaped rows")
+    parser.add_argument(
+        "--shaped-divisor", type=int, default=8, help="SD 1.5 widths divided by this (1: full size, for a GPU)"
+    )
     parser.add_argument("--sizes", nargs="+", default=["tiny", "small"], help="compact sizes to run")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "train.json")
     args = parser.parse_args()
@@ -154,7 +181,12 @@ def main() -> None:
     rows = [row for size in args.sizes for row in bench_compact(size, args)]
     tiny = bench_sd_cache("tiny-sd", write_tiny_sd, args.sd_resolution, args.batch_size, args.steps, args)
     shaped_steps = max(2, args.steps // 2)
-    shaped = bench_sd_cache("sd15-shaped-1/8", write_sd_shaped, args.shaped_resolution, 2, shaped_steps, args)
+    shaped_name = f"sd15-shaped-1/{args.shaped_divisor}"
+
+    def write_shaped(path: Path) -> Path:
+        return write_sd_shaped(path, args.shaped_divisor)
+
+    shaped = bench_sd_cache(shaped_name, write_shaped, args.shaped_resolution, 2, shaped_steps, args)
 
     def speedup(pair: list[dict]) -> float:
         return round(pair[0]["samples_per_second"] / pair[1]["samples_per_second"], 3)
@@ -169,7 +201,7 @@ def main() -> None:
         },
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "rows": rows + tiny + shaped,
-        "latent_cache_speedup": {"tiny-sd": speedup(tiny), "sd15-shaped-1/8": speedup(shaped)},
+        "latent_cache_speedup": {"tiny-sd": speedup(tiny), shaped_name: speedup(shaped)},
         "latent_cache_target": 1.3,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
