@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 WHEELS="dist/gpu-wheels"
-OUT="benchmarks/results/gpu_check.json"
+OUT=""
 MODE="gpu"
 PREPARE_DIR=""
 EXTRA=()
@@ -39,6 +39,10 @@ while [[ $# -gt 0 ]]; do
     *) echo "gpu_check.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+
+if [[ -z "$OUT" ]]; then
+  if [[ "$MODE" == "cpu-smoke" ]]; then OUT="benchmarks/results/gpu_check_cpu_smoke.json"; else OUT="benchmarks/results/gpu_check.json"; fi
+fi
 
 log() { echo "[gpu_check] $*" >&2; }
 
