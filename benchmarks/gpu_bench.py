@@ -45,26 +45,19 @@ def build_model(folder: Path, name: str) -> dict:
     from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    sys.path.insert(0, str(ROOT.parent / "tests"))
-    from tiny_sd import _clip_vocab  # the hand-written byte-level CLIP vocabulary
+    from lesionaug.models import build_word_tokenizer
 
     spec = MODELS[name]
     torch.manual_seed(0)
     folder.mkdir(parents=True, exist_ok=True)
-    vocab, merges = _clip_vocab()
-    tok = folder / "tokenizer"
-    tok.mkdir(exist_ok=True)
-    (tok / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (tok / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    (tok / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "bos_token": "<|startoftext|>",
-         "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}))
+    tokenizer = build_word_tokenizer([PROMPT], max_length=77)  # SD's prompt length
+    tokenizer.save_pretrained(folder / "tokenizer")
     layers, hidden = spec["text"]
-    CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=hidden * 4,
-                                 num_hidden_layers=layers, num_attention_heads=max(1, hidden // 64),
-                                 max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"],
-                                 eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"])
-                  ).save_pretrained(folder / "text_encoder")
+    CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer.get_vocab()), hidden_size=hidden,
+                                 intermediate_size=hidden * 4, num_hidden_layers=layers,
+                                 num_attention_heads=max(1, hidden // 64), max_position_embeddings=77,
+                                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                 pad_token_id=tokenizer.pad_token_id)).save_pretrained(folder / "text_encoder")
     unet = UNet2DConditionModel(
         sample_size=64, in_channels=4, out_channels=4, block_out_channels=spec["unet"],
         layers_per_block=spec["layers"], cross_attention_dim=hidden, attention_head_dim=spec["heads"],

@@ -192,3 +192,26 @@ def test_gpu_engine_matches_cpu_engine(provider):
     assert engine.provider == provider
     got = generate_float(engine, ["a lesion"], [mask], [3], settings)
     assert np.abs(got - cpu).max() < 1e-2
+
+
+@pytest.mark.slow
+def test_nan_images_are_refused_not_returned(monkeypatch):
+    """A half-precision overflow must fail the batch loudly, never become an image file."""
+    import torch
+
+    from lesionaug.engine import Engine
+    from lesionaug.errors import ModelError
+    from lesionaug.sampler import SamplerSettings, generate
+
+    engine = Engine.load(exported_engine("pixel").engine_dir, "cpu")
+    real = engine.decode
+
+    def poisoned(sample):
+        out = real(sample).clone()
+        out[1, 0, 0, 0] = torch.nan
+        return out
+
+    monkeypatch.setattr(engine, "decode", poisoned)
+    mask = np.zeros((32, 32), bool)
+    with pytest.raises(ModelError, match="NaN in 1 of 2 images"):
+        generate(engine, ["a", "b"], [mask, mask], [0, 1], SamplerSettings("ddim", 1, 1.0))

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lesionaug.errors import ConfigError
+from lesionaug.errors import ConfigError, ModelError
 from lesionaug.progress import SILENT, Reporter
 
 # --scheduler name -> diffusers class name (all built with from_config on the engine's scheduler config).
@@ -168,7 +168,12 @@ def generate_float(engine, prompts: list[str], masks: list[np.ndarray], noise_se
     # 7. Decode and denormalise exactly as the pipeline's image processor does.
     image = engine.decode(latents)
     image = (image * 0.5 + 0.5).clamp(0, 1)
-    return image.permute(0, 2, 3, 1).float().cpu().numpy()
+    images = image.permute(0, 2, 3, 1).float().cpu().numpy()
+    if not np.isfinite(images).all():  # clamp keeps NaN: a half-precision overflow must not become a file
+        bad = int((~np.isfinite(images.reshape(len(images), -1))).any(axis=1).sum())
+        raise ModelError(f"the engine produced NaN in {bad} of {len(images)} images ({engine.card.precision})",
+                         path=engine.card.path, fix="re-export the engine with --precision fp32")
+    return images
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
