@@ -9,7 +9,8 @@ of generation alone, i.e. writing costs the loop almost nothing because it overl
 The engine is the compact model `augment` trains on a CPU by default ("small", 128 px), trained a
 single step per stage (speed does not depend on the weights) and exported fp32, unless --engine
 names one. Generation alone runs before, between and after the end-to-end runs (``--repeats``);
-the ratio compares their means.
+the ratio compares the best run of each side (the ratio of the means is reported too), and
+``end_to_end_engine_share`` is the part of the end-to-end loop's wall time spent in the engine.
 
     python benchmarks/bench_augment.py                       # writes benchmarks/results/augment.json
     python benchmarks/bench_augment.py --n 8 --steps 4       # a quick look
@@ -51,8 +52,8 @@ def options_for(dataset: Path, out: Path, engine: Path, args) -> object:
     return augment_options(dataset, args.n, seed=1, size=str(args.size), generation=generation)
 
 
-def generation_alone(options, engine_dir: Path) -> tuple[float, int]:
-    """Seconds spent in ``generate`` for the plan's jobs, batch by batch as augment cuts them."""
+def generation_alone(options, engine_dir: Path) -> tuple[float, float, int]:
+    """Wall and CPU seconds spent in ``generate`` for the plan's jobs, batch by batch as augment cuts them."""
     from lesionaug.augment import control_mask, generation_size, output_image
     from lesionaug.engine import Engine
     from lesionaug.generation_loop import fixed_batches
@@ -69,26 +70,27 @@ def generation_alone(options, engine_dir: Path) -> tuple[float, int]:
     masks = [[control_mask(sample_mask(model, j.mask_seed, j.diagnosis, plan.config.size, j.mask_source), gen_size)
               for j in batch] for batch in batches]
     generate(engine, [batches[0][0].prompt], masks[0][:1], [batches[0][0].noise_seed], settings)  # warm-up
-    seconds = 0.0
+    seconds = cpu = 0.0
     for batch, batch_masks in zip(batches, masks):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         images = generate(engine, [j.prompt for j in batch], batch_masks, [j.noise_seed for j in batch], settings)
         [output_image(img, plan.config.size) for img in images]
         seconds += time.perf_counter() - start
-    return seconds, len(plan.jobs)
+        cpu += time.process_time() - start_cpu
+    return seconds, cpu, len(plan.jobs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", type=Path, help="an engine folder (default: build the compact one)")
     parser.add_argument("--model-size", default="small", choices=("tiny", "small", "base"))
-    parser.add_argument("--n", type=int, default=24)
+    parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--image-format", default="png", choices=("png", "jpg"))
-    parser.add_argument("--repeats", type=int, default=2, help="end-to-end runs, each between two generation-alone runs")
+    parser.add_argument("--repeats", type=int, default=3, help="end-to-end runs, each between two generation-alone runs")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "augment.json")
     args = parser.parse_args()
 
@@ -104,21 +106,29 @@ def main() -> None:
         build_s = time.perf_counter() - start
 
         # Alternate: alone, end to end, alone, ... so drifting machine load hits both sides alike.
-        alone_runs, e2e_runs = [], []
+        alone_runs, alone_cpu, e2e_runs = [], [], []
         for r in range(args.repeats):
-            seconds, n = generation_alone(options_for(dataset, tmp / "unused", engine, args), engine)
+            seconds, cpu, n = generation_alone(options_for(dataset, tmp / "unused", engine, args), engine)
             alone_runs.append(seconds)
+            alone_cpu.append(cpu)
             result = run_augment(options_for(dataset, tmp / f"out-{r}", engine, args))
             e2e_runs.append(result["timings"])
-        seconds, _ = generation_alone(options_for(dataset, tmp / "unused", engine, args), engine)
+        seconds, cpu, _ = generation_alone(options_for(dataset, tmp / "unused", engine, args), engine)
         alone_runs.append(seconds)
+        alone_cpu.append(cpu)
 
-    alone = sum(alone_runs) / len(alone_runs)
-    wall = sum(t["generation_wall_s"] for t in e2e_runs) / len(e2e_runs)
-    in_engine = sum(t["generate_s"] for t in e2e_runs) / len(e2e_runs)
-    timings = e2e_runs[-1]
+    # Best of each side: on a shared machine the least-disturbed run is the closest to the true cost.
+    walls = [t["generation_wall_s"] for t in e2e_runs]
+    alone, wall = min(alone_runs), min(walls)
+    in_engine = sum(t["generate_s"] for t in e2e_runs) / sum(walls)
+    timings = e2e_runs[walls.index(wall)]
     e2e_ips = n / wall
     alone_ips = n / alone
+    mean_ratio = (sum(alone_runs) / len(alone_runs)) / (sum(walls) / len(walls))
+    # CPU seconds of the whole process (engine, mask sampling and writer threads): other programs
+    # on the machine slow the wall clock, not this, so it shows the writers' true cost on a busy box.
+    e2e_cpu = [t["generation_cpu_s"] for t in e2e_runs]
+    cpu_ratio = (sum(alone_cpu) / len(alone_cpu)) / (sum(e2e_cpu) / len(e2e_cpu))
     report = {
         "benchmark": "augment end to end vs generation alone",
         "engine": str(args.engine) if args.engine else f"compact {args.model_size} (1 training step a stage), fp32",
@@ -131,8 +141,12 @@ def main() -> None:
         "end_to_end_generation_wall_seconds": [round(t["generation_wall_s"], 3) for t in e2e_runs],
         # Within the end-to-end runs: time in the engine over the loop's wall time (1.0 = writing,
         # mask sampling and the final drain of the writer cost the loop nothing).
-        "end_to_end_engine_share": round(in_engine / wall, 4),
+        "end_to_end_engine_share": round(in_engine, 4),
         "ratio": round(e2e_ips / alone_ips, 4),
+        "ratio_of_means": round(mean_ratio, 4),
+        "generation_alone_cpu_seconds": [round(x, 3) for x in alone_cpu],
+        "end_to_end_generation_cpu_seconds": [round(x, 3) for x in e2e_cpu],
+        "ratio_cpu_time": round(cpu_ratio, 4),
         "target_ratio": 0.95,
         "meets_target": e2e_ips / alone_ips >= 0.95,
         "end_to_end_timings_s": timings,
@@ -143,7 +157,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"generation alone {alone_ips:.3f} images/s, end to end {e2e_ips:.3f} images/s, "
-          f"ratio {e2e_ips / alone_ips:.3f} (target >= 0.95) -> {args.out}")
+          f"ratio {e2e_ips / alone_ips:.3f} (target >= 0.95; of means {mean_ratio:.3f}, "
+          f"of CPU time {cpu_ratio:.3f}) -> {args.out}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from lesionaug.manifest import MANIFEST_NAME, ManifestAppender
 from lesionaug.output_lock import OutputLock
 from lesionaug.output_state import check_previous_run, clear_previous_outputs, finished_entries
 from lesionaug.progress import SILENT, Reporter
-from lesionaug.run_record import check_output_folder, write_run_record
+from lesionaug.run_record import check_output_folder, read_run_record, write_run_record
 from lesionaug.stop_request import StopRequest
 from lesionaug.writer import GenerationStamp, PairRecord, PairWriter
 
@@ -110,7 +110,7 @@ def run_augment(options, reporter: Reporter = SILENT) -> dict:
     jobs_info = {"n": plan.config.n, "shard": [plan.shard.index, plan.shard.count] if plan.shard else None}
     identity = {"plan": plan.plan_hash, "sampler": asdict(settings), "output": output.identity(),
                 "synthetic_only": gen.synthetic_only}
-    replacing = check_previous_run(out, previous, identity, jobs_info, force=gen.force)
+    replacing = check_previous_run(out, previous, identity, jobs_info, force=gen.force)  # before any training
     _check_collisions(plan, output)
 
     # 3. Free space for what is left to write (originals cost nothing when hard-linked).
@@ -133,8 +133,7 @@ def run_augment(options, reporter: Reporter = SILENT) -> dict:
             _remove_if_empty(out)
         raise
     try:
-        return _run_locked(options, prepared, out, output, identity, jobs_info, replacing, previous, estimate,
-                           timings, t0, reporter)
+        return _run_locked(options, prepared, out, output, identity, jobs_info, estimate, timings, t0, reporter)
     finally:
         lock.release()
         if created:
@@ -159,8 +158,7 @@ def _check_collisions(plan, output) -> None:
                 )
 
 
-def _run_locked(options, prepared, out, output, identity, jobs_info, replacing, previous, estimate, timings, t0,
-                reporter) -> dict:
+def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, timings, t0, reporter) -> dict:
     gen = options.generation
     index, plan = prepared.index, prepared.plan
     from lesionaug.engine import Engine
@@ -171,7 +169,8 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, replacing, 
     provider = resolve_provider(gen.provider)
     resolved = _resolve_model(options, index, gen, provider, reporter)
     identity = {**identity, "engine_hash": resolved.engine_hash, "provider": provider}
-    check_previous_run(out, previous, identity, jobs_info, force=gen.force)
+    previous = read_run_record(out)  # again, now that the lock is held
+    replacing = check_previous_run(out, previous, identity, jobs_info, force=gen.force)
     timings["model_s"] = time.perf_counter() - t
 
     # 5. The run record marks the folder as ours; a replaced run's files go; temporaries of a killed run go.
@@ -227,7 +226,7 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, replacing, 
     stamp = GenerationStamp(settings.scheduler, settings.steps, settings.guidance, settings.control_scale,
                             resolved.model_hash, resolved.engine_hash)
     stats, tally, error = None, None, None
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     linking.start()
     with reporter.task("generating", total=len(plan.jobs)) as task:
         task.advance(len(done))
@@ -242,6 +241,7 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, replacing, 
             finally:
                 tally = writer.close()
                 timings["generation_wall_s"] = time.perf_counter() - t
+                timings["generation_cpu_s"] = time.process_time() - cpu  # all threads: engine, masks, writers
                 linking.join()
     if error is None and link_errors:
         error = link_errors[0]

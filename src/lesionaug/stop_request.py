@@ -1,8 +1,9 @@
-"""SIGINT during a long run: finish what is in flight, then stop cleanly.
+"""SIGINT (or SIGTERM, as batch schedulers send at a time limit) during a long run: finish what is
+in flight, then stop cleanly.
 
-The first Ctrl-C sets a flag the generation loop checks between batches, so pairs being written
-are completed and recorded and the output stays resumable. A second Ctrl-C raises
-KeyboardInterrupt at once (files are still written atomically, so nothing is half-written).
+The first signal sets a flag the generation loop checks between batches, so pairs being written
+are completed and recorded and the output stays resumable. A second one raises KeyboardInterrupt
+at once (files are still written atomically, so nothing is half-written).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import threading
 
 
 class StopRequest:
-    """Context manager that turns SIGINT into a flag (only in the main thread; elsewhere it is inert)."""
+    """Context manager that turns SIGINT and SIGTERM into a flag (main thread only; elsewhere inert)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
-        self._installed = False
+        self._previous: dict = {}
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
@@ -26,11 +28,11 @@ class StopRequest:
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
-            self._installed = False
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
