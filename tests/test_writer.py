@@ -373,3 +373,27 @@ def test_pairs_written_in_each_demo_layout_read_back(tmp_path, layout):
         assert sample.labels.diagnosis == lab.diagnosis
     for target in output.label_targets:  # the input's rows kept byte for byte, new rows after them
         assert (out / target.path).read_bytes().startswith(target.base[: target.record()["insert_at"]])
+
+
+def test_generation_loop_regenerates_a_partly_written_batch_whole(tmp_path):
+    from lesionaug.generation_loop import LoopJob, run_generation
+
+    jobs = [LoopJob(_record(k), None) for k in range(7)]
+    generated: list[list[int]] = []
+
+    def sample_masks(batch):
+        return [_pair(j.index)[1] for j in batch]
+
+    def generate(batch, masks):
+        generated.append([j.index for j in batch])
+        return [_pair(j.index)[0] for j in batch]
+
+    with ManifestAppender(tmp_path / "m.jsonl") as manifest:
+        writer = PairWriter(tmp_path, PairLayout("i/{id}{ext}", "m/{id}.png"), STAMP, manifest, workers=2)
+        stats = run_generation(jobs, {0, 1, 2, 5}, 3, sample_masks, generate, writer)
+        writer.close()
+    # Batches sit at fixed positions [0-2] [3-5] [6]: the first is complete and skipped, the second is
+    # generated whole (as an uninterrupted run would) but only its missing pairs are written.
+    assert generated == [[3, 4, 5], [6]]
+    assert (stats.skipped_existing, stats.submitted, stats.generated) == (4, 3, 4)
+    assert sorted(e["index"] for e in read_manifest(tmp_path / "m.jsonl")) == [3, 4, 6]

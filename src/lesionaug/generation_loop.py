@@ -16,7 +16,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from lesionaug.progress import Task
 from lesionaug.stop_request import StopRequest
 from lesionaug.writer import PairRecord, PairWriter
 
@@ -58,7 +57,6 @@ def run_generation(
     generate: Callable[[list[LoopJob], list[np.ndarray]], np.ndarray],
     writer: PairWriter,
     stop: StopRequest | None = None,
-    task: Task | None = None,
 ) -> LoopStats:
     """Generate and hand to ``writer`` every job not in ``done``; stops between batches on request."""
     stats = LoopStats()
@@ -92,8 +90,6 @@ def run_generation(
             stats.seconds["masks_wait"] += t1 - t0
             stats.seconds["generate"] += t2 - t1
             stats.seconds["submit_wait"] += t3 - t2
-            if task is not None:
-                task.advance(written_now)
             if stop is not None and stop.requested and b + 1 < len(todo):
                 stats.stopped_early = True
                 pending.cancel()
