@@ -53,7 +53,11 @@ def options_for(dataset: Path, out: Path, engine: Path, args) -> object:
 
 
 def generation_alone(options, engine_dir: Path) -> tuple[float, float, int]:
-    """Wall and CPU seconds spent in ``generate`` for the plan's jobs, batch by batch as augment cuts them."""
+    """Wall and CPU seconds spent in ``generate`` for the plan's jobs, batch by batch as augment cuts them.
+
+    A freshly loaded engine, like the one ``run_augment`` loads: both sides pay ONNX Runtime's
+    first-run cost in their first batch.
+    """
     from lesionaug.augment import control_mask, generation_size, output_image
     from lesionaug.engine import Engine
     from lesionaug.generation_loop import fixed_batches
@@ -69,7 +73,6 @@ def generation_alone(options, engine_dir: Path) -> tuple[float, float, int]:
     batches = fixed_batches(list(plan.jobs), options.generation.batch_size)
     masks = [[control_mask(sample_mask(model, j.mask_seed, j.diagnosis, plan.config.size, j.mask_source), gen_size)
               for j in batch] for batch in batches]
-    generate(engine, [batches[0][0].prompt], masks[0][:1], [batches[0][0].noise_seed], settings)  # warm-up
     seconds = cpu = 0.0
     for batch, batch_masks in zip(batches, masks):
         start, start_cpu = time.perf_counter(), time.process_time()

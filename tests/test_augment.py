@@ -89,6 +89,12 @@ def test_cached_model_is_reused_and_no_train_refuses_without_one(run, tmp_path, 
     assert again.exit_code == 0, again.stderr
     assert again.envelope["data"]["model_source"] == "cached"
     assert "training" not in again.stderr
+    record = json.loads((run.out / RUN_NAME).read_text())
+    given = invoke("augment", run.dataset, "--n", "2", *FAST, "--model", record["model"]["model_dir"],
+                   "--out", tmp_path / "model-folder", "--synthetic-only", "--json", "-q")
+    assert given.exit_code == 0, given.stderr
+    assert given.envelope["data"]["model_source"] == "cached"  # exported once, by the main job
+    assert given.envelope["data"]["engine"] == again.envelope["data"]["engine"]
     monkeypatch.setenv("LESIONAUG_CACHE", str(tmp_path / "empty-cache"))
     refused = invoke(*args, "--out", tmp_path / "never", "--json", "-q")
     assert refused.exit_code == 4
@@ -286,3 +292,19 @@ def test_a_pair_that_fails_to_write_gives_exit_5_and_the_rerun_completes(run, tm
     again = augment(run.dataset, out, "--n", "4", "--synthetic-only", "--batch-size", "1")
     assert again.exit_code == 0 and again.envelope["data"]["n_generated"] == 1
     assert invoke("verify", out, "-q").exit_code == 0
+
+
+def test_growing_or_shrinking_n_with_force_keeps_the_shared_pairs(run, tmp_path):
+    out, fresh = tmp_path / "grown", tmp_path / "fresh"
+    assert augment(run.dataset, out, "--n", "3", "--synthetic-only").exit_code == 0
+    refused = augment(run.dataset, out, "--n", "5", "--synthetic-only")
+    assert refused.exit_code == 3 and "--force keeps the pairs" in refused.envelope["errors"][0]["fix"]
+    grown = augment(run.dataset, out, "--n", "5", "--synthetic-only", "--force")
+    assert grown.exit_code == 0
+    assert (grown.envelope["data"]["n_skipped_existing"], grown.envelope["data"]["n_generated"]) == (3, 2)
+    assert augment(run.dataset, fresh, "--n", "5", "--synthetic-only").exit_code == 0
+    assert output_digest(out) == output_digest(fresh)
+    shrunk = augment(run.dataset, out, "--n", "2", "--synthetic-only", "--force")
+    assert shrunk.exit_code == 0 and shrunk.envelope["data"]["n_skipped_existing"] == 2
+    assert sorted(manifest_by_id(out)) == ["SYN_0000001", "SYN_0000002"]
+    assert invoke("verify", out, "-q").exit_code == 0  # the dropped pairs' files are gone too

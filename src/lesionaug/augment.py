@@ -27,7 +27,7 @@ from lesionaug.errors import ConfigError, Interrupted, PartialFailure
 from lesionaug.generation_loop import LoopJob, run_generation
 from lesionaug.manifest import MANIFEST_NAME, ManifestAppender
 from lesionaug.output_lock import OutputLock
-from lesionaug.output_state import check_previous_run, clear_previous_outputs, finished_entries
+from lesionaug.output_state import check_previous_run, clear_previous_outputs, finished_entries, only_n_changed
 from lesionaug.progress import SILENT, Reporter
 from lesionaug.run_record import check_output_folder, read_run_record, write_run_record
 from lesionaug.stop_request import StopRequest
@@ -184,7 +184,9 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
         "outputs": {"external_masks": output.external_masks, "layout": output.identity()},
         "space_estimate": estimate.as_dict(),
     }
-    if replacing:
+    if replacing and only_n_changed(previous, identity, jobs_info, plan):
+        reporter.info(f"--n changed from {previous['jobs']['n']} to {plan.config.n}: keeping the pairs both plans share")
+    elif replacing:
         clear_previous_outputs(out, previous)
     remove_temporaries(out)
     write_run_record(out, record)

@@ -199,7 +199,7 @@ def dataset_model(
     folder = cache_root() / "datasets" / budget.key(split_fingerprint)
     model_dir, engine_dir = folder / "model", folder / f"engine-{precision}"
     if (_read_card(engine_dir) or {}).get("format") == ENGINE_FORMAT:
-        return _engine(engine_dir, model_dir if model_dir.is_dir() else None, "cached")
+        return _engine(engine_dir.resolve(), model_dir if model_dir.is_dir() else None, "cached")
     if (_read_card(model_dir) or {}).get("format") != MODEL_FORMAT:
         if no_train:
             raise ModelError(

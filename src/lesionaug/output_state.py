@@ -3,7 +3,7 @@
 A folder made by the same plan (same jobs, sampler, engine and output layout) is resumed: its
 finished pairs (files present and matching their manifest hashes) are kept. A different plan is
 refused unless ``--force``, which removes the old run's files (only those its manifest and run
-record list) before writing anew.
+record list) before writing anew; when only ``--n`` changed, the pairs both plans share are kept.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def check_previous_run(out: Path, previous: dict | None, identity: dict, jobs: d
     raise ConfigError(
         f"the output folder holds a different augment plan (differs in {shown})",
         path=out,
-        fix="rerun with the options that made it to resume it, choose another --out, or pass --force to replace it",
+        fix="rerun with the options that made it to resume it, choose another --out, or pass --force to replace "
+        "it (when only --n changed, --force keeps the pairs both plans share)",
     )
 
 
@@ -74,6 +75,27 @@ def clear_previous_outputs(out: Path, previous: dict) -> int:
     return removed
 
 
+def only_n_changed(previous: dict | None, identity: dict, jobs: dict, plan) -> bool:
+    """True when the previous run is this plan with another ``--n``: its pairs below both n are ours.
+
+    Job k depends only on (seed, k), so a run grown from 1,000 to 3,000 pairs keeps the first 1,000.
+    """
+    from dataclasses import replace
+
+    from lesionaug.plan import plan_hash
+
+    if previous is None:
+        return False
+    old_identity, old_jobs = previous.get("identity") or {}, previous.get("jobs") or {}
+    old_n = old_jobs.get("n")
+    if not isinstance(old_n, int) or old_n < 1 or old_jobs.get("shard") != jobs.get("shard"):
+        return False
+    if {k: v for k, v in old_identity.items() if k != "plan"} != {k: v for k, v in identity.items() if k != "plan"}:
+        return False
+    config = replace(plan.config, n=old_n)
+    return plan_hash(config, plan.dataset_fingerprint, plan.train_fingerprint, plan.labels_digest) == old_identity.get("plan")
+
+
 def _matches(entry: dict, job) -> bool:
     return (
         job is not None
@@ -99,6 +121,11 @@ def finished_entries(out: Path, plan, *, verify_hashes: bool, rewrite: bool = Fa
     kept = []
     for index in sorted(entries):
         entry = entries[index]
+        if index not in jobs and rewrite:  # a job this plan no longer has (a smaller --n): its files go
+            for rel in (entry["image"], entry["mask"]):
+                dropped = _inside(out, rel)
+                if dropped is not None and dropped.is_file():
+                    os.unlink(dropped)
         if not _matches(entry, jobs.get(index)):
             continue
         image, mask = out / entry["image"], out / entry["mask"]
