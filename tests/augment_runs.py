@@ -59,6 +59,7 @@ def run_cli(*args: str, cache: Path | None = None, timeout: int = 600) -> subpro
         [sys.executable, "-m", "lesionaug", *map(str, args)],
         capture_output=True,
         text=True,
+        check=False,
         env=subprocess_env(cache),
         timeout=timeout,
     )

@@ -18,9 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from augment_runs import (
+    FAST,
+    augment,
+    invoke,
+    output_digest,
+    subprocess_env,
+    trained_run,
+)
 from PIL import Image
 
-from augment_runs import FAST, augment, invoke, output_digest, subprocess_env, trained_run
 from lesionaug.augment import RESULT_KEYS
 from lesionaug.dataset import load_dataset
 from lesionaug.manifest import MANIFEST_KEYS, MANIFEST_NAME, read_manifest
@@ -271,7 +278,7 @@ def test_other_sizes_and_png_output(run, tmp_path):
 
 
 def test_a_pair_that_fails_to_write_gives_exit_5_and_the_rerun_completes(run, tmp_path, monkeypatch):
-    import lesionaug.writer as writer
+    from lesionaug import writer
 
     real = writer.encode_image
     calls = []

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from augment_runs import augment, invoke, output_digest, trained_run
+
 from lesionaug.manifest import MANIFEST_NAME, read_manifest
 from lesionaug.run_record import RUN_NAME
 

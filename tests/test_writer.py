@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,14 +21,31 @@ from lesionaug.atomic_files import (
     sha256_file,
     write_bytes_atomic,
 )
-from lesionaug.augmented_folder import LabelTarget, link_originals, list_originals, write_label_files
+from lesionaug.augmented_folder import (
+    LabelTarget,
+    link_originals,
+    list_originals,
+    write_label_files,
+)
 from lesionaug.errors import ConfigError
 from lesionaug.label_rows import render_rows
 from lesionaug.labels import Labels
-from lesionaug.manifest import MANIFEST_KEYS, ManifestAppender, read_manifest, write_manifest_sorted
+from lesionaug.manifest import (
+    MANIFEST_KEYS,
+    ManifestAppender,
+    read_manifest,
+    write_manifest_sorted,
+)
 from lesionaug.output_lock import LOCK_NAME, OutputLock
 from lesionaug.run_record import check_output_folder, write_run_record
-from lesionaug.writer import GenerationStamp, PairLayout, PairRecord, PairWriter, encode_image, encode_mask
+from lesionaug.writer import (
+    GenerationStamp,
+    PairLayout,
+    PairRecord,
+    PairWriter,
+    encode_image,
+    encode_mask,
+)
 
 STAMP = GenerationStamp("dpm++", 20, 3.0, 1.0, "m" * 64, "e" * 64)
 
@@ -83,7 +99,7 @@ def test_killed_writer_leaves_old_file_and_a_removable_temporary(tmp_path):
         "os.replace = lambda a, b: os.kill(os.getpid(), 9)\n"
         f"af.write_bytes_atomic(Path({str(target)!r}), b'x' * 100000)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code])
+    proc = subprocess.run([sys.executable, "-c", code], check=False)
     assert proc.returncode == -9
     assert target.read_bytes() == b"complete"
     assert remove_temporaries(tmp_path) == 1
@@ -290,9 +306,8 @@ def test_output_folder_rules(tmp_path):
 
 
 def test_lock_blocks_a_second_holder_and_takes_over_a_dead_one(tmp_path):
-    with OutputLock(tmp_path):
-        with pytest.raises(ConfigError, match="is writing to this folder"):
-            OutputLock(tmp_path).acquire()
+    with OutputLock(tmp_path), pytest.raises(ConfigError, match="is writing to this folder"):
+        OutputLock(tmp_path).acquire()
     assert not (tmp_path / LOCK_NAME).exists()
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()  # a pid that no longer runs

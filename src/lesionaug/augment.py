@@ -27,7 +27,12 @@ from lesionaug.errors import ConfigError, Interrupted, PartialFailure
 from lesionaug.generation_loop import LoopJob, run_generation
 from lesionaug.manifest import MANIFEST_NAME, ManifestAppender
 from lesionaug.output_lock import OutputLock
-from lesionaug.output_state import check_previous_run, clear_previous_outputs, finished_entries, only_n_changed
+from lesionaug.output_state import (
+    check_previous_run,
+    clear_previous_outputs,
+    finished_entries,
+    only_n_changed,
+)
 from lesionaug.progress import SILENT, Reporter
 from lesionaug.run_record import check_output_folder, read_run_record, write_run_record
 from lesionaug.stop_request import StopRequest
@@ -79,7 +84,11 @@ def _loop_jobs(plan) -> list[LoopJob]:
 
 
 def _resolve_model(options, index, gen, provider: str, reporter: Reporter):
-    from lesionaug.model_source import dataset_model, default_budget, resolve_given_model
+    from lesionaug.model_source import (
+        dataset_model,
+        default_budget,
+        resolve_given_model,
+    )
 
     precision = "fp16" if provider in ("cuda", "tensorrt") else "fp32"
     if gen.model is not None:
@@ -238,7 +247,7 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
             try:
                 stats = run_generation(_loop_jobs(plan), done, gen.batch_size, sample_masks, generate_batch,
                                        writer, stop)
-            except BaseException as exc:  # the writes in flight still finish and are recorded
+            except BaseException as exc:  # noqa: BLE001 - the writes in flight still finish and are recorded
                 error = exc
             finally:
                 tally = writer.close()

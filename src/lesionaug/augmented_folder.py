@@ -12,7 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from lesionaug.atomic_files import fsync_dir, link_or_copy, sha256_file, write_bytes_atomic
+from lesionaug.atomic_files import (
+    fsync_dir,
+    link_or_copy,
+    sha256_file,
+    write_bytes_atomic,
+)
 from lesionaug.label_rows import header_part, insertion_point, render_rows
 from lesionaug.labels import Labels
 from lesionaug.manifest import MANIFEST_NAME, latest_by_index, write_manifest_sorted
@@ -88,11 +93,10 @@ def link_originals(
         return {"path": rel, "size": dst.stat().st_size, "sha256": sha256_file(dst)}
 
     results: list[dict] = []
-    with reporter.task("linking originals", total=len(items)) as task:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for result in pool.map(one, items):
-                results.append(result)
-                task.advance()
+    with reporter.task("linking originals", total=len(items)) as task, ThreadPoolExecutor(workers) as pool:
+        for result in pool.map(one, items):
+            results.append(result)
+            task.advance()
     return results
 
 

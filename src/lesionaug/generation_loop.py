@@ -10,9 +10,9 @@ a resumed output is byte-identical even on an engine whose numerics depend on th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 

@@ -9,7 +9,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lesionaug.errors import ConfigError, UsageError
-from lesionaug.sampler import DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS, SamplerSettings
+from lesionaug.sampler import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_SCHEDULER,
+    DEFAULT_STEPS,
+    SamplerSettings,
+)
 
 PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
 IMAGE_FORMAT_CHOICES = ("png", "jpg")

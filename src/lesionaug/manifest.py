@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+from typing import Self
 
 from lesionaug.atomic_files import write_text_atomic
 from lesionaug.errors import ConfigError
@@ -74,7 +75,7 @@ class ManifestAppender:
                 os.close(self._fd)
                 self._fd = -1
 
-    def __enter__(self) -> "ManifestAppender":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

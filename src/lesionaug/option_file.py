@@ -8,8 +8,9 @@ line overrides the file; an unknown key is an error naming it, never silently ig
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from lesionaug.errors import ConfigError
 

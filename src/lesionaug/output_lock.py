@@ -12,6 +12,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Self
 
 from lesionaug.atomic_files import temporary_name
 from lesionaug.errors import ConfigError
@@ -58,7 +59,7 @@ class OutputLock:
         self.took_over: dict | None = None
         self._held = False
 
-    def acquire(self) -> "OutputLock":
+    def acquire(self) -> OutputLock:
         record = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command}
         payload = json.dumps(record).encode()
         for _attempt in range(3):
@@ -140,7 +141,7 @@ class OutputLock:
                 self.path.unlink(missing_ok=True)
             self._held = False
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> Self:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

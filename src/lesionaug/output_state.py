@@ -13,7 +13,12 @@ from pathlib import Path
 
 from lesionaug.atomic_files import sha256_file
 from lesionaug.errors import ConfigError
-from lesionaug.manifest import MANIFEST_NAME, latest_by_index, read_manifest, write_manifest_sorted
+from lesionaug.manifest import (
+    MANIFEST_NAME,
+    latest_by_index,
+    read_manifest,
+    write_manifest_sorted,
+)
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -86,14 +86,14 @@ def verify_output(out: Path, reporter: Reporter = SILENT, *, workers: int | None
 
     # 2. Content of every listed file that has a recorded hash.
     to_hash = sorted(rel for rel, digest in expected.items() if digest is not None and rel in present)
-    with reporter.task("verifying", total=len(to_hash)) as task:
-        with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2)) as pool:
-            for rel, actual in zip(to_hash, pool.map(lambda r: sha256_file(out / r), to_hash)):
-                if actual != expected[rel]:
-                    differences.append(
-                        Difference("changed", rel, f"sha256 {actual[:12]}... differs from recorded {expected[rel][:12]}...")
-                    )
-                task.advance()
+    pool = ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2))
+    with reporter.task("verifying", total=len(to_hash)) as task, pool:
+        for rel, actual in zip(to_hash, pool.map(lambda r: sha256_file(out / r), to_hash), strict=True):
+            if actual != expected[rel]:
+                differences.append(
+                    Difference("changed", rel, f"sha256 {actual[:12]}... differs from recorded {expected[rel][:12]}...")
+                )
+            task.advance()
 
     # 3. Jobs of the plan that have no pair yet (an interrupted run).
     written = {int(e["index"]) for e in entries}
