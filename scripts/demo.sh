@@ -14,7 +14,7 @@ lesionaug info "$OUT"
 
 # 2. No model given: the compact model is trained on the training split (a few minutes on a
 #    2-core CPU), exported to ONNX and cached for the next run; then the new pairs are generated.
-result=$(lesionaug augment "$OUT" --n "$N_SYNTHETIC" --steps 10 --json)
+result=$(lesionaug augment "$OUT" --n "$N_SYNTHETIC" --size 128 --steps 10 --json)
 engine=$(printf '%s' "$result" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["engine"])')
 lesionaug verify "$OUT-augmented"
 lesionaug info "$OUT-augmented"
