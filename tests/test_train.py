@@ -25,7 +25,7 @@ from lesionaug.train_data import (
     resize_and_crop,
     tensor_training_set,
 )
-from lesionaug.train_loop import StagePlan, batch_indices, run_stage
+from lesionaug.train_loop import StageObjective, StagePlan, batch_indices, run_stage
 from lesionaug.train_run import Provenance, load_parts, make_accelerator, run_training
 
 PROMPTS = ["a dermoscopic image of melanoma", "a dermoscopic image of melanocytic nevus"]
@@ -104,14 +104,33 @@ class StopAfter:
         yield Task()
 
 
-def test_loss_falls_when_overfitting_one_batch():
-    config = tiny_config(base_steps=25, steps=0, prompt_dropout=0.0, base_lr=3e-3)
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
+def test_loss_falls_when_overfitting_one_batch(prediction_type):
+    config = tiny_config(
+        base_steps=25,
+        steps=0,
+        prompt_dropout=0.0,
+        base_lr=3e-3,
+        prediction_type=prediction_type,
+        zero_terminal_snr=prediction_type == "v_prediction",
+    )
     data = blob_set(n=2)
     parts = load_parts(config, data.prompts)
+    assert parts.noise_scheduler.config.prediction_type == prediction_type
     stage = StagePlan("base", 0, 0, 25, 3e-3)
-    result = run_stage(parts, data, stage, config, make_accelerator("no"), SILENT)
-    first, last = np.mean(result.losses[:5]), np.mean(result.losses[-5:])
-    assert last < 0.6 * first, (first, last)
+
+    def held_out_loss() -> float:
+        """The loss on the same 16 draws of noise and timesteps, before and after training."""
+        objective = StageObjective(parts, data, stage, config, "cpu", SILENT)
+        generator = torch.Generator().manual_seed(123)
+        live = {"unet": parts.unet, "text_encoder": parts.text_encoder}
+        with torch.no_grad():
+            return float(np.mean([float(objective.loss([0, 1], generator, live)) for _ in range(16)]))
+
+    before = held_out_loss()
+    run_stage(parts, data, stage, config, make_accelerator("no"), SILENT)
+    after = held_out_loss()
+    assert after < 0.6 * before, (before, after)
 
 
 def test_controlnet_stage_leaves_the_base_bit_identical():
@@ -265,6 +284,24 @@ def test_compact_folder_reloads_and_records_the_run(tmp_path):
     assert ids.shape[1] == tokenizer.model_max_length
     assert text_encoder(ids)[0].shape[-1] == unet.config.cross_attention_dim
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step-2.png", "step-4.png"]
+    schedule = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert schedule["prediction_type"] == "v_prediction" == info["training"]["prediction_type"]
+    assert schedule["rescale_betas_zero_snr"] is True and schedule["timestep_spacing"] == "trailing"
+
+
+def test_compact_defaults_and_schedule_options_are_checked():
+    small = TrainConfig().resolved()
+    assert (small.resolution, small.base_steps, small.steps, small.lr_warmup) == (64, 600, 500, 20)
+    assert small.prediction_type == "v_prediction" and small.zero_terminal_snr is True
+    epsilon = TrainConfig(prediction_type="epsilon").resolved()
+    assert epsilon.zero_terminal_snr is False  # pure noise at the last step leaves no noise to predict
+    assert TrainConfig(base="some/model").resolved().prediction_type is None  # the base's scheduler decides
+    with pytest.raises(ConfigError, match="needs v-prediction"):
+        TrainConfig(prediction_type="epsilon", zero_terminal_snr=True)
+    with pytest.raises(ConfigError, match="compact base only"):
+        TrainConfig(base="some/model", prediction_type="epsilon")
+    with pytest.raises(ConfigError, match="unknown prediction type"):
+        TrainConfig(prediction_type="sample")
 
 
 def test_a_different_run_in_the_folder_is_refused_and_left_alone(tmp_path):

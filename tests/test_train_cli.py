@@ -108,6 +108,8 @@ def test_resume_and_force(demo, tmp_path):
         ("different", 3, "different training run"),
         ("no_train", 3, "no usable training pairs"),
         ("bad_option", 3, "mixed precision"),
+        ("prediction_on_sd", 3, "compact base only"),
+        ("bad_prediction", 3, "unknown prediction type"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(demo, tiny_sd, tmp_path, case, code, needle):
@@ -152,6 +154,10 @@ def test_bad_input_is_one_line_and_writes_nothing(demo, tiny_sd, tmp_path, case,
                 shutil.rmtree(folder, ignore_errors=True)
     elif case == "bad_option":
         extra += ["--mixed-precision", "fp8"]
+    elif case == "prediction_on_sd":
+        extra += ["--base", tiny_sd, "--prediction-type", "epsilon"]
+    elif case == "bad_prediction":
+        extra += ["--prediction-type", "sample"]
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     stamp = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     result = run(dataset, "--out", out, *extra)
@@ -159,6 +165,19 @@ def test_bad_input_is_one_line_and_writes_nothing(demo, tiny_sd, tmp_path, case,
     assert needle in one_error_line(result)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamp
+
+
+def test_prediction_type_reaches_the_model_folders_scheduler(demo, tmp_path):
+    for prediction, spacing in (("epsilon", "leading"), (None, "trailing")):
+        out = tmp_path / f"model-{prediction}"
+        option = ["--prediction-type", prediction] if prediction else []
+        args = [demo, "--out", out, *FAST, "--steps", "1", "--base-steps", "1", "--resolution", "32", "--lr-warmup", "0"]
+        assert run(*args, *option).exit_code == 0
+        schedule = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+        assert schedule["prediction_type"] == (prediction or "v_prediction")
+        assert schedule["timestep_spacing"] == spacing
+        training = json.loads((out / "lesionaug.json").read_text())["training"]
+        assert training["lr_warmup"] == 0 and training["prediction_type"] == schedule["prediction_type"]
 
 
 def test_train_help_has_an_example():

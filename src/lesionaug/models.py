@@ -36,7 +36,7 @@ COMPACT_SIZES: dict[str, dict[str, Any]] = {
         "text_layers": 2,
     },
     "small": {
-        "resolution": 128,
+        "resolution": 64,
         "block_out_channels": (16, 32, 64, 64),
         "attention": (False, False, False, True),
         "layers_per_block": 1,
@@ -134,9 +134,40 @@ def build_word_tokenizer(prompts: list[str], max_length: int | None = None):
     )
 
 
-def build_compact_model(size: str, resolution: int, prompts: list[str]) -> ModelParts:
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def compact_scheduler(prediction_type: str = "v_prediction", zero_terminal_snr: bool = True):
+    """The compact model's noise schedule: cosine betas over 1000 steps, sampled from the last one.
+
+    ``v_prediction`` makes the network predict the clean image where the noise swamps it, so an
+    early model already gives the mean image for its mask; ``zero_terminal_snr`` makes the last
+    step pure noise (what sampling starts from), and "trailing" spacing starts sampling there.
+    """
+    from diffusers import DDPMScheduler
+
+    if prediction_type not in PREDICTION_TYPES:
+        raise ConfigError(f"unknown prediction type {prediction_type!r}", fix=f"use one of {', '.join(PREDICTION_TYPES)}")
+    return DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type=prediction_type,
+        clip_sample=True,
+        rescale_betas_zero_snr=zero_terminal_snr,
+        timestep_spacing="trailing" if zero_terminal_snr else "leading",
+    )
+
+
+def build_compact_model(
+    size: str,
+    resolution: int,
+    prompts: list[str],
+    *,
+    prediction_type: str = "v_prediction",
+    zero_terminal_snr: bool = True,
+) -> ModelParts:
     """A pixel-space UNet, text encoder and word tokenizer of ``size``, randomly initialised."""
-    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     if size not in COMPACT_SIZES:
@@ -175,12 +206,7 @@ def build_compact_model(size: str, resolution: int, prompts: list[str]) -> Model
         attention_head_dim=spec["heads"],
     )
     # Pixel space at low resolution: the cosine schedule keeps coarse structure learnable.
-    scheduler = DDPMScheduler(
-        num_train_timesteps=1000,
-        beta_schedule="squaredcos_cap_v2",
-        prediction_type="epsilon",
-        clip_sample=True,
-    )
+    scheduler = compact_scheduler(prediction_type, zero_terminal_snr)
     return ModelParts(unet, text_encoder, tokenizer, scheduler, base="compact", model_size=size)
 
 

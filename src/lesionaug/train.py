@@ -19,19 +19,33 @@ from pathlib import Path
 from typing import Any
 
 from lesionaug.errors import ConfigError, DatasetError
-from lesionaug.models import COMPACT_SIZES, MODEL_SIZES
+from lesionaug.models import COMPACT_SIZES, MODEL_SIZES, PREDICTION_TYPES
 from lesionaug.progress import SILENT, Reporter
 from lesionaug.prompts import DEFAULT_TEMPLATE, build_prompt, check_template
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
-# Defaults that depend on the base: (resolution, stage-1 steps, ControlNet steps, stage-1 lr, ControlNet lr).
-# The compact "small" budget is a few minutes on a 2-core CPU with the demo data; "base" is for a GPU.
-BUDGETS: dict[str, tuple[int, int, int, float, float]] = {
-    "tiny": (COMPACT_SIZES["tiny"]["resolution"], 40, 40, 1e-3, 5e-4),
-    "small": (COMPACT_SIZES["small"]["resolution"], 150, 100, 5e-4, 2e-4),
-    "base": (COMPACT_SIZES["base"]["resolution"], 20000, 10000, 2e-4, 1e-4),
-    "sd": (512, 0, 5000, 0.0, 1e-5),
+@dataclass(frozen=True)
+class Budget:
+    """A base's defaults: training side in px, steps and learning rate of each stage, warm-up steps."""
+
+    resolution: int
+    base_steps: int  # compact stage 1 (text-to-image)
+    steps: int  # the ControlNet stage
+    base_lr: float
+    lr: float
+    warmup: int  # linear learning-rate warm-up at the start of each stage
+
+
+# The compact "small" budget is the CPU default: about 3 minutes of one core for the demo data's 72
+# training pairs (benchmarks/bench_compact_quality.py measured it against the earlier 128 px
+# epsilon-prediction default); "tiny" is for tests, "base" for a GPU. Stage 2 starts its zero-initialised
+# ControlNet outputs from nothing, so it gets the same high rate as stage 1.
+BUDGETS: dict[str, Budget] = {
+    "tiny": Budget(COMPACT_SIZES["tiny"]["resolution"], 40, 40, 2e-3, 2e-3, 10),
+    "small": Budget(COMPACT_SIZES["small"]["resolution"], 600, 500, 2e-3, 2e-3, 20),
+    "base": Budget(COMPACT_SIZES["base"]["resolution"], 20000, 10000, 2e-4, 1e-4, 500),
+    "sd": Budget(512, 0, 5000, 0.0, 1e-5, 0),
 }
 
 # Options that may change when a run is resumed: they do not alter the steps already taken.
@@ -51,7 +65,9 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float | None = None  # ControlNet learning rate
     base_lr: float | None = None  # compact stage-1 learning rate
-    lr_warmup: int = 0
+    lr_warmup: int | None = None  # warm-up steps at the start of each stage
+    prediction_type: str | None = None  # compact only (default v_prediction); an SD base keeps its scheduler's
+    zero_terminal_snr: bool | None = None  # compact only: the last noise step is pure noise (default with v)
     mixed_precision: str = "no"
     seed: int = 0
     checkpoint_every: int = 0  # 0: only at the end of each stage
@@ -73,15 +89,23 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         """A copy with every ``None`` replaced by the base's default."""
-        resolution, base_steps, steps, base_lr, lr = BUDGETS[self.model_size if self.compact else "sd"]
+        budget = BUDGETS[self.model_size if self.compact else "sd"]
         return replace(
             self,
-            resolution=self.resolution or resolution,
-            steps=self.steps if self.steps is not None else steps,
-            base_steps=(self.base_steps if self.base_steps is not None else base_steps) if self.compact else 0,
-            lr=self.lr if self.lr is not None else lr,
-            base_lr=(self.base_lr if self.base_lr is not None else base_lr) if self.compact else None,
+            resolution=self.resolution or budget.resolution,
+            steps=self.steps if self.steps is not None else budget.steps,
+            base_steps=(self.base_steps if self.base_steps is not None else budget.base_steps) if self.compact else 0,
+            lr=self.lr if self.lr is not None else budget.lr,
+            base_lr=(self.base_lr if self.base_lr is not None else budget.base_lr) if self.compact else None,
+            lr_warmup=self.lr_warmup if self.lr_warmup is not None else budget.warmup,
+            prediction_type=(self.prediction_type or "v_prediction") if self.compact else None,
+            zero_terminal_snr=self._zero_terminal_snr() if self.compact else None,
         )
+
+    def _zero_terminal_snr(self) -> bool:
+        if self.zero_terminal_snr is not None:
+            return self.zero_terminal_snr
+        return (self.prediction_type or "v_prediction") == "v_prediction"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,12 +129,25 @@ def check_config(c: TrainConfig) -> None:
         if value is not None and (not isinstance(value, int) or value < 0):
             raise ConfigError(f"{name} must be a non-negative integer, not {value!r}")
     for name in ("checkpoint_every", "lr_warmup", "seed"):
-        if not isinstance(getattr(c, name), int) or getattr(c, name) < 0:
-            raise ConfigError(f"{name} must be a non-negative integer, not {getattr(c, name)!r}")
+        value = getattr(c, name)
+        if (value is not None or name != "lr_warmup") and (not isinstance(value, int) or value < 0):
+            raise ConfigError(f"{name} must be a non-negative integer, not {value!r}")
     for name in ("lr", "base_lr"):
         value = getattr(c, name)
         if value is not None and not value > 0:
             raise ConfigError(f"{name} must be positive, not {value!r}")
+    if c.prediction_type is not None and c.prediction_type not in PREDICTION_TYPES:
+        raise ConfigError(f"unknown prediction type {c.prediction_type!r}", fix=f"use one of {', '.join(PREDICTION_TYPES)}")
+    if not c.compact and (c.prediction_type is not None or c.zero_terminal_snr is not None):
+        raise ConfigError(
+            "the prediction type and noise schedule are chosen for the compact base only",
+            fix="a Stable Diffusion base trains its ControlNet with the base's own scheduler; drop --prediction-type",
+        )
+    if c.zero_terminal_snr and c.prediction_type == "epsilon":
+        raise ConfigError(
+            "a zero terminal SNR schedule needs v-prediction (noise cannot be predicted from pure noise)",
+            fix="use prediction_type v_prediction or zero_terminal_snr False",
+        )
     if not 0.0 <= c.prompt_dropout < 1.0:
         raise ConfigError(f"prompt dropout must be in [0, 1), not {c.prompt_dropout}")
     if c.mixed_precision not in MIXED_PRECISION:

@@ -45,9 +45,16 @@ def load_parts(config: Any, prompts: list[str]) -> ModelParts:
     """The compact model (seeded, vocabulary from ``prompts``) or the Stable Diffusion base."""
     import torch
 
+    config = config.resolved()
     if config.compact:
         torch.manual_seed(derive_seed(config.seed, 0xBA5E))
-        return build_compact_model(config.model_size, config.resolution, prompts)
+        return build_compact_model(
+            config.model_size,
+            config.resolution,
+            prompts,
+            prediction_type=config.prediction_type,
+            zero_terminal_snr=config.zero_terminal_snr,
+        )
     return load_base(config.base, allow_pickle=config.allow_pickle)
 
 

@@ -64,6 +64,12 @@ def train(
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")] = 1,
     lr: Annotated[float | None, typer.Option("--lr", help="ControlNet learning rate.")] = None,
     base_lr: Annotated[float | None, typer.Option("--base-lr", help="Compact stage-1 learning rate.")] = None,
+    lr_warmup: Annotated[
+        int | None, typer.Option("--lr-warmup", help="Warm-up steps at the start of each stage (default per size).")
+    ] = None,
+    prediction_type: Annotated[
+        str | None, typer.Option("--prediction-type", help="Compact only: v_prediction (default) or epsilon.")
+    ] = None,
     mixed_precision: Annotated[str, typer.Option("--mixed-precision", help="no, fp16 (GPU) or bf16.")] = "no",
     seed: Annotated[int, typer.Option("--seed", help="Master seed of weights, data order and noise.")] = 0,
     checkpoint_every: Annotated[
@@ -113,6 +119,8 @@ def train(
             grad_accum=grad_accum,
             lr=lr,
             base_lr=base_lr,
+            lr_warmup=lr_warmup,
+            prediction_type=prediction_type,
             mixed_precision=mixed_precision,
             seed=seed,
             checkpoint_every=checkpoint_every,
