@@ -136,19 +136,9 @@ def read_isic2018_task1(tree: Tree) -> LayoutRead:
             if present:
                 c.labels = _merge(c.labels, attributes=c.labels.attributes + (attribute,))
     label_files = _join_task3_labels(tree, candidates)
-    train_images = _train_first(image_dirs) or ""
-    train_masks = _train_first(mask_dirs)
-    suffix = mask_suffix_of(masks) if masks else "_segmentation.png"
-    ext = common_suffix([img for _, img in all_images])
-    spec = LayoutSpec(
-        layout="isic2018_task1",
-        image_dir=train_images,
-        mask_dir=train_masks,
-        image_ext=ext,
-        mask_suffix=suffix,
-        image_template=f"{train_images}/{{id}}{ext}",
-        mask_template=f"{train_masks}/{{id}}{suffix}" if train_masks else None,
-        label_files=tuple(label_files),
+    spec = _layout_spec(
+        "isic2018_task1", image_dirs, [img for _, img in all_images], masks, _train_first(mask_dirs),
+        "_segmentation.png", label_files,
         attribute_template=f"{_train_first(task2)}/{{id}}_attribute_{{attribute}}.png" if task2 else None,
     )
     return LayoutRead("isic2018_task1", candidates, spec, problems)
@@ -169,18 +159,8 @@ def read_isic2018_task3(tree: Tree) -> LayoutRead:
     for (split, _), c in zip(all_images, candidates):
         c.split = split
     label_files = _join_task3_labels(tree, candidates, problems)
-    train_images = _train_first(image_dirs) or ""
-    suffix = mask_suffix_of(masks) if masks else "_segmentation.png"
-    ext = common_suffix([img for _, img in all_images])
-    spec = LayoutSpec(
-        layout="isic2018_task3",
-        image_dir=train_images,
-        mask_dir=mask_rel,
-        image_ext=ext,
-        mask_suffix=suffix,
-        image_template=f"{train_images}/{{id}}{ext}",
-        mask_template=f"{mask_rel}/{{id}}{suffix}" if mask_rel else None,
-        label_files=tuple(label_files),
+    spec = _layout_spec(
+        "isic2018_task3", image_dirs, [img for _, img in all_images], masks, mask_rel, "_segmentation.png", label_files
     )
     return LayoutRead("isic2018_task3", candidates, spec, problems)
 
@@ -249,19 +229,9 @@ def read_isic2017(tree: Tree) -> LayoutRead:
         for c in candidates:
             if c.id in labels:
                 c.labels = _merge(c.labels, age=labels[c.id].age, sex=labels[c.id].sex)
-    train_images = _train_first(image_dirs) or ""
-    train_masks = _train_first(mask_dirs)
-    suffix = mask_suffix_of(masks) if masks else "_segmentation.png"
-    ext = common_suffix([img for _, _, img in all_images])
-    spec = LayoutSpec(
-        layout="isic2017",
-        image_dir=train_images,
-        mask_dir=train_masks,
-        image_ext=ext,
-        mask_suffix=suffix,
-        image_template=f"{train_images}/{{id}}{ext}",
-        mask_template=f"{train_masks}/{{id}}{suffix}" if train_masks else None,
-        label_files=tuple(label_files),
+    spec = _layout_spec(
+        "isic2017", image_dirs, [img for _, _, img in all_images], masks, _train_first(mask_dirs),
+        "_segmentation.png", label_files,
     )
     return LayoutRead("isic2017", candidates, spec, problems)
 
@@ -296,17 +266,34 @@ def read_isic2016(tree: Tree) -> LayoutRead:
         attach_labels(candidates, labels, None, problems)
         known = {c.id for c in candidates}
         attach_labels([], {k: v for k, v in labels.items() if k not in known}, tree.path(rel), problems)
+    spec = _layout_spec(
+        "isic2016", image_dirs, [img for _, img in all_images], masks, train_masks, "_Segmentation.png", label_files
+    )
+    return LayoutRead("isic2016", candidates, spec, problems)
+
+
+def _layout_spec(
+    layout: str,
+    image_dirs: list,
+    image_paths: list[Path],
+    masks: list[Path],
+    mask_dir: str | None,
+    default_suffix: str,
+    label_files: list,
+    attribute_template: str | None = None,
+) -> LayoutSpec:
+    """Where new pairs go in a challenge layout: the training split's folders, names and label files."""
     train_images = _train_first(image_dirs) or ""
-    suffix = mask_suffix_of(masks) if masks else "_Segmentation.png"
-    ext = common_suffix([img for _, img in all_images])
-    spec = LayoutSpec(
-        layout="isic2016",
+    suffix = mask_suffix_of(masks) if masks else default_suffix
+    ext = common_suffix(image_paths)
+    return LayoutSpec(
+        layout=layout,
         image_dir=train_images,
-        mask_dir=train_masks,
+        mask_dir=mask_dir,
         image_ext=ext,
         mask_suffix=suffix,
         image_template=f"{train_images}/{{id}}{ext}",
-        mask_template=f"{train_masks}/{{id}}{suffix}" if train_masks else None,
+        mask_template=f"{mask_dir}/{{id}}{suffix}" if mask_dir else None,
         label_files=tuple(label_files),
+        attribute_template=attribute_template,
     )
-    return LayoutRead("isic2016", candidates, spec, problems)
