@@ -1,0 +1,354 @@
+"""Does the compact model, trained on the CPU budget, make images that follow their masks?
+
+For each variant (a set of ``TrainConfig`` options) this trains the compact model on the demo
+data's training split exactly as ``lesionaug train`` does, exports it to ONNX, generates one image
+for every held-out (test split) mask with the exported engine and the sampler's defaults (the
+images ``lesionaug augment`` would make), and measures:
+
+- mask fidelity: Dice between the mask and what the quality module's segmenter (a U-Net trained on
+  the real training split, ``lesionaug.segment``) finds in the generated image, read between the
+  same segmenter on the real images (ceiling) and on a flat skin-coloured image (floor);
+- darkness Dice: Dice between the mask and an Otsu threshold of the image's luminance inside the
+  field of view (pixels brighter than the black vignette), with the same measure on the real images;
+- SSIM against the real image of the same mask (``lesionaug.metrics.structural_similarity``);
+- colour error: mean absolute difference (0-255) of the mean lesion colour and of the mean skin
+  colour between generated and real images;
+- wall time of training, export and generation.
+
+"before" is the compact default as it was (128 px, epsilon prediction, 150 + 100 steps); "after"
+is ``TrainConfig()``'s default today. Grids (mask / generated / real) are written as PNGs beside
+the JSON. Results of earlier runs in the JSON are kept, so variants can be measured one at a time:
+
+    python benchmarks/bench_compact_quality.py                         # before and after
+    python benchmarks/bench_compact_quality.py --variants after
+    python benchmarks/bench_compact_quality.py --name try64 --set resolution=64 --set base_steps=600
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results" / "compact_quality.json"
+GRIDS = ROOT / "results" / "compact_quality"
+
+# The compact CPU default before this benchmark (commit c7c2edd): "small" at 128 px, epsilon
+# prediction on a cosine schedule with leading timesteps, 150 + 100 steps at 5e-4 / 2e-4.
+BEFORE = {
+    "model_size": "small",
+    "resolution": 128,
+    "base_steps": 150,
+    "steps": 100,
+    "base_lr": 5e-4,
+    "lr": 2e-4,
+    "lr_warmup": 0,
+    "prediction_type": "epsilon",
+    "zero_terminal_snr": False,
+}
+VARIANTS: dict[str, dict] = {"before": BEFORE, "after": {}}
+
+
+def parse_value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def field_of_view(luminance: np.ndarray) -> np.ndarray:
+    """Pixels inside the dermoscope's circle: brighter than a fifth of the image's 95th percentile."""
+    return luminance > 0.2 * np.percentile(luminance, 95)
+
+
+def darkness_mask(image: np.ndarray) -> np.ndarray:
+    """Otsu threshold of the luminance inside the field of view: the dark part is the lesion."""
+    from skimage.filters import threshold_otsu
+
+    luminance = image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    view = field_of_view(luminance)
+    values = luminance[view]
+    if values.size < 2 or values.min() == values.max():
+        return np.zeros(luminance.shape, bool)
+    return view & (luminance < threshold_otsu(values))
+
+
+def region_colours(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean RGB inside the mask and in the field of view outside it."""
+    luminance = image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    skin = field_of_view(luminance) & ~mask
+    pixels = image.reshape(-1, 3).astype(np.float64)
+    lesion_mean = pixels[mask.ravel()].mean(0) if mask.any() else np.zeros(3)
+    skin_mean = pixels[skin.ravel()].mean(0) if skin.any() else np.zeros(3)
+    return lesion_mean, skin_mean
+
+
+def grid_png(path: Path, masks, images, reals, columns: int = 10) -> None:
+    from PIL import Image
+
+    n = min(columns, len(images))
+    h, w = images[0].shape[:2]
+    canvas = np.full((3 * h + 4, n * (w + 2) - 2, 3), 255, np.uint8)
+    for i in range(n):
+        x = i * (w + 2)
+        canvas[:h, x : x + w] = (masks[i] * 255).astype(np.uint8)[..., None]
+        canvas[h + 2 : 2 * h + 2, x : x + w] = images[i]
+        canvas[2 * h + 4 :, x : x + w] = reals[i]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(canvas).save(path)
+
+
+def summary(values: list[float]) -> dict:
+    array = np.asarray(values, np.float64)
+    return {"mean": round(float(array.mean()), 4), "median": round(float(np.median(array)), 4),
+            "std": round(float(array.std()), 4), "n": int(array.size)}
+
+
+def mask_specific_gain(masks, predicted) -> list[float]:
+    """Per image: Dice with its own mask minus the mean Dice with the other masks. A generator that
+    ignores its mask (or a segmenter that finds the usual central blob anywhere) scores about 0."""
+    from lesionaug.metrics import dice_coefficient
+
+    gains = []
+    for i, p in enumerate(predicted):
+        others = [dice_coefficient(m, p) for j, m in enumerate(masks) if j != i]
+        gains.append(dice_coefficient(masks[i], p) - float(np.mean(others)))
+    return gains
+
+
+def measure(masks, images, reals, segmenter) -> dict:
+    from lesionaug.metrics import dice_coefficient, structural_similarity
+
+    predicted = segmenter.predict(list(images))
+    colour_lesion, colour_skin = [], []
+    for mask, image, real in zip(masks, images, reals):
+        gen_lesion, gen_skin = region_colours(image, mask)
+        real_lesion, real_skin = region_colours(real, mask)
+        colour_lesion.append(float(np.abs(gen_lesion - real_lesion).mean()))
+        colour_skin.append(float(np.abs(gen_skin - real_skin).mean()))
+    return {
+        "fidelity_dice": summary([dice_coefficient(m, p) for m, p in zip(masks, predicted)]),
+        "fidelity_gain": summary(mask_specific_gain(masks, predicted)),
+        "darkness_dice": summary([dice_coefficient(m, darkness_mask(i)) for m, i in zip(masks, images)]),
+        "ssim": summary([structural_similarity(i, r) for i, r in zip(images, reals)]),
+        "lesion_colour_error": summary(colour_lesion),
+        "skin_colour_error": summary(colour_skin),
+        "image_std": round(float(np.mean([i.astype(np.float64).std() for i in images])), 2),
+    }
+
+
+class TorchEngine:
+    """The calls the sampler makes on an engine, answered by a model folder's torch networks
+    (``--torch``: skips the ONNX export while exploring; the scheduler config is the folder's)."""
+
+    def __init__(self, model_dir: Path):
+        import torch
+        from diffusers import ControlNetModel, UNet2DConditionModel
+        from transformers import AutoTokenizer, CLIPTextModel
+
+        self.torch = torch
+        self.unet = UNet2DConditionModel.from_pretrained(model_dir / "unet").eval()
+        self.controlnet = ControlNetModel.from_pretrained(model_dir / "controlnet").eval()
+        self.text_encoder = CLIPTextModel.from_pretrained(model_dir / "text_encoder").eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir / "tokenizer")
+        self.scheduler_config = json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text())
+        self.model = json.loads((model_dir / "lesionaug.json").read_text())
+        self.device = "cpu"
+        self.card = SimpleNamespace(channels=3, scale=1, max_batch=64)
+
+    def check_size(self, height: int, width: int) -> None:
+        pass
+
+    def encode_prompts(self, prompts):
+        ids = self.tokenizer(prompts, padding="max_length", max_length=self.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        with self.torch.no_grad():
+            return self.text_encoder(ids)[0]
+
+    def denoise(self, sample, timestep, states, control, scale):
+        with self.torch.no_grad():
+            down, mid = self.controlnet(sample, timestep, states, controlnet_cond=control,
+                                        conditioning_scale=float(scale), return_dict=False)
+            return self.unet(sample, timestep, states, down_block_additional_residuals=down,
+                             mid_block_additional_residual=mid).sample
+
+    def decode(self, sample):
+        return sample
+
+
+def run_variant(name: str, options: dict, index, segmenter, test, work: Path, args) -> dict:
+    from lesionaug.engine import Engine
+    from lesionaug.export import export_model
+    from lesionaug.mask_geometry import resize_mask
+    from lesionaug.maskio import read_image, read_mask
+    from lesionaug.progress import SILENT
+    from lesionaug.prompts import DEFAULT_TEMPLATE, build_prompt
+    from lesionaug.sampler import SamplerSettings, generate
+    from lesionaug.seeds import NOISE_STREAM, derive_seed
+    from lesionaug.segment import resize_image
+    from lesionaug.train import TrainConfig, train_model
+
+    config = TrainConfig(base="compact", seed=args.seed, **options)
+    model_dir, engine_dir = work / name / "model", work / name / "engine"
+    started, cpu_started = time.perf_counter(), time.process_time()
+    result = train_model(index, model_dir, config, SILENT, force=True)
+    train_s, train_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
+    started = time.perf_counter()
+    if args.torch:
+        engine = TorchEngine(model_dir)
+    else:
+        export_model(model_dir, engine_dir, "fp32", verify=False, force=True)
+        engine = Engine.load(engine_dir, "cpu")
+    export_s = time.perf_counter() - started
+    size = int(engine.model["resolution"]) if args.torch else int(engine.card.model["resolution"])
+    settings = SamplerSettings(scheduler=args.scheduler, steps=args.sample_steps, guidance=args.guidance)
+    masks = [resize_mask(read_mask(s.mask), (size, size)) for s in test]
+    reals = [resize_image(read_image(s.image), size) for s in test]
+    prompts = [build_prompt(s.labels, DEFAULT_TEMPLATE) for s in test]
+    seeds = [derive_seed(args.seed, k, NOISE_STREAM) for k in range(len(test))]
+    started = time.perf_counter()
+    images = np.concatenate([generate(engine, prompts[i : i + 8], masks[i : i + 8], seeds[i : i + 8], settings)
+                             for i in range(0, len(test), 8)])
+    generate_s = time.perf_counter() - started
+    grid_png(GRIDS / f"{name}.png", masks, images, reals)
+    resolved = config.resolved()
+    row = {
+        "options": options,
+        "config": {k: v for k, v in resolved.to_dict().items() if k in {*BEFORE, "batch_size"}},
+        "scheduler_config": {k: engine.scheduler_config.get(k) for k in
+                             ("prediction_type", "rescale_betas_zero_snr", "timestep_spacing", "beta_schedule")},
+        "size": size,
+        "final_losses": [s["final_loss"] for s in result["stages"]],
+        "train_seconds": round(train_s, 1),
+        "train_cpu_seconds": round(train_cpu_s, 1),
+        "stage_seconds": [s["seconds"] for s in result["stages"]],
+        "engine": "torch" if args.torch else "onnxruntime-cpu",
+        "export_seconds": round(export_s, 1),
+        "generate_seconds": round(generate_s, 1),
+        "images_per_second": round(len(test) / generate_s, 2),
+        **measure(masks, images, reals, segmenter),
+        "grid": str((GRIDS / f"{name}.png").relative_to(ROOT.parent)),
+    }
+    print(json.dumps({name: {k: v for k, v in row.items() if k not in ("options",)}}, indent=1), flush=True)
+    return row
+
+
+def fidelity_segmenter(train, epochs: int, work: Path | None):
+    """The quality module's segmenter trained on the real training split (kept in ``work`` when given)."""
+    import torch
+
+    from lesionaug.segment import Segmenter, SegmenterConfig, build_network, train_segmenter
+
+    config = SegmenterConfig(epochs=epochs, device="cpu")
+    saved = work / f"segmenter-{epochs}.pt" if work is not None else None
+    if saved is not None and saved.is_file():
+        network = build_network(config)
+        network.load_state_dict(torch.load(saved))
+        network.eval()
+        return Segmenter(network, config, "cpu", [])
+    segmenter = train_segmenter([(s.image, s.mask) for s in train], config)
+    if saved is not None:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(segmenter.network.state_dict(), saved)
+    return segmenter
+
+
+def references(test, segmenter) -> dict:
+    """The measures on the real images themselves (ceiling) and on a flat skin-coloured image (floor)."""
+    from lesionaug.mask_geometry import resize_mask
+    from lesionaug.maskio import read_image, read_mask
+    from lesionaug.metrics import dice_coefficient
+    from lesionaug.segment import resize_image
+
+    out = {}
+    for size in (64, 96, 128):
+        masks = [resize_mask(read_mask(s.mask), (size, size)) for s in test]
+        reals = [resize_image(read_image(s.image), size) for s in test]
+        on_real = segmenter.predict(reals)
+        flat = np.broadcast_to(np.mean(reals, axis=(0, 1, 2)).round().astype(np.uint8), reals[0].shape)
+        prior = segmenter.predict([np.ascontiguousarray(flat)])[0]
+        out[str(size)] = {
+            "fidelity_dice_real": summary([dice_coefficient(m, p) for m, p in zip(masks, on_real)]),
+            "fidelity_dice_flat": summary([dice_coefficient(m, prior) for m in masks]),
+            "fidelity_gain_real": summary(mask_specific_gain(masks, on_real)),
+            "darkness_dice_real": summary([dice_coefficient(m, darkness_mask(r)) for m, r in zip(masks, reals)]),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default="before,after", help="comma-separated names from VARIANTS")
+    parser.add_argument("--name", help="measure one ad-hoc variant of this name, built from --set options")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a TrainConfig option")
+    parser.add_argument("--pairs", type=int, default=120, help="demo pairs (the README's demo uses 120)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scheduler", default="dpm++")
+    parser.add_argument("--sample-steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, default=7.5)
+    parser.add_argument("--segmenter-epochs", type=int, default=30)
+    parser.add_argument("--torch", action="store_true", help="generate with the torch networks (no ONNX export)")
+    parser.add_argument("--limit", type=int, default=None, help="measure on the first N test masks only")
+    parser.add_argument("--work", type=Path, default=None, help="keep models here (default: a temporary folder)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import torch
+
+    from lesionaug.dataset import load_dataset
+    from lesionaug.demo import write_demo_dataset
+
+    if args.name:
+        variants = {args.name: dict(kv.split("=", 1) for kv in args.set)}
+        variants[args.name] = {k: parse_value(v) for k, v in variants[args.name].items()}
+    else:
+        variants = {name: VARIANTS[name] for name in args.variants.split(",")}
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.work or Path(tmp)
+        data = work / "demo"
+        if not (data / "ISIC2018_Task1-2_Training_Input").is_dir():
+            data = write_demo_dataset(data, n=args.pairs, layout="isic2018", size=128, seed=args.seed)
+        index = load_dataset(data)
+        train, test = index.usable("train"), sorted(index.usable("test"), key=lambda s: s.id)[: args.limit]
+        started = time.perf_counter()
+        segmenter = fidelity_segmenter(train, args.segmenter_epochs, args.work)
+        segmenter_s = time.perf_counter() - started
+        refs = references(test, segmenter)
+        rows = dict(previous.get("variants", {}))
+        for name, options in variants.items():
+            rows[name] = run_variant(name, options, index, segmenter, test, work, args)
+    record = {
+        "benchmark": "compact_quality",
+        "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()[0]},
+        "settings": {"pairs": args.pairs, "train_pairs": len(train), "test_pairs": len(test), "seed": args.seed,
+                     "scheduler": args.scheduler, "sample_steps": args.sample_steps, "guidance": args.guidance,
+                     "segmenter_epochs": args.segmenter_epochs, "segmenter_seconds": round(segmenter_s, 1)},
+        "references": refs,
+        "variants": rows,
+    }
+    if "before" in rows and "after" in rows:
+        keys = ("fidelity_dice", "fidelity_gain", "darkness_dice", "ssim", "lesion_colour_error", "skin_colour_error")
+        record["before_after"] = {
+            k: {"before": rows["before"][k]["mean"], "after": rows["after"][k]["mean"]} for k in keys
+        } | {k: {"before": rows["before"][k], "after": rows["after"][k]} for k in ("train_seconds", "train_cpu_seconds", "size")}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
