@@ -8,20 +8,25 @@ images ``lesionaug augment`` would make), and measures:
 - mask fidelity: Dice between the mask and what the quality module's segmenter (a U-Net trained on
   the real training split, ``lesionaug.segment``) finds in the generated image, read between the
   same segmenter on the real images (ceiling) and on a flat skin-coloured image (floor);
+- fidelity gain: that Dice minus the mean Dice against the other test masks (0 for a generator
+  that ignores its mask, whatever central blob the segmenter finds);
 - darkness Dice: Dice between the mask and an Otsu threshold of the image's luminance inside the
   field of view (pixels brighter than the black vignette), with the same measure on the real images;
 - SSIM against the real image of the same mask (``lesionaug.metrics.structural_similarity``);
 - colour error: mean absolute difference (0-255) of the mean lesion colour and of the mean skin
   colour between generated and real images;
-- wall time of training, export and generation.
+- wall and CPU time of training, export and generation.
 
-"before" is the compact default as it was (128 px, epsilon prediction, 150 + 100 steps); "after"
-is ``TrainConfig()``'s default today. Grids (mask / generated / real) are written as PNGs beside
-the JSON. Results of earlier runs in the JSON are kept, so variants can be measured one at a time:
+Each variant runs once per seed (training and noise seeds; the data and the segmenter stay the
+same) and is summarised by the mean over seeds. "before" is the compact default as it was (128 px,
+epsilon prediction, 150 + 100 steps); "after" is ``TrainConfig()``'s default today. Grids (mask /
+generated / real) are written as PNGs beside the JSON. Variants and keys of earlier runs in the
+JSON are kept, so variants can be measured one at a time:
 
-    python benchmarks/bench_compact_quality.py                         # before and after
-    python benchmarks/bench_compact_quality.py --variants after
-    python benchmarks/bench_compact_quality.py --name try64 --set resolution=64 --set base_steps=600
+    python benchmarks/bench_compact_quality.py                         # before and after, seeds 0 and 1
+    python benchmarks/bench_compact_quality.py --variants after --seeds 0
+    python benchmarks/bench_compact_quality.py --name try96 --set resolution=96 --set base_steps=260 --torch
+      # --torch: the model folder's torch networks generate (no export); same images up to float rounding
 """
 
 from __future__ import annotations
@@ -187,7 +192,7 @@ class TorchEngine:
         return sample
 
 
-def run_variant(name: str, options: dict, index, segmenter, test, work: Path, args) -> dict:
+def run_variant(name: str, options: dict, index, segmenter, test, work: Path, args, seed: int) -> dict:
     from lesionaug.engine import Engine
     from lesionaug.export import export_model
     from lesionaug.mask_geometry import resize_mask
@@ -199,8 +204,8 @@ def run_variant(name: str, options: dict, index, segmenter, test, work: Path, ar
     from lesionaug.segment import resize_image
     from lesionaug.train import TrainConfig, train_model
 
-    config = TrainConfig(base="compact", seed=args.seed, **options)
-    model_dir, engine_dir = work / name / "model", work / name / "engine"
+    config = TrainConfig(base="compact", seed=seed, **options)
+    model_dir, engine_dir = work / f"{name}-{seed}" / "model", work / f"{name}-{seed}" / "engine"
     started, cpu_started = time.perf_counter(), time.process_time()
     result = train_model(index, model_dir, config, SILENT, force=True)
     train_s, train_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
@@ -216,16 +221,15 @@ def run_variant(name: str, options: dict, index, segmenter, test, work: Path, ar
     masks = [resize_mask(read_mask(s.mask), (size, size)) for s in test]
     reals = [resize_image(read_image(s.image), size) for s in test]
     prompts = [build_prompt(s.labels, DEFAULT_TEMPLATE) for s in test]
-    seeds = [derive_seed(args.seed, k, NOISE_STREAM) for k in range(len(test))]
+    seeds = [derive_seed(seed, k, NOISE_STREAM) for k in range(len(test))]
     started = time.perf_counter()
     images = np.concatenate([generate(engine, prompts[i : i + 8], masks[i : i + 8], seeds[i : i + 8], settings)
                              for i in range(0, len(test), 8)])
     generate_s = time.perf_counter() - started
-    grid_png(GRIDS / f"{name}.png", masks, images, reals)
-    resolved = config.resolved()
+    grid = GRIDS / f"{name}.png" if seed == args.seeds[0] else GRIDS / f"{name}-seed{seed}.png"
+    grid_png(grid, masks, images, reals)
     row = {
-        "options": options,
-        "config": {k: v for k, v in resolved.to_dict().items() if k in {*BEFORE, "batch_size"}},
+        "seed": seed,
         "scheduler_config": {k: engine.scheduler_config.get(k) for k in
                              ("prediction_type", "rescale_betas_zero_snr", "timestep_spacing", "beta_schedule")},
         "size": size,
@@ -238,17 +242,42 @@ def run_variant(name: str, options: dict, index, segmenter, test, work: Path, ar
         "generate_seconds": round(generate_s, 1),
         "images_per_second": round(len(test) / generate_s, 2),
         **measure(masks, images, reals, segmenter),
-        "grid": str((GRIDS / f"{name}.png").relative_to(ROOT.parent)),
+        "grid": str(grid.relative_to(ROOT.parent)),
     }
-    print(json.dumps({name: {k: v for k, v in row.items() if k not in ("options",)}}, indent=1), flush=True)
+    print(json.dumps({name: row}, indent=1), flush=True)
     return row
+
+
+METRICS = ("fidelity_dice", "fidelity_gain", "darkness_dice", "ssim", "lesion_colour_error", "skin_colour_error")
+COSTS = ("train_seconds", "train_cpu_seconds", "export_seconds", "generate_seconds")
+
+
+def variant_record(options: dict, runs: list[dict]) -> dict:
+    """One variant: its options and resolved config, each seed's run, and the means over seeds."""
+    from lesionaug.train import TrainConfig
+
+    resolved = TrainConfig(base="compact", **options).resolved().to_dict()
+    mean = {k: round(float(np.mean([r[k]["mean"] for r in runs])), 4) for k in METRICS}
+    mean |= {k: round(float(np.mean([r[k] for r in runs])), 1) for k in COSTS}
+    return {
+        "options": options,
+        "config": {k: v for k, v in resolved.items() if k in {*BEFORE, "batch_size"}},
+        "size": runs[0]["size"],
+        "mean_over_seeds": mean,
+        "runs": runs,
+    }
 
 
 def fidelity_segmenter(train, epochs: int, work: Path | None):
     """The quality module's segmenter trained on the real training split (kept in ``work`` when given)."""
     import torch
 
-    from lesionaug.segment import Segmenter, SegmenterConfig, build_network, train_segmenter
+    from lesionaug.segment import (
+        Segmenter,
+        SegmenterConfig,
+        build_network,
+        train_segmenter,
+    )
 
     config = SegmenterConfig(epochs=epochs, device="cpu")
     saved = work / f"segmenter-{epochs}.pt" if work is not None else None
@@ -293,7 +322,7 @@ def main() -> None:
     parser.add_argument("--name", help="measure one ad-hoc variant of this name, built from --set options")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a TrainConfig option")
     parser.add_argument("--pairs", type=int, default=120, help="demo pairs (the README's demo uses 120)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0,1", help="training and noise seeds; each variant runs once per seed")
     parser.add_argument("--scheduler", default="dpm++")
     parser.add_argument("--sample-steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=7.5)
@@ -303,6 +332,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None, help="keep models here (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    args.seeds = [int(v) for v in args.seeds.split(",")]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch
@@ -320,7 +350,7 @@ def main() -> None:
         work = args.work or Path(tmp)
         data = work / "demo"
         if not (data / "ISIC2018_Task1-2_Training_Input").is_dir():
-            data = write_demo_dataset(data, n=args.pairs, layout="isic2018", size=128, seed=args.seed)
+            data = write_demo_dataset(data, n=args.pairs, layout="isic2018", size=128, seed=0)
         index = load_dataset(data)
         train, test = index.usable("train"), sorted(index.usable("test"), key=lambda s: s.id)[: args.limit]
         started = time.perf_counter()
@@ -329,22 +359,24 @@ def main() -> None:
         refs = references(test, segmenter)
         rows = dict(previous.get("variants", {}))
         for name, options in variants.items():
-            rows[name] = run_variant(name, options, index, segmenter, test, work, args)
-    record = {
+            runs = [run_variant(name, options, index, segmenter, test, work, args, seed) for seed in args.seeds]
+            rows[name] = variant_record(options, runs)
+    # Keys this run does not write (e.g. "exploration", the ablations of earlier runs) are kept.
+    record = previous | {
         "benchmark": "compact_quality",
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()[0]},
-        "settings": {"pairs": args.pairs, "train_pairs": len(train), "test_pairs": len(test), "seed": args.seed,
+        "settings": {"pairs": args.pairs, "train_pairs": len(train), "test_pairs": len(test), "seeds": args.seeds,
                      "scheduler": args.scheduler, "sample_steps": args.sample_steps, "guidance": args.guidance,
                      "segmenter_epochs": args.segmenter_epochs, "segmenter_seconds": round(segmenter_s, 1)},
         "references": refs,
         "variants": rows,
     }
     if "before" in rows and "after" in rows:
-        keys = ("fidelity_dice", "fidelity_gain", "darkness_dice", "ssim", "lesion_colour_error", "skin_colour_error")
         record["before_after"] = {
-            k: {"before": rows["before"][k]["mean"], "after": rows["after"][k]["mean"]} for k in keys
-        } | {k: {"before": rows["before"][k], "after": rows["after"][k]} for k in ("train_seconds", "train_cpu_seconds", "size")}
+            k: {"before": rows["before"]["mean_over_seeds"][k], "after": rows["after"]["mean_over_seeds"][k]}
+            for k in (*METRICS, *COSTS)
+        } | {"size": {"before": rows["before"]["size"], "after": rows["after"]["size"]}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {args.out}")
