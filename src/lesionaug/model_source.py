@@ -26,9 +26,10 @@ from lesionaug.progress import SILENT, Reporter
 ENGINE_FORMAT = "lesionaug.engine/1"
 MODEL_FORMAT = "lesionaug.model/1"
 CARD = "lesionaug.json"
-# Seconds per training step (batch 4), only for the "about N min" line before training: CPU tiny and
-# small from benchmarks/results/train.json (2 cores); CPU base and the GPU figures are rough guesses.
-CPU_SECONDS_PER_STEP = {"tiny": 0.6, "small": 1.5, "base": 20.0}
+# Seconds per training step (batch 4), only for the "about N min" line before training: CPU tiny
+# from benchmarks/results/train.json, small (64 px) from benchmarks/results/compact_quality.json
+# (2 cores); CPU base and the GPU figures are rough guesses.
+CPU_SECONDS_PER_STEP = {"tiny": 0.6, "small": 0.22, "base": 20.0}
 GPU_SECONDS_PER_STEP = {"tiny": 0.03, "small": 0.05, "base": 0.25}
 
 
