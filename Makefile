@@ -2,6 +2,9 @@
 #   make demo   install, then run the main job end to end on generated example data
 #   make test   install, then run the test suite
 PYTHON ?= python3
+# Which ONNX Runtime: cpu (onnxruntime) or gpu (onnxruntime-gpu); they are one module and conflict,
+# so switching means a new environment: `make clean && make test ORT=gpu`.
+ORT ?= cpu
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lesionaug-installed
@@ -13,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --upgrade pip
 	# The CPU build of torch first, so no dependency pulls a multi-GB CUDA build.
 	$(PY) -m pip install $(TORCH_PIP_ARGS) torch==2.13.0
-	$(PY) -m pip install -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -c constraints.txt -e '.[$(ORT),test]'
 	touch $(STAMP)
 
 install: $(STAMP)

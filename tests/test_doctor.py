@@ -26,6 +26,7 @@ def test_doctor_json_on_an_empty_cache(tmp_path, monkeypatch):
     assert set(data) == {
         "versions",
         "platform",
+        "onnxruntime_missing",
         "providers",
         "auto_provider",
         "gpus",
@@ -34,6 +35,7 @@ def test_doctor_json_on_an_empty_cache(tmp_path, monkeypatch):
         "cache",
     }
     assert data["versions"]["lesionaug"] and data["versions"]["torch"]
+    assert data["onnxruntime_missing"] is None
     rows = {row["provider"]: row for row in data["providers"]}
     assert set(rows) == {"tensorrt", "cuda", "cpu"}
     assert rows["cpu"]["usable"] and rows["cpu"]["reason"] is None
@@ -41,6 +43,29 @@ def test_doctor_json_on_an_empty_cache(tmp_path, monkeypatch):
         assert row["usable"] or row["reason"]
     assert data["auto_provider"] in [name for name, row in rows.items() if row["usable"]]
     assert data["cache"] == {"path": str(tmp_path / "cache"), "exists": False, "engines": [], "tensorrt_caches": []}
+
+
+def test_without_onnxruntime_doctor_says_which_extra_and_the_engine_refuses_in_one_line(tmp_path, monkeypatch):
+    """onnxruntime and onnxruntime-gpu are extras (they are one module and conflict), so it can be absent."""
+    from lesionaug.engine.providers import import_onnxruntime, resolve_provider
+    from lesionaug.errors import EXIT_BACKEND, BackendError
+
+    monkeypatch.setenv("LESIONAUG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # `import onnxruntime` now fails
+    with pytest.raises(BackendError) as caught:
+        import_onnxruntime()
+    assert caught.value.exit_code == EXIT_BACKEND
+    assert "lesionaug[cpu]" in caught.value.one_line() and "lesionaug[gpu]" in caught.value.one_line()
+    with pytest.raises(BackendError):
+        resolve_provider("cpu")
+
+    result = CliRunner().invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)["data"]
+    assert "lesionaug[cpu]" in data["onnxruntime_missing"]
+    assert data["auto_provider"] is None and not any(row["usable"] for row in data["providers"])
+    human = CliRunner().invoke(app, ["doctor"])
+    assert human.exit_code == 0 and "ONNX Runtime is not installed" in human.stdout
 
 
 @pytest.mark.slow

@@ -29,7 +29,9 @@ def package_versions() -> dict[str, str | None]:
 
 def ort_devices() -> list[dict[str, Any]]:
     """Hardware devices ONNX Runtime sees and which execution provider can use each."""
-    import onnxruntime as ort
+    from lesionaug.engine.providers import import_onnxruntime
+
+    ort = import_onnxruntime()
 
     if not hasattr(ort, "get_ep_devices"):
         return []
@@ -48,17 +50,37 @@ def ort_devices() -> list[dict[str, Any]]:
 def collect_diagnostics() -> dict[str, Any]:
     """The doctor report as plain data (the ``--json`` payload)."""
     from lesionaug.cache import cache_root, list_engines, tensorrt_cache_dirs
-    from lesionaug.engine.providers import nvidia_gpus, provider_report, resolve_provider, tensorrt_version
+    from lesionaug.engine.providers import (
+        ORT_NAMES,
+        PREFERENCE,
+        import_onnxruntime,
+        nvidia_gpus,
+        provider_report,
+        resolve_provider,
+        tensorrt_version,
+    )
+    from lesionaug.errors import BackendError
 
-    providers = provider_report()
+    # The doctor is where a broken set-up is diagnosed, so a missing ONNX Runtime is reported, not raised.
+    try:
+        import_onnxruntime()
+        ort_missing = None
+    except BackendError as exc:
+        ort_missing = exc.one_line()
+    if ort_missing is None:
+        providers = provider_report()
+    else:
+        providers = [{"provider": short, "ort_name": ORT_NAMES[short], "listed": False, "usable": False,
+                      "reason": "onnxruntime is not installed"} for short in PREFERENCE]
     root = cache_root()
     return {
         "versions": package_versions(),
         "platform": {"system": platform.system(), "machine": platform.machine(), "python": sys.executable},
+        "onnxruntime_missing": ort_missing,
         "providers": providers,
-        "auto_provider": resolve_provider("auto"),
+        "auto_provider": resolve_provider("auto") if ort_missing is None else None,
         "gpus": nvidia_gpus(),
-        "ort_devices": ort_devices(),
+        "ort_devices": ort_devices() if ort_missing is None else [],
         "tensorrt": {"version": tensorrt_version(), "usable": any(p["provider"] == "tensorrt" and p["usable"]
                                                                   for p in providers)},
         "cache": {"path": str(root), "exists": root.is_dir(), "engines": list_engines(),

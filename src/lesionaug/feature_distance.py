@@ -140,7 +140,9 @@ def _with_num_features(module, path: Path, fixed: tuple[int, int] | None):
 
 def onnx_extractor(path: Path):
     """(an ``nn.Module`` running the ONNX graph with ONNX Runtime on the CPU, its fixed (H, W) or None)."""
-    import onnxruntime as ort
+    from lesionaug.engine.providers import import_onnxruntime
+
+    ort = import_onnxruntime()
     import torch
 
     try:

@@ -68,11 +68,13 @@ def doctor_command(
         def render(console) -> None:
             versions = data["versions"]
             console.print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v))
+            if data["onnxruntime_missing"]:
+                console.print(data["onnxruntime_missing"])
             console.print("providers:")
             for row in data["providers"]:
                 state = "usable" if row["usable"] else f"not usable ({row['reason']})"
                 console.print(f"  {row['provider']:<9} {state}")
-            console.print(f"auto picks: {data['auto_provider']}")
+            console.print(f"auto picks: {data['auto_provider'] or 'nothing (no ONNX Runtime)'}")
             gpus = data["gpus"]
             console.print("gpus: " + (", ".join(f"{g['name']} ({g['memory']})" for g in gpus) if gpus else "none"))
             trt = data["tensorrt"]

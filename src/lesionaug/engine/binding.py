@@ -73,7 +73,9 @@ class GraphRunner:
         return output
 
     def _run_captured(self, inputs: dict, output_shape: tuple[int, ...]):
-        import onnxruntime as ort
+        from lesionaug.engine.providers import import_onnxruntime
+
+        ort = import_onnxruntime()
         import torch
 
         key = tuple(sorted((name, tuple(t.shape), str(t.dtype)) for name, t in inputs.items()))

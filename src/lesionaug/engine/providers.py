@@ -25,9 +25,25 @@ PREFERENCE = ("tensorrt", "cuda", "cpu")
 TENSORRT_LIBRARIES = ("libnvinfer.so.10", "libnvinfer.so", "nvinfer_10.dll", "nvinfer.dll")
 
 
+def import_onnxruntime():
+    """The ``onnxruntime`` module, or a one-line BackendError saying which extra installs it.
+
+    lesionaug depends on neither ``onnxruntime`` nor ``onnxruntime-gpu`` directly: they install the
+    same Python module and break each other, so the user picks one through an extra.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendError(
+            f"ONNX Runtime is not installed ({exc})",
+            fix="pip install 'lesionaug[cpu]' (CPU) or 'lesionaug[gpu]' (CUDA/TensorRT), never both",
+        ) from None
+    return ort
+
+
 def listed_providers() -> list[str]:
     """Providers the installed onnxruntime build was compiled with (short names)."""
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     names = set(ort.get_available_providers())
     return [short for short in PREFERENCE if ORT_NAMES[short] in names]
@@ -41,7 +57,7 @@ def preload_gpu_libraries() -> str | None:
     """
     import io
 
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     if not hasattr(ort, "preload_dlls"):
         return "onnxruntime has no preload_dlls"
@@ -115,7 +131,7 @@ def _probe_model() -> bytes:
 def probe_provider(short: str) -> tuple[bool, str | None]:
     """(works, why not): run a one-node graph on ``short`` and check ORT did not fall back."""
     import numpy as np
-    import onnxruntime as ort
+    ort = import_onnxruntime()
 
     if short not in listed_providers():
         return False, "not in this onnxruntime build"

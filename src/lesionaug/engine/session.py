@@ -46,7 +46,9 @@ def default_threads() -> int:
 
 
 def session_options(provider: str, threads: int | None = None):
-    import onnxruntime as ort
+    from lesionaug.engine.providers import import_onnxruntime
+
+    ort = import_onnxruntime()
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -142,7 +144,9 @@ def check_active_provider(session, provider: str, path: Path) -> None:
 
 def build_session(path: Path, provider: str, providers: list, threads: int | None = None):
     """An InferenceSession on ``provider``, or a BackendError/ModelError that says why not."""
-    import onnxruntime as ort
+    from lesionaug.engine.providers import import_onnxruntime
+
+    ort = import_onnxruntime()
 
     if provider != "cpu":
         preload_gpu_libraries()
