@@ -65,10 +65,21 @@ def test_end_to_end_json_report_and_plots(world):
     report = json.loads((report_dir / "report.json").read_text())
     section = report["sections"]["evaluate"]
     assert section["setup"]["real_test"] == 6 and section["setup"]["real_train"] == 14
+    # Every segmenter, real-only included, takes 3 epochs of the largest set: 14 real + 8 synthetic.
+    assert section["setup"]["steps_per_segmenter"] == 3 * math.ceil((14 + 8) / 8)
     assert len(section["runs"]) == 6  # 3 counts x 2 seeds
     assert set(section["synthetic_ids"]).isdisjoint(world["ids"]["test"])
     markdown = (report_dir / "report.md").read_text()
     assert "| 8 | 2 |" in markdown and "](dice_vs_synthetic.png)" in markdown
+    assert "the same 9 optimizer steps" in markdown
+
+
+def test_every_segmenter_of_an_evaluation_gets_the_same_step_budget():
+    from lesionaug.evaluate import training_steps
+    from lesionaug.segment import SegmenterConfig
+
+    assert training_steps(SegmenterConfig(epochs=20, batch_size=8), 16 + 200) == 20 * 27
+    assert training_steps(SegmenterConfig(epochs=20, batch_size=8, steps=100), 16 + 200) == 100
 
 
 def test_real_fraction_subsamples_the_training_split(world):

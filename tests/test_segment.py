@@ -74,6 +74,20 @@ def test_same_seed_same_segmenter_and_another_seed_differs(blob_files):
     assert a.history != c.history
 
 
+def test_steps_replace_epochs_and_cut_the_last_pass_short(blob_files, monkeypatch):
+    import torch
+
+    calls = []
+    original = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (calls.append(1), original(self, *a, **k))[1])
+    arrays = load_pairs(blob_files[:12], 32)  # 2 batches of 8 per pass
+    segmenter = train_segmenter(arrays, SegmenterConfig(epochs=50, steps=5, seed=0, **TINY))
+    assert len(calls) == 5 and len(segmenter.history) == 3  # passes of 2, 2 and 1 steps
+    calls.clear()
+    train_segmenter(arrays, SegmenterConfig(epochs=2, seed=0, **TINY))
+    assert len(calls) == 4
+
+
 @pytest.mark.parametrize("arch,channels", [("basicunet", (4, 8, 8, 16, 16)), ("attentionunet", (8, 16, 32))])
 def test_other_architectures_train_and_predict(blob_files, arch, channels):
     config = SegmenterConfig(arch=arch, epochs=1, seed=0, **{**TINY, "channels": channels})
@@ -92,6 +106,7 @@ def test_other_architectures_train_and_predict(blob_files, arch, channels):
         ({"image_size": 30, "channels": (8, 16, 32)}, "not divisible by 4"),
         ({"arch": "basicunet", "channels": (8, 16)}, "exactly 5"),
         ({"learning_rate": 0.0}, "learning rate"),
+        ({"steps": 0}, "steps must be at least 1"),
     ],
 )
 def test_config_is_validated_in_one_place(kwargs, match):

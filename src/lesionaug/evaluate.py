@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +159,9 @@ def run_evaluation(config: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
     test_inputs = list(test_images.transpose(0, 2, 3, 1))
     sizes = [t.shape for t in truths]
 
-    # 3. Train and score: every count with the same seeds, so the differences are paired.
+    # 3. Train and score: every count with the same seeds, so the differences are paired, and with
+    #    the same number of optimizer steps, so a larger training set never means more training.
+    steps = training_steps(config.segmenter, len(real_images) + max(counts))
     seeds = repeat_seeds(config.seed, config.repeats)
     runs: list[dict] = []
     total = len(counts) * len(seeds)
@@ -172,7 +174,7 @@ def run_evaluation(config: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
                 f"segmenter {len(runs) + 1}/{total}: {len(real_images)} real + {count} synthetic pairs, seed {seed}"
             )
             t0 = time.perf_counter()
-            segmenter = train_segmenter((images, masks), _with_seed(config.segmenter, seed), reporter)
+            segmenter = train_segmenter((images, masks), replace(config.segmenter, seed=seed, steps=steps), reporter)
             predictions = segmenter.predict(test_inputs, output_sizes=sizes)
             macro = macro_average(score_masks(t, p) for t, p in zip(truths, predictions))
             runs.append(
@@ -193,6 +195,7 @@ def run_evaluation(config: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
         "real_train_split": len(train),
         "real_fraction": config.real_fraction,
         "real_test": len(test),
+        "steps_per_segmenter": steps,
         "synthetic_available": len(source.pairs),
         "repeats": config.repeats,
         "seeds": seeds,
@@ -233,10 +236,12 @@ def run_evaluation(config: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
     return {"results": results, "report": str(path), "setup": setup, "notes": notes}
 
 
-def _with_seed(config: SegmenterConfig, seed: int) -> SegmenterConfig:
-    from dataclasses import replace
-
-    return replace(config, seed=seed)
+def training_steps(config: SegmenterConfig, largest_set: int) -> int:
+    """Optimizer steps of every segmenter of one evaluation: ``config.steps`` when given, else
+    ``config.epochs`` passes over the largest training set compared (real plus the most synthetic)."""
+    if config.steps is not None:
+        return config.steps
+    return config.epochs * math.ceil(largest_set / config.batch_size)
 
 
 def summarise(runs: list[dict], counts: list[int]) -> list[dict]:

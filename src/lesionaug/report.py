@@ -97,6 +97,16 @@ def _image(lines: list[str], plots: dict, stem: str, caption: str) -> None:
         lines += [f"![{caption}]({plots[stem]})", ""]
 
 
+def _budget_sentence(segmenter: dict, setup: dict) -> str:
+    steps = setup.get("steps_per_segmenter")
+    if steps is None:  # a report written before segmenters shared one step budget
+        return f"Each trained for {segmenter.get('epochs')} epochs."
+    how = ("as asked (--steps)" if segmenter.get("steps") is not None
+           else f"{segmenter.get('epochs')} epochs of the largest training set compared")
+    return (f"Every segmenter takes the same {steps} optimizer steps ({how}, batch {segmenter.get('batch_size')}), "
+            "so a larger training set never means more training.")
+
+
 def _evaluate_markdown(data: dict) -> list[str]:
     setup = data.get("setup", {})
     segmenter = data.get("segmenter", {})
@@ -105,10 +115,11 @@ def _evaluate_markdown(data: dict) -> list[str]:
     lines = [
         "## What the synthetic pairs are worth to a segmenter",
         "",
-        f"Segmenters ({segmenter.get('arch')}, {segmenter.get('image_size')} px, {segmenter.get('epochs')} epochs, "
-        f"trained from scratch) on {setup.get('real_train')} real training pairs{fraction}"
+        f"Segmenters ({segmenter.get('arch')}, {segmenter.get('image_size')} px, trained from scratch) on "
+        f"{setup.get('real_train')} real training pairs{fraction}"
         f" plus N synthetic pairs, {setup.get('repeats')} seed(s) each, scored on the "
-        f"{setup.get('real_test')} images of the real test split (never on synthetic images).",
+        f"{setup.get('real_test')} images of the real test split (never on synthetic images). "
+        + _budget_sentence(segmenter, setup),
         "",
         "| synthetic pairs | seeds | Dice mean | Dice std | Jaccard mean | thr. Jaccard mean | Dice vs real only "
         "| 95% CI |",

@@ -31,6 +31,9 @@ class SegmenterConfig:
     arch: str = "unet"
     image_size: int = 128
     epochs: int = 30
+    # Optimizer steps; when set it replaces ``epochs`` (whole passes are shuffled as before, the last
+    # one is cut short), so segmenters trained on sets of different sizes can get the same training.
+    steps: int | None = None
     batch_size: int = 8
     learning_rate: float = 1e-3
     # Feature widths per resolution level, finest first; each level after the first halves the size.
@@ -50,6 +53,8 @@ class SegmenterConfig:
         for name in ("image_size", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {self.steps}")
         if not self.learning_rate > 0:
             raise ConfigError(f"learning rate must be positive, got {self.learning_rate}")
         if len(self.channels) < 2 or min(self.channels) < 1:
@@ -228,13 +233,15 @@ def train_segmenter(
     masks_t = torch.from_numpy(masks)
     n = len(images_t)
     steps_per_epoch = (n + config.batch_size - 1) // config.batch_size
-    history: list[float] = []
+    total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
+    history: list[float] = []  # mean loss of each pass over the data
     network.train()
-    with reporter.task(f"training {config.arch} segmenter", total=config.epochs * steps_per_epoch) as task:
-        for epoch in range(config.epochs):
+    with reporter.task(f"training {config.arch} segmenter", total=total_steps) as task:
+        done, epoch = 0, 0
+        while done < total_steps:
             order = torch.randperm(n, generator=generator)
-            total = 0.0
-            for step in range(steps_per_epoch):
+            loss_sum, seen = 0.0, 0
+            for step in range(min(steps_per_epoch, total_steps - done)):
                 index = order[step * config.batch_size : (step + 1) * config.batch_size]
                 x = _normalise(images_t[index])
                 y = masks_t[index].unsqueeze(1).float()
@@ -244,9 +251,12 @@ def train_segmenter(
                 loss = loss_fn(network(x.to(device)), y.to(device))
                 loss.backward()
                 optimizer.step()
-                total += float(loss.detach()) * len(index)
+                loss_sum += float(loss.detach()) * len(index)
+                seen += len(index)
+                done += 1
                 task.advance(epoch=epoch + 1, loss=float(loss.detach()))
-            history.append(total / n)
+            history.append(loss_sum / seen)
+            epoch += 1
     network.eval()
     return Segmenter(network, config, device, history)
 

@@ -33,7 +33,17 @@ def evaluate(
     ] = "0,1000,3000,5000",
     repeats: Annotated[int, typer.Option("--repeats", help="Seeds per count (the same seeds for every count).")] = 3,
     arch: Annotated[str, typer.Option("--arch", help="unet, basicunet or attentionunet (MONAI).")] = "unet",
-    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs per segmenter.")] = 30,
+    epochs: Annotated[
+        int,
+        typer.Option(
+            "--epochs",
+            help="Epochs of the largest training set compared; every segmenter gets that many optimizer steps.",
+        ),
+    ] = 30,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", min=1, help="Optimizer steps per segmenter (replaces --epochs)."),
+    ] = None,
     image_size: Annotated[int, typer.Option("--image-size", help="Square size images are resized to.")] = 128,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch size.")] = 8,
     channels: Annotated[
@@ -62,7 +72,8 @@ def evaluate(
 ) -> None:
     """Train segmenters on the real training split plus 0 and each count of synthetic pairs, several
     seeds each, and score them on the real test split (never on synthetic images): Dice mean and std
-    per count, and the paired gain over real-only with a 95% t interval. Refuses synthetic pairs from a
+    per count, and the paired gain over real-only with a 95% t interval. Every segmenter takes the
+    same number of optimizer steps, so more data never means more training. Refuses synthetic pairs from a
     generator trained on any test image. Writes report.json, report.md and plots to --out.
 
     Example: lesionaug evaluate ./example --augmented ./example-augmented --synthetic-counts 0,200 --real-fraction 0.2
@@ -76,6 +87,7 @@ def evaluate(
             arch=arch,
             image_size=image_size,
             epochs=epochs,
+            steps=steps,
             batch_size=batch_size,
             channels=parse_int_list(channels, "--channels"),
             device=device,
