@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from evaluation_fixtures import blob_pair
 from PIL import Image
 
 from lesionaug.errors import BackendError, ConfigError
@@ -15,26 +16,13 @@ from lesionaug.segment import SegmenterConfig, load_pairs, resolve_device, train
 TINY = dict(image_size=32, channels=(8, 16, 32), batch_size=8, device="cpu")
 
 
-def _blob_pair(rng: np.random.Generator, h: int = 40, w: int = 48) -> tuple[np.ndarray, np.ndarray]:
-    """A dark elliptic lesion on noisy light skin."""
-    yy, xx = np.mgrid[:h, :w]
-    cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
-    ry, rx = rng.uniform(0.15, 0.3) * h, rng.uniform(0.15, 0.3) * w
-    mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
-    image = np.empty((h, w, 3), dtype=np.float64)
-    image[:] = (215, 170, 150)
-    image[mask] = (95, 60, 45)
-    image += rng.normal(0, 12, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8), mask
-
-
 @pytest.fixture(scope="module")
 def blob_files(tmp_path_factory) -> list[tuple[Path, Path]]:
     root = tmp_path_factory.mktemp("blobs")
     rng = np.random.default_rng(0)
     pairs = []
     for k in range(24):
-        image, mask = _blob_pair(rng)
+        image, mask = blob_pair(rng, 40, 48)
         image_path, mask_path = root / f"img{k:02d}.jpg", root / f"img{k:02d}_mask.png"
         Image.fromarray(image).save(image_path, quality=95)
         Image.fromarray(mask.astype(np.uint8) * 255).save(mask_path)
