@@ -73,10 +73,11 @@ class GraphRunner:
         return output
 
     def _run_captured(self, inputs: dict, output_shape: tuple[int, ...]):
+        import torch
+
         from lesionaug.engine.providers import import_onnxruntime
 
         ort = import_onnxruntime()
-        import torch
 
         key = tuple(sorted((name, tuple(t.shape), str(t.dtype)) for name, t in inputs.items()))
         graph = self._graphs.get(key)
