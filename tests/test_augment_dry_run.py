@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from lesionaug.augment_config import AugmentOptions
 from lesionaug.cli import app
+from lesionaug.models import COMPACT_SIZES
 from lesionaug.plan import PlanConfig, Shard
 
 JOB_KEYS = {"index", "id", "prompt", "labels", "mask_seed", "noise_seed"}
@@ -97,6 +98,26 @@ def test_diagnosis_weights_template_prefix_and_source(demo):
     assert plan["config"]["size"] == [96, 64]
 
 
+def test_default_size_is_the_generators_resolution_so_nothing_is_resampled(demo, tmp_path):
+    # No model: the default compact model (small on a CPU) that augment would train.
+    assert plan_of(demo, "--n", "3")["config"]["size"] == [COMPACT_SIZES["small"]["resolution"]] * 2
+    assert plan_of(demo, "--n", "3", "--model-size", "tiny")["config"]["size"] == [COMPACT_SIZES["tiny"]["resolution"]] * 2
+    # A model folder or an engine folder: the resolution it was trained at, read from its card.
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "lesionaug.json").write_text(json.dumps({"format": "lesionaug.model/1", "resolution": 96}))
+    engine = tmp_path / "engine"
+    engine.mkdir()
+    (engine / "lesionaug.json").write_text(json.dumps({"format": "lesionaug.engine/1", "model": {"resolution": 128}}))
+    assert plan_of(demo, "--n", "3", "--model", str(model))["config"]["size"] == [96, 96]
+    assert plan_of(demo, "--n", "3", "--model", str(engine))["config"]["size"] == [128, 128]
+    assert plan_of(demo, "--n", "3", "--model", str(engine), "--size", "80x64")["config"]["size"] == [80, 64]
+    # A card without a resolution cannot choose the size: one line that says to pass --size.
+    (engine / "lesionaug.json").write_text(json.dumps({"format": "lesionaug.engine/1", "model": {}}))
+    exit_code, error = error_of(demo, "--n", "3", "--model", str(engine), "--dry-run")
+    assert exit_code == 4 and "records no resolution" in error["message"] and "--size" in error["fix"]
+
+
 def test_balanced_labels(demo):
     plan = plan_of(demo, "--n", "60", "--labels", "balanced")
     counts = plan["label_counts"]["diagnosis"]
@@ -148,6 +169,7 @@ def test_without_dry_run_the_options_go_to_run_augment(demo, monkeypatch):
     assert result.exit_code == 0, result.output
     options = received["options"]
     assert isinstance(options, AugmentOptions) and not options.dry_run
-    assert options.plan == PlanConfig(n=7, seed=3)
+    side = COMPACT_SIZES["small"]["resolution"]  # no --size, no --model: the default compact model's
+    assert options.plan == PlanConfig(n=7, seed=3, size=(side, side))
     assert options.shard == Shard(0, 2)
     assert json.loads(result.stdout)["data"] == {"generated": 7}

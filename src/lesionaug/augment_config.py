@@ -47,6 +47,14 @@ class AugmentOptions:
         }
 
 
+def _generator_side(generation: GenerationOptions) -> tuple[int, int]:
+    """The default pair size: square at the generator's resolution, so nothing is resampled."""
+    from lesionaug.model_source import generator_resolution
+
+    side = generator_resolution(generation.model, generation.model_size, generation.train_steps)
+    return side, side
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``512`` (square) or ``WxH`` such as ``640x480``."""
     match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
@@ -79,7 +87,7 @@ def augment_options(
     labels: str = "match",
     diagnosis: str | None = None,
     mask_source: str = "model",
-    size: str = "512",
+    size: str | None = None,
     prefix: str | None = None,
     masks: Path | None = None,
     split_seed: int = 0,
@@ -97,7 +105,7 @@ def augment_options(
         seed=seed,
         labels=label_spec_from_options(labels, diagnosis),
         mask_source=mask_source,
-        size=parse_size(size),
+        size=parse_size(size) if size is not None else _generator_side(generation or GenerationOptions()),
         **plan_kwargs,
     )
     return AugmentOptions(

@@ -133,9 +133,8 @@ def engine_for_model(model_dir: Path, precision: str, reporter: Reporter = SILEN
     return _engine(engine_dir, Path(model_dir), "cached" if exists else "exported")
 
 
-def resolve_given_model(path: Path, precision: str, reporter: Reporter = SILENT) -> ResolvedModel:
-    """``--model PATH``: an engine folder, or a model folder exported on the fly."""
-    path = Path(path).expanduser().resolve()
+def _given_card(path: Path) -> dict:
+    """The lesionaug.json of a ``--model`` folder, or a ModelError saying what to pass instead."""
     card = _read_card(path)
     if not path.is_dir() or card is None:
         raise ModelError(
@@ -143,6 +142,28 @@ def resolve_given_model(path: Path, precision: str, reporter: Reporter = SILENT)
             path=path,
             fix="pass a folder written by `lesionaug train` or `lesionaug export`",
         )
+    return card
+
+
+def generator_resolution(model: Path | None, model_size: str | None, train_steps: int | None) -> int:
+    """The side, in pixels, the generator makes images at: the given model's or engine's training
+    resolution, else that of the default compact model ``augment`` would train. Reads one small file."""
+    if model is None:
+        return default_budget(model_size, train_steps).config().resolved().resolution
+    path = Path(model).expanduser().resolve()
+    card = _given_card(path)
+    model_card = card.get("model") if card.get("format") == ENGINE_FORMAT else card
+    resolution = (model_card or {}).get("resolution")
+    if not isinstance(resolution, int) or resolution < 1:
+        raise ModelError("its lesionaug.json records no resolution", path=path / CARD,
+                         fix="pass --size, or re-export the model with this version of lesionaug")
+    return resolution
+
+
+def resolve_given_model(path: Path, precision: str, reporter: Reporter = SILENT) -> ResolvedModel:
+    """``--model PATH``: an engine folder, or a model folder exported on the fly."""
+    path = Path(path).expanduser().resolve()
+    card = _given_card(path)
     if card.get("format") == ENGINE_FORMAT:
         return _engine(path, None, "engine")
     if card.get("format") == MODEL_FORMAT:

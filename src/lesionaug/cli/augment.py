@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
-from lesionaug.cli.masks import MasksDirOpt, MaskSourceOpt, SizeOpt, SplitSeedOpt
+from lesionaug.cli.masks import MasksDirOpt, MaskSourceOpt, SplitSeedOpt
 
 PREVIEW_ROWS = 10
 
@@ -98,7 +98,13 @@ def augment(
         str | None, typer.Option("--diagnosis", help="Diagnosis weights, e.g. mel=0.5,nv=0.3,bcc=0.2.")
     ] = None,
     mask_source: MaskSourceOpt = "model",
-    size: SizeOpt = "512",
+    size: Annotated[
+        str | None,
+        typer.Option(
+            "--size",
+            help="Size of the new pairs: 512 (square) or WxH (default: the generator's resolution, so nothing is resampled).",
+        ),
+    ] = None,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Id prefix of new pairs (default SYN_).")] = None,
     masks_dir: MasksDirOpt = None,
     split_seed: SplitSeedOpt = 0,
