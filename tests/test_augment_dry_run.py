@@ -173,3 +173,26 @@ def test_without_dry_run_the_options_go_to_run_augment(demo, monkeypatch):
     assert options.plan == PlanConfig(n=7, seed=3, size=(side, side))
     assert options.shard == Shard(0, 2)
     assert json.loads(result.stdout)["data"] == {"generated": 7}
+
+
+def test_a_dry_run_without_a_model_imports_no_torch_on_a_machine_without_nvidia(demo):
+    """The default size needs the default model's device; without a visible NVIDIA driver that is
+    decided without importing torch (seconds), so a dry run stays a quick look."""
+    import subprocess
+
+    import lesionaug.model_source as model_source
+
+    if model_source.Path("/dev/nvidiactl").exists() or model_source.shutil.which("nvidia-smi"):
+        pytest.skip("an NVIDIA driver is visible here: torch decides the device")
+    probe = (
+        "import sys\n"
+        "from lesionaug.cli import main\n"
+        "try:\n"
+        f"    main(['augment', {demo!r}, '--n', '3', '--dry-run', '--json', '-q'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+        "print([m for m in ('torch', 'diffusers', 'onnxruntime', 'transformers') if m in sys.modules])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,15 +196,21 @@ class TrainingBudget:
         return per_step * (config.steps + (config.base_steps or 0)) + (60.0 if self.device == "cpu" else 20.0)
 
 
-def default_budget(model_size: str | None, train_steps: int | None) -> TrainingBudget:
-    """``small`` on a CPU (minutes on 2 cores for the example data), ``base`` on a CUDA GPU."""
-    device = "cpu"
+def _cuda_usable() -> bool:
+    """``torch.cuda.is_available()``, without importing torch (seconds) where no NVIDIA driver is
+    visible, so a dry run on a CPU machine stays light and plans what the real run will."""
+    if not (Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi")):
+        return False
     try:
         import torch
-
-        device = "gpu" if torch.cuda.is_available() else "cpu"
     except ImportError:
-        pass
+        return False
+    return torch.cuda.is_available()
+
+
+def default_budget(model_size: str | None, train_steps: int | None) -> TrainingBudget:
+    """``small`` on a CPU (minutes on 2 cores for the example data), ``base`` on a CUDA GPU."""
+    device = "gpu" if _cuda_usable() else "cpu"
     size = model_size or ("base" if device == "gpu" else "small")
     return TrainingBudget(size, train_steps, device)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lesionaug.engine.providers import ORT_NAMES, preload_gpu_libraries, tensorrt_version
+from lesionaug.engine.providers import ORT_NAMES, import_onnxruntime, preload_gpu_libraries, tensorrt_version
 from lesionaug.errors import BackendError, ModelError
 
 
@@ -46,8 +46,6 @@ def default_threads() -> int:
 
 
 def session_options(provider: str, threads: int | None = None):
-    from lesionaug.engine.providers import import_onnxruntime
-
     ort = import_onnxruntime()
 
     options = ort.SessionOptions()
@@ -144,8 +142,6 @@ def check_active_provider(session, provider: str, path: Path) -> None:
 
 def build_session(path: Path, provider: str, providers: list, threads: int | None = None):
     """An InferenceSession on ``provider``, or a BackendError/ModelError that says why not."""
-    from lesionaug.engine.providers import import_onnxruntime
-
     ort = import_onnxruntime()
 
     if provider != "cpu":
