@@ -215,3 +215,78 @@ def test_nan_images_are_refused_not_returned(monkeypatch):
     mask = np.zeros((32, 32), bool)
     with pytest.raises(ModelError, match="NaN in 1 of 2 images"):
         generate(engine, ["a", "b"], [mask, mask], [0, 1], SamplerSettings("ddim", 1, 1.0))
+
+
+def test_split_sizes_are_contiguous_and_balanced():
+    from lesionaug.engine.binding import split_sizes
+
+    assert split_sizes(16, 2) == [8, 8]
+    assert split_sizes(5, 2) == [3, 2]
+    assert split_sizes(7, 4) == [2, 2, 2, 1]
+    assert split_sizes(3, 3) == [1, 1, 1]
+
+
+def _denoise_inputs(engine, batch: int, seed: int = 0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    size = engine.card.size_multiple * 2
+    states = torch.randn((batch, engine.card.token_length, engine.card.hidden_size), generator=g)
+    return (torch.randn((batch, engine.card.channels, size // engine.card.scale, size // engine.card.scale),
+                        generator=g),
+            torch.full((batch,), 400.0), states, torch.rand((batch, 3, size, size), generator=g),
+            torch.tensor([0.8]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["pixel", "latent"])
+def test_cpu_batches_split_across_cores_give_the_threaded_sessions_result(kind):
+    """Two cores: a batch of >= 2 runs as concurrent single-threaded slices, giving what one
+    two-threaded session computes for the whole batch (to 1e-6; identical when measured); a batch of 1
+    goes to that threaded session."""
+    from lesionaug.engine import Engine
+    from lesionaug.engine.binding import GraphRunner, SplitBatchRunner
+
+    engine = Engine.load(exported_engine(kind).engine_dir, "cpu", threads=2)
+    runner = engine.runners["denoiser"]
+    assert isinstance(runner, SplitBatchRunner) and runner.workers == 2
+    assert isinstance(engine.runners["text_encoder"], GraphRunner)  # prompts come one at a time
+    assert runner._threaded is None  # not built until a batch smaller than the cores comes
+
+    slices = []
+    real_run = runner.session.run
+
+    class Recording:
+        def get_inputs(self):
+            return runner.session.get_inputs()
+
+        def run(self, names, feeds):
+            slices.append(feeds["sample"].shape[0])
+            return real_run(names, feeds)
+
+    runner.session = Recording()
+    sample, timestep, states, control, scale = _denoise_inputs(engine, 5)
+    split = engine.denoise(sample, timestep, states, control, scale)
+    assert sorted(slices) == [2, 3]
+
+    whole = runner._threaded_session()
+    feeds = {"sample": sample.numpy(), "timestep": timestep.numpy(), "encoder_hidden_states": states.numpy(),
+             "controlnet_cond": control.numpy(), "conditioning_scale": scale.numpy()}
+    expected = whole.run(["noise_pred"], feeds)[0]
+    assert split.shape == expected.shape
+    assert np.abs(split.numpy() - expected).max() <= 1e-6
+
+    slices.clear()
+    one = engine.denoise(sample[:1], timestep[:1], states[:1], control[:1], scale)
+    assert slices == []  # the threaded session ran it
+    assert np.abs(one.numpy() - expected[:1]).max() <= 1e-6
+
+
+@pytest.mark.slow
+def test_one_thread_means_plain_sessions():
+    from lesionaug.engine import Engine
+    from lesionaug.engine.binding import GraphRunner
+
+    engine = Engine.load(exported_engine("latent").engine_dir, "cpu", threads=1)
+    assert all(isinstance(r, GraphRunner) for r in engine.runners.values())
+    assert engine.runners["denoiser"].session.get_session_options().intra_op_num_threads == 1

@@ -45,9 +45,9 @@ class Engine:
         ``profile`` (a ``ShapeProfile``) tells TensorRT which shapes to build for; ``cuda_graph``
         captures the denoiser in CUDA graphs on the CUDA provider when ORT can.
         """
-        from lesionaug.engine.binding import GraphRunner
+        from lesionaug.engine.binding import GraphRunner, SplitBatchRunner
         from lesionaug.engine.providers import resolve_provider
-        from lesionaug.engine.session import build_session, provider_entries
+        from lesionaug.engine.session import build_session, default_threads, provider_entries
 
         start = time.perf_counter()
         card = EngineCard.read(engine_dir)
@@ -60,6 +60,7 @@ class Engine:
         tokenizer = _load_tokenizer(engine_dir, card)
         scheduler_config = _load_scheduler_config(engine_dir)
 
+        cpu_threads = threads or default_threads()
         runners = {}
         for name in card.graphs:
             path = card.graph_path(name)
@@ -78,6 +79,14 @@ class Engine:
                                         graph_io=graph, profile=graph_profile, scale=card.scale,
                                         batch_factor=batch_factor, cuda_graph=use_graph)
 
+            if chosen == "cpu" and name != TEXT_ENCODER and cpu_threads > 1:
+                # Prompts are encoded one at a time: only the batched graphs are split across cores.
+                with reporter.task(f"loading {name} on cpu", total=None):
+                    single = build_session(path, chosen, entries(False), 1)
+                runners[name] = SplitBatchRunner(
+                    single, OUTPUTS[name], cpu_threads,
+                    lambda path=path, entries=entries: build_session(path, "cpu", entries(False), cpu_threads))
+                continue
             with reporter.task(f"loading {name} on {chosen}", total=None):
                 try:
                     session = build_session(path, chosen, entries(want_graph), threads)
