@@ -257,9 +257,6 @@ def test_cpu_batches_split_across_cores_give_the_threaded_sessions_result(kind):
     real_run = runner.session.run
 
     class Recording:
-        def get_inputs(self):
-            return runner.session.get_inputs()
-
         def run(self, names, feeds):
             slices.append(feeds["sample"].shape[0])
             return real_run(names, feeds)

@@ -59,8 +59,7 @@ class GraphRunner:
     def _run_host(self, inputs: dict):
         import torch
 
-        feeds = {name: t.detach().cpu().contiguous().numpy() for name, t in inputs.items()}
-        out = self.session.run([self.output_name], feeds)[0]
+        out = self.session.run([self.output_name], host_feeds(inputs))[0]
         return torch.from_numpy(out)
 
     def _bind(self, binding, inputs: dict, output) -> None:
@@ -106,6 +105,11 @@ class GraphRunner:
         return graph.output.clone()
 
 
+def host_feeds(inputs: dict) -> dict:
+    """Torch tensors as numpy feeds (views when they are already contiguous on the CPU)."""
+    return {name: t.detach().cpu().contiguous().numpy() for name, t in inputs.items()}
+
+
 def batched_inputs(session) -> frozenset[str]:
     """The inputs whose first axis is the batch (a symbolic dimension in the exported graph)."""
     return frozenset(i.name for i in session.get_inputs() if i.shape and not isinstance(i.shape[0], int))
@@ -128,8 +132,6 @@ class SplitBatchRunner:
     output_name: str
     workers: int
     build_threaded: Callable[[], Any]
-    device: str = "cpu"
-    cuda_graph: bool = False
     _threaded: Any = None
     _pool: ThreadPoolExecutor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -140,7 +142,7 @@ class SplitBatchRunner:
     def __call__(self, inputs: dict, output_shape: tuple[int, ...]):
         import torch
 
-        feeds = {name: t.detach().cpu().contiguous().numpy() for name, t in inputs.items()}
+        feeds = host_feeds(inputs)
         batch = next((feeds[name].shape[0] for name in feeds if name in self._batched), 1)
         if batch < self.workers:
             return torch.from_numpy(self._threaded_session().run([self.output_name], feeds)[0])
@@ -162,8 +164,3 @@ class SplitBatchRunner:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="lesionaug-ort")
             return self._pool
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
