@@ -91,13 +91,17 @@ def run_diffusers(pipe, masks, seeds, steps, guidance) -> np.ndarray:
     return (out * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    best, result = float("inf"), None
+def timed_pair(ours, theirs, repeats: int) -> tuple[float, object, float, object]:
+    """Best-of-``repeats`` seconds for each side, the two sides taking turns, so that both see the
+    same stretch of the machine's load (it drifts by 10-20 % over minutes on a shared host)."""
+    best = [float("inf"), float("inf")]
+    results: list[object] = [None, None]
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        for k, fn in enumerate((ours, theirs)):
+            start = time.perf_counter()
+            results[k] = fn()
+            best[k] = min(best[k], time.perf_counter() - start)
+    return best[0], results[0], best[1], results[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-size", default="small", choices=["tiny", "small", "base"])
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for both sides (default: the cores this process may use)")
-    parser.add_argument("--repeats", type=int, default=1, help="timed runs per case (the best is kept)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="timed runs per case and side, the sides taking turns (the best is kept)")
+    parser.add_argument("--no-cpu-rewrites", dest="cpu_rewrites", action="store_false",
+                        help="run the engine on the graphs as exported (engine/cpu_graph.py off), for comparison")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "engine.json")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -132,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         export = export_model(model_dir, Path(tmp) / "engine")
         export_seconds = time.perf_counter() - start
-        engine = Engine.load(export.engine_dir, "cpu", threads=threads)
+        engine = Engine.load(export.engine_dir, "cpu", threads=threads, cpu_rewrites=args.cpu_rewrites)
+        cpu_rewrites = engine.describe()["cpu_rewrites"]
         pipe = diffusers_pipeline(model_dir, args.scheduler)
 
         rows = []
@@ -143,10 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                 warm = SamplerSettings(args.scheduler, 2, args.guidance)
                 generate_float(engine, [PROMPT] * batch, masks, seeds, warm)
                 run_diffusers(pipe, masks, seeds, 2, args.guidance)
-                t_engine, ours = timed(lambda: generate_float(engine, [PROMPT] * batch, masks, seeds, settings),
-                                       args.repeats)
-                t_torch, theirs = timed(lambda: run_diffusers(pipe, masks, seeds, args.steps, args.guidance),
-                                        args.repeats)
+                t_engine, ours, t_torch, theirs = timed_pair(
+                    lambda: generate_float(engine, [PROMPT] * batch, masks, seeds, settings),
+                    lambda: run_diffusers(pipe, masks, seeds, args.steps, args.guidance), args.repeats)
                 row = {"size": size, "batch": batch,
                        "engine_images_per_s": batch / t_engine, "diffusers_images_per_s": batch / t_torch,
                        "engine_seconds": t_engine, "diffusers_seconds": t_torch, "speedup": t_torch / t_engine,
@@ -162,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                 "StableDiffusionControlNetPipeline in eager PyTorch, same model and settings",
         "model": {"kind": "compact pixel-space (lesionaug.models.COMPACT_SIZES)", **model_info},
         "settings": {"scheduler": args.scheduler, "steps": args.steps, "guidance": args.guidance,
-                     "precision": "fp32", "repeats": args.repeats},
+                     "precision": "fp32", "repeats": args.repeats, "timing": "best of repeats, sides alternating"},
+        "engine_cpu_rewrites": cpu_rewrites,
         "machine": {"load_average_1_5_15": [round(x, 2) for x in os.getloadavg()], "threads": threads, "cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "torch": torch.__version__},
         "load_average_at_start": load_before,

@@ -24,7 +24,8 @@ class Engine:
     """An exported engine loaded into ONNX Runtime. Build it with ``Engine.load``."""
 
     def __init__(self, card: EngineCard, provider: str, runners: dict, tokenizer: Any,
-                 scheduler_config: dict, device: str, load_seconds: float, notes: list[str]):
+                 scheduler_config: dict, device: str, load_seconds: float, notes: list[str],
+                 cpu_rewrites: dict[str, dict[str, int]] | None = None):
         self.card = card
         self.provider = provider
         self.runners = runners
@@ -33,21 +34,25 @@ class Engine:
         self.device = device
         self.load_seconds = load_seconds
         self.notes = notes
+        self.cpu_rewrites = cpu_rewrites or {}
         self._embeddings: OrderedDict[str, Any] = OrderedDict()
 
     # -- loading ---------------------------------------------------------------------------------
 
     @classmethod
     def load(cls, engine_dir: str | Path, provider: str = "auto", *, threads: int | None = None,
-             profile=None, cuda_graph: bool = True, reporter: Reporter = SILENT) -> Engine:
+             profile=None, cuda_graph: bool = True, cpu_rewrites: bool = True,
+             reporter: Reporter = SILENT) -> Engine:
         """Open ``engine_dir`` on ``provider`` (auto|tensorrt|cuda|cpu); fail loudly rather than fall back.
 
         ``profile`` (a ``ShapeProfile``) tells TensorRT which shapes to build for; ``cuda_graph``
-        captures the denoiser in CUDA graphs on the CUDA provider when ORT can.
+        captures the denoiser in CUDA graphs on the CUDA provider when ORT can; ``cpu_rewrites``
+        runs the CPU provider on the exact rewrites of ``engine/cpu_graph.py`` (False: the graphs
+        as exported, for comparisons).
         """
         from lesionaug.engine.binding import GraphRunner, SplitBatchRunner
         from lesionaug.engine.providers import resolve_provider
-        from lesionaug.engine.session import build_session, default_threads, provider_entries
+        from lesionaug.engine.session import build_session, cpu_tuned_graph, default_threads, provider_entries
 
         start = time.perf_counter()
         card = EngineCard.read(engine_dir)
@@ -62,6 +67,7 @@ class Engine:
 
         cpu_threads = threads or default_threads()
         runners = {}
+        rewrites: dict[str, dict[str, int]] = {}
         for name in card.graphs:
             path = card.graph_path(name)
             graph = card.graphs[name]
@@ -79,17 +85,24 @@ class Engine:
                                         graph_io=graph, profile=graph_profile, scale=card.scale,
                                         batch_factor=batch_factor, cuda_graph=use_graph)
 
+            # The CPU provider runs an exactly equivalent rewrite of the graph (engine/cpu_graph.py).
+            tuned = cpu_tuned_graph(path) if chosen == "cpu" and cpu_rewrites else None
+            if tuned is not None:
+                rewrites[name] = tuned.rewrites
             if chosen == "cpu" and name != TEXT_ENCODER and cpu_threads > 1:
                 # Prompts are encoded one at a time: only the batched graphs are split across cores.
                 with reporter.task(f"loading {name} on cpu", total=None):
-                    single = build_session(path, chosen, entries(False), 1)
-                runners[name] = SplitBatchRunner(
-                    single, OUTPUTS[name], cpu_threads,
-                    lambda path=path, entries=entries: build_session(path, "cpu", entries(False), cpu_threads))
+                    single = build_session(path, chosen, entries(False), 1, tuned=tuned)
+
+                def threaded(path=path, entries=entries, retune=tuned is not None):
+                    again = cpu_tuned_graph(path) if retune else None
+                    return build_session(path, "cpu", entries(False), cpu_threads, tuned=again)
+
+                runners[name] = SplitBatchRunner(single, OUTPUTS[name], cpu_threads, threaded)
                 continue
             with reporter.task(f"loading {name} on {chosen}", total=None):
                 try:
-                    session = build_session(path, chosen, entries(want_graph), threads)
+                    session = build_session(path, chosen, entries(want_graph), threads, tuned=tuned)
                 except BackendError:
                     if not want_graph:
                         raise
@@ -100,7 +113,8 @@ class Engine:
             runners[name] = GraphRunner(session, OUTPUTS[name], device=device, cuda_graph=want_graph)
         for note in notes:
             reporter.warn(note)
-        return cls(card, chosen, runners, tokenizer, scheduler_config, device, time.perf_counter() - start, notes)
+        return cls(card, chosen, runners, tokenizer, scheduler_config, device, time.perf_counter() - start, notes,
+                   rewrites)
 
     # -- the calls the sampler makes -------------------------------------------------------------
 
@@ -154,6 +168,7 @@ class Engine:
         return {"engine": str(self.card.path), "provider": self.provider, "device": self.device,
                 "precision": self.card.precision, "load_seconds": round(self.load_seconds, 3),
                 "cuda_graph": any(getattr(r, "cuda_graph", False) for r in self.runners.values()),
+                "cpu_rewrites": {name: dict(kinds) for name, kinds in self.cpu_rewrites.items()},
                 "notes": list(self.notes)}
 
 

@@ -140,14 +140,37 @@ def check_active_provider(session, provider: str, path: Path) -> None:
         )
 
 
-def build_session(path: Path, provider: str, providers: list, threads: int | None = None):
-    """An InferenceSession on ``provider``, or a BackendError/ModelError that says why not."""
+def cpu_tuned_graph(path: Path):
+    """The CPU rewrites of the graph at ``path`` (``cpu_graph.TunedGraph``), or None when none apply."""
+    from lesionaug.engine.cpu_graph import tuned_graph
+
+    try:
+        return tuned_graph(path)
+    except Exception as exc:  # noqa: BLE001 - onnx raises protobuf and its own errors for a damaged file
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot read {path.name} ({message})", path=path, fix="re-export the engine") from None
+
+
+def build_session(path: Path, provider: str, providers: list, threads: int | None = None, *, tuned=None):
+    """An InferenceSession on ``provider``, or a BackendError/ModelError that says why not.
+
+    ``tuned`` (a ``cpu_graph.TunedGraph`` of the graph at ``path``) loads that rewritten graph
+    instead of the file; its external weights, if any, are still read from the file's folder.
+    """
+    from lesionaug.engine.cpu_graph import session_config
+
     ort = import_onnxruntime()
 
     if provider != "cpu":
         preload_gpu_libraries()
+    options = session_options(provider, threads)
+    source: str | bytes = str(path)
+    if tuned is not None:
+        for key, value in session_config(path).items():
+            options.add_session_config_entry(key, value)
+        source = tuned.model_bytes
     try:
-        session = ort.InferenceSession(str(path), session_options(provider, threads), providers=providers)
+        session = ort.InferenceSession(source, options, providers=providers)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if provider == "cpu":

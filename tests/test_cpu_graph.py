@@ -1,0 +1,275 @@
+"""The CPU provider's graph rewrites (engine/cpu_graph.py): where they apply, and that they change no number."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from exported_engines import exported_engine  # noqa: E402
+
+from lesionaug.engine import cpu_graph  # noqa: E402
+from lesionaug.engine.cpu_graph import slice_sizes, tune_model, tuned_graph  # noqa: E402
+from lesionaug.engine.session import build_session, cpu_tuned_graph  # noqa: E402
+from lesionaug.errors import ModelError  # noqa: E402
+
+CPU = ["CPUExecutionProvider"]
+
+
+# -- small hand-built graphs --------------------------------------------------------------------
+
+
+def _finish(nodes, inputs, outputs, inits, dtype):
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "g", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def groupnorm_model(channels=8, groups=4, dtype=np.float32, seed=0):
+    """x (N, C, H, W) -> GroupNorm as the dynamo exporter writes it -> y."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.FLOAT16
+    inits = [numpy_helper.from_array(np.array([0, groups, -1], np.int64), "grouped"),
+             numpy_helper.from_array(np.ones(groups, dtype), "ones"),
+             numpy_helper.from_array(np.zeros(groups, dtype), "zeros"),
+             numpy_helper.from_array(rng.normal(size=(channels, 1, 1)).astype(dtype), "gamma"),
+             numpy_helper.from_array(rng.normal(size=(channels, 1, 1)).astype(dtype), "beta")]
+    nodes = [helper.make_node("Reshape", ["x", "grouped"], ["g"]),
+             helper.make_node("InstanceNormalization", ["g", "ones", "zeros"], ["n"], epsilon=1e-5),
+             helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Reshape", ["n", "shape"], ["r"]),
+             helper.make_node("Mul", ["r", "gamma"], ["scaled"]),
+             helper.make_node("Add", ["scaled", "beta"], ["y"])]
+    x = helper.make_tensor_value_info("x", elem, ["n", channels, "h", "w"])
+    y = helper.make_tensor_value_info("y", elem, None)
+    return _finish(nodes, [x], [y], inits, dtype)
+
+
+def attention_model(cross=False, heads=2, dim=8, seed=0):
+    """Multi-head attention over x (B, N, D) as exported: per-head q, k^T, v, scaled scores, softmax.
+    Keys and values come from x (self-attention) or from a context input (cross-attention)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    width = heads * dim
+    inits = [numpy_helper.from_array(rng.normal(size=(width, width)).astype(np.float32) / 4, f"w{k}") for k in "qkv"]
+    inits += [numpy_helper.from_array(np.array([0, -1, heads, dim], np.int64), "split_heads"),
+              numpy_helper.from_array(np.array(dim ** -0.25, np.float32), "scale")]
+    source = "context" if cross else "x"
+    nodes = [helper.make_node("MatMul", ["x", "wq"], ["q0"]),
+             helper.make_node("MatMul", [source, "wk"], ["k0"]),
+             helper.make_node("MatMul", [source, "wv"], ["v0"]),
+             helper.make_node("Reshape", ["q0", "split_heads"], ["q1"]),
+             helper.make_node("Reshape", ["k0", "split_heads"], ["k1"]),
+             helper.make_node("Reshape", ["v0", "split_heads"], ["v1"]),
+             helper.make_node("Transpose", ["q1"], ["q2"], perm=[0, 2, 1, 3]),
+             helper.make_node("Transpose", ["k1"], ["k2"], perm=[0, 2, 3, 1]),
+             helper.make_node("Transpose", ["v1"], ["v"], perm=[0, 2, 1, 3]),
+             helper.make_node("Mul", ["q2", "scale"], ["q"]),
+             helper.make_node("Mul", ["k2", "scale"], ["kt"]),
+             helper.make_node("MatMul", ["q", "kt"], ["scores"]),
+             helper.make_node("Softmax", ["scores"], ["probs"], axis=-1),
+             helper.make_node("MatMul", ["probs", "v"], ["y"])]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "n", width])]
+    if cross:
+        inputs.append(helper.make_tensor_value_info("context", TensorProto.FLOAT, ["b", "m", width]))
+    return _finish(nodes, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits, np.float32)
+
+
+def _session(model_or_bytes):
+    import onnxruntime as ort
+
+    data = model_or_bytes if isinstance(model_or_bytes, bytes) else model_or_bytes.SerializeToString()
+    return ort.InferenceSession(data, providers=CPU)
+
+
+def _ops(model) -> list[str]:
+    return [n.op_type for n in model.graph.node]
+
+
+# -- what gets rewritten ------------------------------------------------------------------------
+
+
+def test_groupnorm_affine_becomes_one_batchnorm_with_the_same_numbers():
+    import copy
+
+    model = groupnorm_model()
+    tuned = copy.deepcopy(model)
+    assert tune_model(tuned) == {"groupnorm_affine": 1}
+    ops = _ops(tuned)
+    assert "BatchNormalization" in ops and "Mul" not in ops and "Add" not in ops
+    x = np.random.default_rng(1).normal(3.0, 2.0, size=(2, 8, 5, 7)).astype(np.float32)
+    ours, theirs = _session(tuned).run(None, {"x": x})[0], _session(model).run(None, {"x": x})[0]
+    assert np.abs(ours - theirs).max() <= 1e-6
+
+
+def test_half_precision_patterns_are_left_alone():
+    import copy
+
+    model = groupnorm_model(dtype=np.float16)
+    tuned = copy.deepcopy(model)
+    assert tune_model(tuned) == {}
+    assert _ops(tuned) == _ops(model)
+
+
+@pytest.mark.parametrize("tokens", [1, 7, 8, 9, 100, 128, 129, 1000, 1030, 5000])
+def test_slice_sizes_cover_the_rows_in_order(tokens):
+    sizes = slice_sizes(tokens)
+    assert sum(sizes) == tokens and len(sizes) == cpu_graph.SLICES
+    filled = [s for s in sizes if s]
+    assert filled == sizes[: len(filled)]  # empty slices only at the end
+    assert all(s <= max(cpu_graph.MIN_ROWS, -(-tokens // cpu_graph.SLICES)) for s in sizes)
+    if tokens <= cpu_graph.MIN_ROWS:
+        assert filled == [tokens]
+
+
+@pytest.mark.parametrize("tokens", [5, 12, 13, 64, 131])
+def test_self_attention_runs_in_row_slices_with_the_same_numbers(tokens):
+    import copy
+
+    from onnx import helper
+
+    model = attention_model()
+    tuned = copy.deepcopy(model)
+    # Small slices so that these token counts give several, uneven, and some empty ones.
+    assert tune_model(tuned, slices=4, min_rows=3) == {"sliced_attention": 1}
+    assert _ops(tuned).count("Softmax") == 4
+    sizes_name = next(n.input[1] for n in tuned.graph.node if n.op_type == "Split")
+    tuned.graph.output.append(helper.make_empty_tensor_value_info(sizes_name))
+    x = np.random.default_rng(tokens).normal(size=(2, tokens, 16)).astype(np.float32)
+    ours, sizes = _session(tuned).run(None, {"x": x})
+    theirs = _session(model).run(None, {"x": x})[0]
+    assert sizes.tolist() == slice_sizes(tokens, 4, 3)
+    assert np.abs(ours - theirs).max() <= 1e-6
+
+
+def test_cross_attention_is_not_sliced():
+    import copy
+
+    model = attention_model(cross=True)
+    tuned = copy.deepcopy(model)
+    assert tune_model(tuned, slices=4, min_rows=3) == {}
+    assert _ops(tuned) == _ops(model)
+
+
+# -- on the exported engines --------------------------------------------------------------------
+
+
+def _module_counts(model_dir: Path, parts: list[str]) -> tuple[int, int]:
+    """GroupNorm layers and self-attention layers in the named diffusers parts of a model folder."""
+    import torch
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+
+    loaders = {"unet": UNet2DConditionModel, "controlnet": ControlNetModel, "vae": AutoencoderKL}
+    modules = []
+    for part in parts:
+        module = loaders[part].from_pretrained(model_dir / part)
+        modules.append(module.decoder if part == "vae" else module)
+    groupnorms = sum(isinstance(m, torch.nn.GroupNorm) for module in modules for m in module.modules())
+    self_attention = sum(type(m).__name__ == "Attention" and not m.is_cross_attention
+                         for module in modules for m in module.modules())
+    return groupnorms, self_attention
+
+
+@pytest.mark.parametrize(("kind", "graph", "parts"), [("pixel", "denoiser", ["unet", "controlnet"]),
+                                                        ("latent", "denoiser", ["unet", "controlnet"]),
+                                                        ("latent", "vae_decoder", ["vae"])])
+def test_every_groupnorm_and_self_attention_of_an_exported_graph_is_rewritten(kind, graph, parts):
+    exported = exported_engine(kind)
+    groupnorms, self_attention = _module_counts(exported.model_dir, parts)
+    tuned = tuned_graph(exported.engine_dir / f"{graph}.onnx")
+    assert tuned is not None
+    assert tuned.rewrites == {"groupnorm_affine": groupnorms, "sliced_attention": self_attention}
+
+
+def test_text_encoder_has_nothing_to_rewrite():
+    # CLIP's attention adds a causal mask before its softmax, and it has no GroupNorm.
+    assert tuned_graph(exported_engine("pixel").engine_dir / "text_encoder.onnx") is None
+
+
+def _feeds_for(session, size: int, batch: int = 2, seed: int = 0) -> dict:
+    """Random denoiser inputs at ``size`` px, the text embeddings shaped as the graph declares them."""
+    rng = np.random.default_rng(seed)
+    hidden = next(i.shape for i in session.get_inputs() if i.name == "encoder_hidden_states")
+    return {"sample": rng.standard_normal((batch, 3, size, size), dtype=np.float32),
+            "timestep": np.array([999.0, 10.0][:batch], np.float32),
+            "encoder_hidden_states": rng.standard_normal((batch, hidden[1], hidden[2]), dtype=np.float32),
+            "controlnet_cond": rng.random((batch, 3, size, size), dtype=np.float32),
+            "conditioning_scale": np.array([1.0], np.float32)}
+
+
+@pytest.mark.parametrize("size", [16, 64])
+def test_rewritten_denoiser_gives_the_exported_graphs_numbers(size, monkeypatch):
+    # At 64 px the tiny pixel model's attention sees 256 tokens: two slices at the default sizes.
+    exported = exported_engine("pixel")
+    path = exported.engine_dir / "denoiser.onnx"
+    plain = build_session(path, "cpu", CPU, 1)
+    tuned = build_session(path, "cpu", CPU, 1, tuned=cpu_tuned_graph(path))
+    feeds = _feeds_for(plain, size)
+    ours, theirs = tuned.run(None, feeds)[0], plain.run(None, feeds)[0]
+    assert np.abs(ours - theirs).max() <= 1e-5
+
+
+def test_a_graph_with_external_weights_loads_them_from_its_folder(tmp_path):
+    import onnx
+
+    exported = exported_engine("pixel")
+    from onnx.external_data_helper import set_external_data, write_external_data_tensors
+
+    model = onnx.load(str(exported.engine_dir / "denoiser.onnx"))
+    folder = tmp_path / "engine"
+    folder.mkdir()
+    # Every float tensor over 16 values goes to the data file, GroupNorm's per-channel vectors too
+    # (ORT needs shape constants and Resize scales inline, as the exporter writes them).
+    for tensor in model.graph.initializer:
+        if tensor.data_type == onnx.TensorProto.FLOAT and np.prod(tensor.dims) > 16:
+            set_external_data(tensor, "denoiser.onnx.data")
+    model = write_external_data_tensors(model, str(folder))
+    onnx.save_model(model, str(folder / "denoiser.onnx"))
+    path = folder / "denoiser.onnx"
+    tuned = cpu_tuned_graph(path)
+    assert tuned is not None
+    assert tuned.rewrites == tuned_graph(exported.engine_dir / "denoiser.onnx").rewrites
+    rewritten = onnx.load_from_string(tuned.model_bytes)
+    external = {t.name for t in rewritten.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
+    assert external == {t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
+    assert len(external) > 100  # the weights stayed in the data file
+    session = build_session(path, "cpu", CPU, 1, tuned=tuned)
+    feeds = _feeds_for(session, 16)
+    reference = build_session(exported.engine_dir / "denoiser.onnx", "cpu", CPU, 1).run(None, feeds)[0]
+    assert np.abs(session.run(None, feeds)[0] - reference).max() <= 1e-5
+
+
+def test_a_damaged_graph_is_a_model_error_naming_the_file(tmp_path):
+    path = tmp_path / "denoiser.onnx"
+    path.write_bytes(b"\x08\x07this is not a protobuf graph \xff\xff")
+    with pytest.raises(ModelError, match="cannot read denoiser.onnx") as info:
+        cpu_tuned_graph(path)
+    assert info.value.exit_code == 4 and "re-export" in info.value.one_line()
+
+
+def test_engine_reports_its_rewrites_and_can_run_without_them():
+    from lesionaug.engine import Engine
+    from lesionaug.sampler import SamplerSettings, generate_float
+
+    exported = exported_engine("latent")
+    tuned = Engine.load(exported.engine_dir, "cpu", threads=2)
+    plain = Engine.load(exported.engine_dir, "cpu", threads=2, cpu_rewrites=False)
+    assert set(tuned.describe()["cpu_rewrites"]) == {"denoiser", "vae_decoder"}
+    assert plain.describe()["cpu_rewrites"] == {}
+    mask = np.zeros((64, 64), bool)
+    mask[16:48, 20:44] = True
+    settings = SamplerSettings("dpm++", 3, 5.0)
+    ours = generate_float(tuned, ["a dermoscopic image of mel"], [mask], [7], settings)
+    theirs = generate_float(plain, ["a dermoscopic image of mel"], [mask], [7], settings)
+    assert np.abs(np.asarray(ours) - np.asarray(theirs)).max() <= 1e-5
