@@ -1,4 +1,4 @@
-"""The CPU provider's graph rewrites (engine/cpu_graph.py): where they apply, and that they change no number."""
+"""The CPU provider's graph rewrite (engine/cpu_graph.py): where it applies, and that it changes no number."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from exported_engines import exported_engine  # noqa: E402
 
-from lesionaug.engine import cpu_graph  # noqa: E402
-from lesionaug.engine.cpu_graph import slice_sizes, tune_model, tuned_graph  # noqa: E402
+from lesionaug.engine.cpu_graph import tune_model, tuned_graph  # noqa: E402
 from lesionaug.engine.session import build_session, cpu_tuned_graph  # noqa: E402
 from lesionaug.errors import ModelError  # noqa: E402
 
@@ -23,7 +22,7 @@ CPU = ["CPUExecutionProvider"]
 # -- small hand-built graphs --------------------------------------------------------------------
 
 
-def _finish(nodes, inputs, outputs, inits, dtype):
+def _finish(nodes, inputs, outputs, inits):
     import onnx
     from onnx import helper
 
@@ -52,38 +51,7 @@ def groupnorm_model(channels=8, groups=4, dtype=np.float32, seed=0):
              helper.make_node("Add", ["scaled", "beta"], ["y"])]
     x = helper.make_tensor_value_info("x", elem, ["n", channels, "h", "w"])
     y = helper.make_tensor_value_info("y", elem, None)
-    return _finish(nodes, [x], [y], inits, dtype)
-
-
-def attention_model(cross=False, heads=2, dim=8, seed=0):
-    """Multi-head attention over x (B, N, D) as exported: per-head q, k^T, v, scaled scores, softmax.
-    Keys and values come from x (self-attention) or from a context input (cross-attention)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(seed)
-    width = heads * dim
-    inits = [numpy_helper.from_array(rng.normal(size=(width, width)).astype(np.float32) / 4, f"w{k}") for k in "qkv"]
-    inits += [numpy_helper.from_array(np.array([0, -1, heads, dim], np.int64), "split_heads"),
-              numpy_helper.from_array(np.array(dim ** -0.25, np.float32), "scale")]
-    source = "context" if cross else "x"
-    nodes = [helper.make_node("MatMul", ["x", "wq"], ["q0"]),
-             helper.make_node("MatMul", [source, "wk"], ["k0"]),
-             helper.make_node("MatMul", [source, "wv"], ["v0"]),
-             helper.make_node("Reshape", ["q0", "split_heads"], ["q1"]),
-             helper.make_node("Reshape", ["k0", "split_heads"], ["k1"]),
-             helper.make_node("Reshape", ["v0", "split_heads"], ["v1"]),
-             helper.make_node("Transpose", ["q1"], ["q2"], perm=[0, 2, 1, 3]),
-             helper.make_node("Transpose", ["k1"], ["k2"], perm=[0, 2, 3, 1]),
-             helper.make_node("Transpose", ["v1"], ["v"], perm=[0, 2, 1, 3]),
-             helper.make_node("Mul", ["q2", "scale"], ["q"]),
-             helper.make_node("Mul", ["k2", "scale"], ["kt"]),
-             helper.make_node("MatMul", ["q", "kt"], ["scores"]),
-             helper.make_node("Softmax", ["scores"], ["probs"], axis=-1),
-             helper.make_node("MatMul", ["probs", "v"], ["y"])]
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "n", width])]
-    if cross:
-        inputs.append(helper.make_tensor_value_info("context", TensorProto.FLOAT, ["b", "m", width]))
-    return _finish(nodes, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits, np.float32)
+    return _finish(nodes, [x], [y], inits)
 
 
 def _session(model_or_bytes):
@@ -122,78 +90,35 @@ def test_half_precision_patterns_are_left_alone():
     assert _ops(tuned) == _ops(model)
 
 
-@pytest.mark.parametrize("tokens", [1, 7, 8, 9, 100, 128, 129, 1000, 1030, 5000])
-def test_slice_sizes_cover_the_rows_in_order(tokens):
-    sizes = slice_sizes(tokens)
-    assert sum(sizes) == tokens and len(sizes) == cpu_graph.SLICES
-    filled = [s for s in sizes if s]
-    assert filled == sizes[: len(filled)]  # empty slices only at the end
-    assert all(s <= max(cpu_graph.MIN_ROWS, -(-tokens // cpu_graph.SLICES)) for s in sizes)
-    if tokens <= cpu_graph.MIN_ROWS:
-        assert filled == [tokens]
-
-
-@pytest.mark.parametrize("tokens", [5, 12, 13, 64, 131])
-def test_self_attention_runs_in_row_slices_with_the_same_numbers(tokens):
-    import copy
-
-    from onnx import helper
-
-    model = attention_model()
-    tuned = copy.deepcopy(model)
-    # Small slices so that these token counts give several, uneven, and some empty ones.
-    assert tune_model(tuned, slices=4, min_rows=3) == {"sliced_attention": 1}
-    assert _ops(tuned).count("Softmax") == 4
-    sizes_name = next(n.input[1] for n in tuned.graph.node if n.op_type == "Split")
-    tuned.graph.output.append(helper.make_empty_tensor_value_info(sizes_name))
-    x = np.random.default_rng(tokens).normal(size=(2, tokens, 16)).astype(np.float32)
-    ours, sizes = _session(tuned).run(None, {"x": x})
-    theirs = _session(model).run(None, {"x": x})[0]
-    assert sizes.tolist() == slice_sizes(tokens, 4, 3)
-    assert np.abs(ours - theirs).max() <= 1e-6
-
-
-def test_cross_attention_is_not_sliced():
-    import copy
-
-    model = attention_model(cross=True)
-    tuned = copy.deepcopy(model)
-    assert tune_model(tuned, slices=4, min_rows=3) == {}
-    assert _ops(tuned) == _ops(model)
-
-
 # -- on the exported engines --------------------------------------------------------------------
 
 
-def _module_counts(model_dir: Path, parts: list[str]) -> tuple[int, int]:
-    """GroupNorm layers and self-attention layers in the named diffusers parts of a model folder."""
+def _groupnorms(model_dir: Path, parts: list[str]) -> int:
+    """GroupNorm layers in the named diffusers parts of a model folder (the VAE: its decoder)."""
     import torch
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
     loaders = {"unet": UNet2DConditionModel, "controlnet": ControlNetModel, "vae": AutoencoderKL}
-    modules = []
+    count = 0
     for part in parts:
         module = loaders[part].from_pretrained(model_dir / part)
-        modules.append(module.decoder if part == "vae" else module)
-    groupnorms = sum(isinstance(m, torch.nn.GroupNorm) for module in modules for m in module.modules())
-    self_attention = sum(type(m).__name__ == "Attention" and not m.is_cross_attention
-                         for module in modules for m in module.modules())
-    return groupnorms, self_attention
+        module = module.decoder if part == "vae" else module
+        count += sum(isinstance(m, torch.nn.GroupNorm) for m in module.modules())
+    return count
 
 
 @pytest.mark.parametrize(("kind", "graph", "parts"), [("pixel", "denoiser", ["unet", "controlnet"]),
                                                         ("latent", "denoiser", ["unet", "controlnet"]),
                                                         ("latent", "vae_decoder", ["vae"])])
-def test_every_groupnorm_and_self_attention_of_an_exported_graph_is_rewritten(kind, graph, parts):
+def test_every_groupnorm_of_an_exported_graph_is_rewritten(kind, graph, parts):
     exported = exported_engine(kind)
-    groupnorms, self_attention = _module_counts(exported.model_dir, parts)
     tuned = tuned_graph(exported.engine_dir / f"{graph}.onnx")
     assert tuned is not None
-    assert tuned.rewrites == {"groupnorm_affine": groupnorms, "sliced_attention": self_attention}
+    assert tuned.rewrites == {"groupnorm_affine": _groupnorms(exported.model_dir, parts)}
 
 
 def test_text_encoder_has_nothing_to_rewrite():
-    # CLIP's attention adds a causal mask before its softmax, and it has no GroupNorm.
+    # CLIP has LayerNorms only.
     assert tuned_graph(exported_engine("pixel").engine_dir / "text_encoder.onnx") is None
 
 
@@ -209,8 +134,7 @@ def _feeds_for(session, size: int, batch: int = 2, seed: int = 0) -> dict:
 
 
 @pytest.mark.parametrize("size", [16, 64])
-def test_rewritten_denoiser_gives_the_exported_graphs_numbers(size, monkeypatch):
-    # At 64 px the tiny pixel model's attention sees 256 tokens: two slices at the default sizes.
+def test_rewritten_denoiser_gives_the_exported_graphs_numbers(size):
     exported = exported_engine("pixel")
     path = exported.engine_dir / "denoiser.onnx"
     plain = build_session(path, "cpu", CPU, 1)
