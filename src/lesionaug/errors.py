@@ -17,6 +17,13 @@ EXIT_PARTIAL = 5
 EXIT_INTERRUPTED = 130
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty), for
+    one-line errors that quote a library's own words."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class LesionaugError(Exception):
     """Base class: a problem the user can fix, reported as one line."""
 

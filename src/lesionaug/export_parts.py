@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lesionaug import graphs as g
-from lesionaug.errors import ModelError
+from lesionaug.errors import ModelError, first_line
 
 
 @dataclass
@@ -38,8 +38,7 @@ def _load(kind: str, loader, folder: Path) -> Any:
     try:
         return loader(folder)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load {kind} ({first})", path=folder,
+        raise ModelError(f"cannot load {kind} ({first_line(exc)})", path=folder,
                          fix="the model folder must hold diffusers/transformers save_pretrained output") from None
 
 

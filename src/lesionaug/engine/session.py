@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionaug.engine.providers import ORT_NAMES, import_onnxruntime, preload_gpu_libraries, tensorrt_version
-from lesionaug.errors import BackendError, ModelError
+from lesionaug.errors import BackendError, ModelError, first_line
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def cpu_tuned_graph(path: Path):
     try:
         return tuned_graph(path)
     except Exception as exc:  # noqa: BLE001 - onnx raises protobuf and its own errors for a damaged file
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = first_line(exc)
         raise ModelError(f"cannot read {path.name} ({message})", path=path, fix="re-export the engine") from None
 
 
@@ -172,7 +172,7 @@ def build_session(path: Path, provider: str, providers: list, threads: int | Non
     try:
         session = ort.InferenceSession(source, options, providers=providers)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = first_line(exc)
         if provider == "cpu":
             raise ModelError(f"cannot load {path.name} ({message})", path=path, fix="re-export the engine") from None
         raise BackendError(f"cannot start {provider} for {path.name} ({message})", path=path,
