@@ -37,7 +37,6 @@ class _Graph:
     def __init__(self, graph, base_dir: Path | None = None) -> None:
         from onnx import numpy_helper
 
-        self.graph = graph
         self.base_dir = base_dir
         self.nodes = list(graph.node)  # held, so that id() of each node stays valid as a key
         self.producer = {out: node for node in self.nodes for out in node.output}
