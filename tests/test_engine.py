@@ -243,11 +243,12 @@ def _denoise_inputs(engine, batch: int, seed: int = 0):
 def test_cpu_batches_split_across_cores_give_the_threaded_sessions_result(kind):
     """Two cores: a batch of >= 2 runs as concurrent single-threaded slices, giving what one
     two-threaded session computes for the whole batch (to 1e-6; identical when measured); a batch of 1
-    goes to that threaded session."""
+    goes to that threaded session. (The denoiser whole, as it runs without its stages; each stage of
+    engine/stages.py runs on such a runner too.)"""
     from lesionaug.engine import Engine
     from lesionaug.engine.binding import GraphRunner, SplitBatchRunner
 
-    engine = Engine.load(exported_engine(kind).engine_dir, "cpu", threads=2)
+    engine = Engine.load(exported_engine(kind).engine_dir, "cpu", threads=2, cpu_stages=False)
     runner = engine.runners["denoiser"]
     assert isinstance(runner, SplitBatchRunner) and runner.workers == 2
     assert isinstance(engine.runners["text_encoder"], GraphRunner)  # prompts come one at a time
@@ -284,6 +285,10 @@ def test_one_thread_means_plain_sessions():
     from lesionaug.engine import Engine
     from lesionaug.engine.binding import GraphRunner
 
-    engine = Engine.load(exported_engine("latent").engine_dir, "cpu", threads=1)
+    engine = Engine.load(exported_engine("latent").engine_dir, "cpu", threads=1, cpu_stages=False)
     assert all(isinstance(r, GraphRunner) for r in engine.runners.values())
     assert engine.runners["denoiser"].session.get_session_options().intra_op_num_threads == 1
+
+    staged = Engine.load(exported_engine("latent").engine_dir, "cpu", threads=1).runners["denoiser"]
+    for stage in (staged.control, staged.shared, staged.text):
+        assert stage.workers == 1 and stage.session.get_session_options().intra_op_num_threads == 1

@@ -122,6 +122,17 @@ def split_sizes(batch: int, parts: int) -> list[int]:
     return [base + (1 if k < extra else 0) for k in range(parts)]
 
 
+def _rows(a: np.ndarray, start: int, size: int, repeated: bool) -> np.ndarray:
+    """Rows ``start:start + size`` of ``a``, or of ``a`` stacked twice when ``repeated``."""
+    if not repeated:
+        return a[start:start + size]
+    half = a.shape[0]
+    first = start % half
+    if first + size <= half:
+        return a[first:first + size]
+    return np.take(a, np.arange(start, start + size) % half, axis=0)
+
+
 @dataclass
 class SplitBatchRunner:
     """CPU only: a batch of at least ``workers`` items runs as ``workers`` concurrent slices on a
@@ -130,7 +141,7 @@ class SplitBatchRunner:
     doubled batch never holds a second copy of its weights)."""
 
     session: Any  # intra_op_num_threads == 1
-    output_name: str
+    output_name: str | None  # what a call returns (``run`` names its outputs)
     workers: int
     build_threaded: Callable[[], Any]
     _threaded: Any = None
@@ -143,16 +154,26 @@ class SplitBatchRunner:
     def __call__(self, inputs: dict, output_shape: tuple[int, ...]):
         import torch
 
-        feeds = host_feeds(inputs)
-        batch = next((feeds[name].shape[0] for name in feeds if name in self._batched), 1)
+        return torch.from_numpy(self.run(host_feeds(inputs), [self.output_name])[0])
+
+    def run(self, feeds: dict, outputs: list[str], repeated: frozenset[str] = frozenset()) -> list[np.ndarray]:
+        """``outputs`` for numpy ``feeds``, the batch split across the cores when it allows.
+
+        ``repeated``: batched inputs given for the first half of the batch only, the second half being
+        the same rows again (a guided batch's shared tensors); a slice reads them without a copy when
+        its rows fall in one half.
+        """
+        batch = next((feeds[name].shape[0] for name in feeds if name in self._batched and name not in repeated), 1)
         if batch < self.workers:
-            return torch.from_numpy(self._threaded_session().run([self.output_name], feeds)[0])
+            feeds = {name: (np.concatenate([a, a]) if name in repeated else a) for name, a in feeds.items()}
+            return self._threaded_session().run(outputs, feeds)
         slices, start = [], 0
         for size in split_sizes(batch, self.workers):
-            slices.append({name: (a[start:start + size] if name in self._batched else a) for name, a in feeds.items()})
+            slices.append({name: _rows(a, start, size, name in repeated) if name in self._batched else a
+                           for name, a in feeds.items()})
             start += size
-        parts = list(self._executor().map(lambda part: self.session.run([self.output_name], part)[0], slices))
-        return torch.from_numpy(np.concatenate(parts, axis=0))
+        parts = list(self._executor().map(lambda part: self.session.run(outputs, part), slices))
+        return [np.concatenate([part[k] for part in parts], axis=0) for k in range(len(outputs))]
 
     def _threaded_session(self):
         with self._lock:

@@ -41,14 +41,14 @@ class Engine:
 
     @classmethod
     def load(cls, engine_dir: str | Path, provider: str = "auto", *, threads: int | None = None,
-             profile=None, cuda_graph: bool = True, cpu_rewrites: bool = True,
+             profile=None, cuda_graph: bool = True, cpu_rewrites: bool = True, cpu_stages: bool = True,
              reporter: Reporter = SILENT) -> Engine:
         """Open ``engine_dir`` on ``provider`` (auto|tensorrt|cuda|cpu); fail loudly rather than fall back.
 
         ``profile`` (a ``ShapeProfile``) tells TensorRT which shapes to build for; ``cuda_graph``
         captures the denoiser in CUDA graphs on the CUDA provider when ORT can; ``cpu_rewrites``
-        runs the CPU provider on the exact rewrites of ``engine/cpu_graph.py`` (False: the graphs
-        as exported, for comparisons).
+        runs the CPU provider on the exact rewrites of ``engine/cpu_graph.py`` and ``cpu_stages`` the
+        denoiser in the stages of ``engine/stages.py`` (False: the graphs as exported, for comparisons).
         """
         from lesionaug.engine.binding import GraphRunner, SplitBatchRunner
         from lesionaug.engine.providers import resolve_provider
@@ -85,6 +85,15 @@ class Engine:
                                         graph_io=graph, profile=graph_profile, scale=card.scale,
                                         batch_factor=batch_factor, cuda_graph=use_graph)
 
+            if chosen == "cpu" and cpu_stages and name == DENOISER:
+                # The denoiser in stages, so that what a generation repeats is computed once (engine/stages.py).
+                with reporter.task(f"loading {name} on cpu", total=None):
+                    staged = _staged_denoiser(path, entries(False), cpu_threads, cpu_rewrites)
+                if staged is not None:
+                    runners[name], done = staged
+                    if done:
+                        rewrites[name] = done
+                    continue
             # The CPU provider runs an exactly equivalent rewrite of the graph (engine/cpu_graph.py).
             tuned = cpu_tuned_graph(path) if chosen == "cpu" and cpu_rewrites else None
             if tuned is not None:
@@ -169,7 +178,35 @@ class Engine:
                 "precision": self.card.precision, "load_seconds": round(self.load_seconds, 3),
                 "cuda_graph": any(getattr(r, "cuda_graph", False) for r in self.runners.values()),
                 "cpu_rewrites": {name: dict(kinds) for name, kinds in self.cpu_rewrites.items()},
+                "cpu_stages": {name: r.plan.describe() for name, r in self.runners.items() if hasattr(r, "plan")},
                 "notes": list(self.notes)}
+
+
+def _staged_denoiser(path: Path, providers: list, threads: int, tune: bool):
+    """(StagedDenoiser, rewrites) for the denoiser at ``path`` on the CPU, or None when it has no stages.
+
+    Each stage runs on its own sessions, split across ``threads`` cores like the other batched graphs;
+    the threaded sessions do not spin, as the stages take turns on the same cores.
+    """
+    from lesionaug.engine.binding import SplitBatchRunner
+    from lesionaug.engine.cpu_graph import TunedGraph
+    from lesionaug.engine.session import build_session, cpu_stage_plan
+    from lesionaug.engine.stages import StagedDenoiser
+
+    plan, rewrites = cpu_stage_plan(path, tune=tune)
+    if plan is None:
+        return None
+
+    def runner(stage):
+        if not stage.nodes:
+            return None
+        graph = TunedGraph(stage.model)
+        single = build_session(path, "cpu", providers, 1, tuned=graph)
+        return SplitBatchRunner(single, None, threads,
+                                lambda: build_session(path, "cpu", providers, threads, tuned=graph, spin=False))
+
+    staged = StagedDenoiser(plan, runner(plan.control), runner(plan.shared), runner(plan.text))
+    return staged, rewrites
 
 
 def _tensor_device(provider: str, notes: list[str]) -> str:

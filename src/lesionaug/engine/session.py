@@ -45,7 +45,9 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def session_options(provider: str, threads: int | None = None):
+def session_options(provider: str, threads: int | None = None, *, spin: bool = True):
+    """``spin=False``: the CPU provider's pool threads sleep as soon as a run ends instead of spinning
+    for the next one, for a session that takes turns on the same cores with other sessions."""
     ort = import_onnxruntime()
 
     options = ort.SessionOptions()
@@ -55,6 +57,8 @@ def session_options(provider: str, threads: int | None = None):
         options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
@@ -151,7 +155,25 @@ def cpu_tuned_graph(path: Path):
         raise ModelError(f"cannot read {path.name} ({message})", path=path, fix="re-export the engine") from None
 
 
-def build_session(path: Path, provider: str, providers: list, threads: int | None = None, *, tuned=None):
+def cpu_stage_plan(path: Path, *, tune: bool = True):
+    """(``stages.StagePlan`` or None, rewrite counts) for the denoiser at ``path`` on the CPU: the
+    graph, with the CPU rewrites applied when ``tune``, cut into stages (engine/stages.py)."""
+    import onnx
+
+    from lesionaug.engine.cpu_graph import tune_model
+    from lesionaug.engine.stages import plan_stages
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        rewrites = tune_model(model, base_dir=Path(path).parent) if tune else {}
+        return plan_stages(model), rewrites
+    except Exception as exc:  # noqa: BLE001 - onnx raises protobuf and its own errors for a damaged file
+        message = first_line(exc)
+        raise ModelError(f"cannot read {path.name} ({message})", path=path, fix="re-export the engine") from None
+
+
+def build_session(path: Path, provider: str, providers: list, threads: int | None = None, *, tuned=None,
+                  spin: bool = True):
     """An InferenceSession on ``provider``, or a BackendError/ModelError that says why not.
 
     ``tuned`` (a ``cpu_graph.TunedGraph`` of the graph at ``path``) loads that rewritten graph
@@ -163,7 +185,7 @@ def build_session(path: Path, provider: str, providers: list, threads: int | Non
 
     if provider != "cpu":
         preload_gpu_libraries()
-    options = session_options(provider, threads)
+    options = session_options(provider, threads, spin=spin)
     source: str | bytes = str(path)
     if tuned is not None:
         for key, value in session_config(path).items():
