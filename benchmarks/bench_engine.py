@@ -91,17 +91,17 @@ def run_diffusers(pipe, masks, seeds, steps, guidance) -> np.ndarray:
     return (out * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 
-def timed_pair(ours, theirs, repeats: int) -> tuple[float, object, float, object]:
-    """Best-of-``repeats`` seconds for each side, the two sides taking turns, so that both see the
+def timed_sides(sides: list, repeats: int) -> list[tuple[float, object]]:
+    """(best-of-``repeats`` seconds, result) for each side, the sides taking turns, so that all see the
     same stretch of the machine's load (it drifts by 10-20 % over minutes on a shared host)."""
-    best = [float("inf"), float("inf")]
-    results: list[object] = [None, None]
+    best = [float("inf")] * len(sides)
+    results: list[object] = [None] * len(sides)
     for _ in range(repeats):
-        for k, fn in enumerate((ours, theirs)):
+        for k, fn in enumerate(sides):
             start = time.perf_counter()
             results[k] = fn()
             best[k] = min(best[k], time.perf_counter() - start)
-    return best[0], results[0], best[1], results[1]
+    return list(zip(best, results))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed runs per case and side, the sides taking turns (the best is kept)")
     parser.add_argument("--no-cpu-rewrites", dest="cpu_rewrites", action="store_false",
                         help="run the engine on the graphs as exported (engine/cpu_graph.py off), for comparison")
+    parser.add_argument("--no-cpu-stages", dest="cpu_stages", action="store_false",
+                        help="run the denoiser as one graph (engine/stages.py off), for comparison")
+    parser.add_argument("--also-without-stages", action="store_true",
+                        help="time a third side too: the engine with the denoiser as one graph")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "engine.json")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -139,8 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         export = export_model(model_dir, Path(tmp) / "engine")
         export_seconds = time.perf_counter() - start
-        engine = Engine.load(export.engine_dir, "cpu", threads=threads, cpu_rewrites=args.cpu_rewrites)
-        cpu_rewrites = engine.describe()["cpu_rewrites"]
+        engine = Engine.load(export.engine_dir, "cpu", threads=threads, cpu_rewrites=args.cpu_rewrites,
+                             cpu_stages=args.cpu_stages)
+        cpu_rewrites, cpu_stages = engine.describe()["cpu_rewrites"], engine.describe()["cpu_stages"]
+        whole = None
+        if args.also_without_stages:
+            whole = Engine.load(export.engine_dir, "cpu", threads=threads, cpu_rewrites=args.cpu_rewrites,
+                                cpu_stages=False)
         pipe = diffusers_pipeline(model_dir, args.scheduler)
 
         rows = []
@@ -149,19 +158,31 @@ def main(argv: list[str] | None = None) -> int:
                 masks, seeds = masks_for(batch, size), list(range(batch))
                 # Warm up both sides once (allocators, ORT's first-run kernel choices, torch's caches).
                 warm = SamplerSettings(args.scheduler, 2, args.guidance)
+                sides = [lambda: generate_float(engine, [PROMPT] * batch, masks, seeds, settings),
+                         lambda: run_diffusers(pipe, masks, seeds, args.steps, args.guidance)]
+                if whole is not None:
+                    sides.append(lambda: generate_float(whole, [PROMPT] * batch, masks, seeds, settings))
                 generate_float(engine, [PROMPT] * batch, masks, seeds, warm)
                 run_diffusers(pipe, masks, seeds, 2, args.guidance)
-                t_engine, ours, t_torch, theirs = timed_pair(
-                    lambda: generate_float(engine, [PROMPT] * batch, masks, seeds, settings),
-                    lambda: run_diffusers(pipe, masks, seeds, args.steps, args.guidance), args.repeats)
+                if whole is not None:
+                    generate_float(whole, [PROMPT] * batch, masks, seeds, warm)
+                timed = timed_sides(sides, args.repeats)
+                (t_engine, ours), (t_torch, theirs) = timed[:2]
                 row = {"size": size, "batch": batch,
                        "engine_images_per_s": batch / t_engine, "diffusers_images_per_s": batch / t_torch,
                        "engine_seconds": t_engine, "diffusers_seconds": t_torch, "speedup": t_torch / t_engine,
                        "max_abs_diff": float(np.abs(np.asarray(ours) - np.asarray(theirs)).max())}
-                rows.append(row)
+                if whole is not None:
+                    t_whole, plain = timed[2]
+                    row.update({"engine_without_stages_seconds": t_whole, "speedup_without_stages": t_torch / t_whole,
+                                "stages_gain": t_whole / t_engine,
+                                "max_abs_diff_without_stages": float(np.abs(np.asarray(plain) - np.asarray(theirs)).max())})
                 print(f"{size:>4} px  batch {batch}:  engine {row['engine_images_per_s']:7.3f} img/s   "
                       f"diffusers {row['diffusers_images_per_s']:7.3f} img/s   speedup {row['speedup']:.2f}x   "
-                      f"max diff {row['max_abs_diff']:.1e}", flush=True)
+                      f"max diff {row['max_abs_diff']:.1e}"
+                      + (f"   (without stages {row['speedup_without_stages']:.2f}x)" if whole is not None else ""),
+                      flush=True)
+                rows.append(row)
 
     result = {
         "benchmark": "engine",
@@ -171,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"scheduler": args.scheduler, "steps": args.steps, "guidance": args.guidance,
                      "precision": "fp32", "repeats": args.repeats, "timing": "best of repeats, sides alternating"},
         "engine_cpu_rewrites": cpu_rewrites,
+        "engine_cpu_stages": cpu_stages,
         "machine": {"load_average_1_5_15": [round(x, 2) for x in os.getloadavg()], "threads": threads, "cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "torch": torch.__version__},
         "load_average_at_start": load_before,

@@ -209,10 +209,16 @@ def test_stages_of_a_graph_with_external_weights_read_them_from_its_folder(tmp_p
     assert rewrites["groupnorm_affine"] > 0
     external = {t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
     kept = []
-    for stage in (staged.plan.control, staged.plan.shared, staged.plan.text):
+    plan, _ = cpu_stage_plan(folder / "denoiser.onnx")
+    for stage in (plan.control, plan.shared, plan.text):
         stored = onnx.load_from_string(stage.model)
         kept += [t.data_location == onnx.TensorProto.EXTERNAL for t in stored.graph.initializer if t.name in external]
     assert len(kept) > 100 and all(kept)  # the stages point at the data file, they hold no copy
     whole = build_session(exported.engine_dir / "denoiser.onnx", "cpu", CPU, 1)
     feeds = _feeds(exported.engine_dir, 4, guided=True)
     assert np.abs(staged.run(feeds) - whole.run(["noise_pred"], feeds)[0]).max() <= 1e-5
+    # Batch 1 with guidance: the shared stage on one row, on a threaded session cut again from the file.
+    one = _feeds(exported.engine_dir, 2, guided=True, seed=5)
+    assert np.abs(staged.run(one) - whole.run(["noise_pred"], one)[0]).max() <= 1e-5
+    assert staged.shared._threaded is not None
+    assert not any(stage.model for stage in (staged.plan.control, staged.plan.shared, staged.plan.text))

@@ -186,26 +186,34 @@ def _staged_denoiser(path: Path, providers: list, threads: int, tune: bool):
     """(StagedDenoiser, rewrites) for the denoiser at ``path`` on the CPU, or None when it has no stages.
 
     Each stage runs on its own sessions, split across ``threads`` cores like the other batched graphs;
-    the threaded sessions do not spin, as the stages take turns on the same cores.
+    the threaded sessions do not spin, as the stages take turns on the same cores. The stages' graph
+    bytes are not kept (with weights inline they are a copy of the weights): a threaded session,
+    built on first need, cuts the graph again.
     """
+    from dataclasses import replace
+
     from lesionaug.engine.binding import SplitBatchRunner
     from lesionaug.engine.cpu_graph import TunedGraph
     from lesionaug.engine.session import build_session, cpu_stage_plan
-    from lesionaug.engine.stages import StagedDenoiser
+    from lesionaug.engine.stages import StagedDenoiser, StagePlan
 
     plan, rewrites = cpu_stage_plan(path, tune=tune)
     if plan is None:
         return None
 
+    def threaded(name: str):
+        stage = getattr(cpu_stage_plan(path, tune=tune)[0], name)
+        return build_session(path, "cpu", providers, threads, tuned=TunedGraph(stage.model), spin=False)
+
     def runner(stage):
         if not stage.nodes:
             return None
-        graph = TunedGraph(stage.model)
-        single = build_session(path, "cpu", providers, 1, tuned=graph)
-        return SplitBatchRunner(single, None, threads,
-                                lambda: build_session(path, "cpu", providers, threads, tuned=graph, spin=False))
+        single = build_session(path, "cpu", providers, 1, tuned=TunedGraph(stage.model))
+        return SplitBatchRunner(single, None, threads, lambda: threaded(stage.name))
 
-    staged = StagedDenoiser(plan, runner(plan.control), runner(plan.shared), runner(plan.text))
+    runners = [runner(stage) for stage in (plan.control, plan.shared, plan.text)]
+    plan = StagePlan(*(replace(stage, model=b"") for stage in (plan.control, plan.shared, plan.text)))
+    staged = StagedDenoiser(plan, *runners)
     return staged, rewrites
 
 
