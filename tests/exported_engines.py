@@ -50,3 +50,22 @@ def exported_engine(kind: str, precision: str = "fp32") -> Exported:
                 os.environ["LESIONAUG_CACHE"] = previous
         _BUILT[key] = Exported(model_dir, root / "engine", cache_dir, result)
     return _BUILT[key]
+
+
+def denoiser_with_external_weights(folder: Path):
+    """A copy of the tiny pixel denoiser in ``folder`` with its weights in a data file beside it:
+    (the graph's path, its ModelProto). Every float tensor over 16 values goes to the data file,
+    GroupNorm's per-channel vectors too (ORT needs shape constants and Resize scales inline, as the
+    exporter writes them)."""
+    import numpy as np
+    import onnx
+    from onnx.external_data_helper import set_external_data, write_external_data_tensors
+
+    model = onnx.load(str(exported_engine("pixel").engine_dir / "denoiser.onnx"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for tensor in model.graph.initializer:
+        if tensor.data_type == onnx.TensorProto.FLOAT and np.prod(tensor.dims) > 16:
+            set_external_data(tensor, "denoiser.onnx.data")
+    model = write_external_data_tensors(model, str(folder))
+    onnx.save_model(model, str(folder / "denoiser.onnx"))
+    return folder / "denoiser.onnx", model

@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from exported_engines import exported_engine  # noqa: E402
+from exported_engines import denoiser_with_external_weights, exported_engine  # noqa: E402
 
 from lesionaug.engine.cpu_graph import tune_model, tuned_graph  # noqa: E402
 from lesionaug.engine.session import build_session, cpu_tuned_graph  # noqa: E402
@@ -148,19 +148,7 @@ def test_a_graph_with_external_weights_loads_them_from_its_folder(tmp_path):
     import onnx
 
     exported = exported_engine("pixel")
-    from onnx.external_data_helper import set_external_data, write_external_data_tensors
-
-    model = onnx.load(str(exported.engine_dir / "denoiser.onnx"))
-    folder = tmp_path / "engine"
-    folder.mkdir()
-    # Every float tensor over 16 values goes to the data file, GroupNorm's per-channel vectors too
-    # (ORT needs shape constants and Resize scales inline, as the exporter writes them).
-    for tensor in model.graph.initializer:
-        if tensor.data_type == onnx.TensorProto.FLOAT and np.prod(tensor.dims) > 16:
-            set_external_data(tensor, "denoiser.onnx.data")
-    model = write_external_data_tensors(model, str(folder))
-    onnx.save_model(model, str(folder / "denoiser.onnx"))
-    path = folder / "denoiser.onnx"
+    path, model = denoiser_with_external_weights(tmp_path / "engine")
     tuned = cpu_tuned_graph(path)
     assert tuned is not None
     assert tuned.rewrites == tuned_graph(exported.engine_dir / "denoiser.onnx").rewrites
