@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         export_seconds = time.perf_counter() - start
         engine = Engine.load(export.engine_dir, "cpu", threads=threads, cpu_rewrites=args.cpu_rewrites,
                              cpu_stages=args.cpu_stages)
-        cpu_rewrites, cpu_stages = engine.describe()["cpu_rewrites"], engine.describe()["cpu_stages"]
+        described = engine.describe()
+        cpu_rewrites, cpu_stages = described["cpu_rewrites"], described["cpu_stages"]
         whole = None
         if args.also_without_stages:
             whole = Engine.load(export.engine_dir, "cpu", threads=threads, cpu_rewrites=args.cpu_rewrites,
@@ -158,14 +159,12 @@ def main(argv: list[str] | None = None) -> int:
                 masks, seeds = masks_for(batch, size), list(range(batch))
                 # Warm up both sides once (allocators, ORT's first-run kernel choices, torch's caches).
                 warm = SamplerSettings(args.scheduler, 2, args.guidance)
-                sides = [lambda: generate_float(engine, [PROMPT] * batch, masks, seeds, settings),
-                         lambda: run_diffusers(pipe, masks, seeds, args.steps, args.guidance)]
-                if whole is not None:
-                    sides.append(lambda: generate_float(whole, [PROMPT] * batch, masks, seeds, settings))
-                generate_float(engine, [PROMPT] * batch, masks, seeds, warm)
+                engines = [engine] if whole is None else [engine, whole]
+                for ours_engine in engines:
+                    generate_float(ours_engine, [PROMPT] * batch, masks, seeds, warm)
                 run_diffusers(pipe, masks, seeds, 2, args.guidance)
-                if whole is not None:
-                    generate_float(whole, [PROMPT] * batch, masks, seeds, warm)
+                sides = [lambda e=e: generate_float(e, [PROMPT] * batch, masks, seeds, settings) for e in engines]
+                sides.insert(1, lambda: run_diffusers(pipe, masks, seeds, args.steps, args.guidance))
                 timed = timed_sides(sides, args.repeats)
                 (t_engine, ours), (t_torch, theirs) = timed[:2]
                 row = {"size": size, "batch": batch,

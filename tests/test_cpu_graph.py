@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from exported_engines import denoiser_with_external_weights, exported_engine  # noqa: E402
 
 from lesionaug.engine.cpu_graph import tune_model, tuned_graph  # noqa: E402
-from lesionaug.engine.session import build_session, cpu_tuned_graph  # noqa: E402
+from lesionaug.engine.session import build_session, cpu_stage_plan, cpu_tuned_graph  # noqa: E402
 from lesionaug.errors import ModelError  # noqa: E402
 
 CPU = ["CPUExecutionProvider"]
@@ -167,6 +167,9 @@ def test_a_damaged_graph_is_a_model_error_naming_the_file(tmp_path):
     path.write_bytes(b"\x08\x07this is not a protobuf graph \xff\xff")
     with pytest.raises(ModelError, match="cannot read denoiser.onnx") as info:
         cpu_tuned_graph(path)
+    assert info.value.exit_code == 4 and "re-export" in info.value.one_line()
+    with pytest.raises(ModelError, match="cannot read denoiser.onnx") as info:
+        cpu_stage_plan(path)  # the staged denoiser's way in reads the file the same way
     assert info.value.exit_code == 4 and "re-export" in info.value.one_line()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,15 +145,21 @@ def check_active_provider(session, provider: str, path: Path) -> None:
         )
 
 
+@contextmanager
+def _reading_graph(path: Path):
+    """Turns onnx's errors while reading a graph file into a one-line ModelError naming the file."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - onnx raises protobuf and its own errors for a damaged file
+        raise ModelError(f"cannot read {path.name} ({first_line(exc)})", path=path, fix="re-export the engine") from None
+
+
 def cpu_tuned_graph(path: Path):
     """The CPU rewrites of the graph at ``path`` (``cpu_graph.TunedGraph``), or None when none apply."""
     from lesionaug.engine.cpu_graph import tuned_graph
 
-    try:
+    with _reading_graph(path):
         return tuned_graph(path)
-    except Exception as exc:  # noqa: BLE001 - onnx raises protobuf and its own errors for a damaged file
-        message = first_line(exc)
-        raise ModelError(f"cannot read {path.name} ({message})", path=path, fix="re-export the engine") from None
 
 
 def cpu_stage_plan(path: Path, *, tune: bool = True):
@@ -163,13 +170,10 @@ def cpu_stage_plan(path: Path, *, tune: bool = True):
     from lesionaug.engine.cpu_graph import tune_model
     from lesionaug.engine.stages import plan_stages
 
-    try:
+    with _reading_graph(path):
         model = onnx.load(str(path), load_external_data=False)
         rewrites = tune_model(model, base_dir=Path(path).parent) if tune else {}
         return plan_stages(model), rewrites
-    except Exception as exc:  # noqa: BLE001 - onnx raises protobuf and its own errors for a damaged file
-        message = first_line(exc)
-        raise ModelError(f"cannot read {path.name} ({message})", path=path, fix="re-export the engine") from None
 
 
 def build_session(path: Path, provider: str, providers: list, threads: int | None = None, *, tuned=None,
