@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parent
 
 
 def build_engine(dataset: Path, folder: Path, model_size: str) -> Path:
-    from lesionaug.dataset import load_dataset
-    from lesionaug.export import export_model
-    from lesionaug.train import TrainConfig, train_model
+    from lesionaug.dataset.index import load_dataset
+    from lesionaug.export.run import export_model
+    from lesionaug.train.config import TrainConfig, train_model
 
     config = TrainConfig(model_size=model_size, steps=1, base_steps=1, batch_size=2, num_samples=1, sample_steps=1)
     train_model(load_dataset(dataset), folder / "model", config)
@@ -45,8 +45,8 @@ def build_engine(dataset: Path, folder: Path, model_size: str) -> Path:
 
 
 def options_for(dataset: Path, out: Path, engine: Path, args) -> object:
-    from lesionaug.augment_config import augment_options
-    from lesionaug.generation_options import GenerationOptions
+    from lesionaug.augment.options import augment_options
+    from lesionaug.augment.generation_options import GenerationOptions
 
     generation = GenerationOptions(
         out=out, model=engine, provider="cpu", steps=args.steps, guidance=args.guidance,
@@ -61,12 +61,12 @@ def generation_alone(options, engine_dir: Path) -> tuple[float, float, int]:
     A freshly loaded engine, like the one ``run_augment`` loads: both sides pay ONNX Runtime's
     first-run cost in their first batch.
     """
-    from lesionaug.augment import control_mask, generation_size, output_image
+    from lesionaug.augment.run import control_mask, generation_size, output_image
     from lesionaug.engine import Engine
-    from lesionaug.generation_loop import fixed_batches
-    from lesionaug.masks import sample_mask
-    from lesionaug.planning import prepare_plan
-    from lesionaug.sampler import generate
+    from lesionaug.augment.loop import fixed_batches
+    from lesionaug.masks.shape_model import sample_mask
+    from lesionaug.augment.preparation import prepare_plan
+    from lesionaug.engine.sampler import generate
 
     prepared = prepare_plan(options)
     plan, model = prepared.plan, prepared.shape_model
@@ -100,8 +100,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "augment.json")
     args = parser.parse_args()
 
-    from lesionaug.augment import run_augment
-    from lesionaug.demo import write_demo_dataset
+    from lesionaug.augment.run import run_augment
+    from lesionaug.demo.cases import write_demo_dataset
 
     with tempfile.TemporaryDirectory(prefix="lesionaug-bench-augment-") as tmp:
         tmp = Path(tmp)

@@ -6,13 +6,13 @@ for every held-out (test split) mask with the exported engine and the sampler's 
 images ``lesionaug augment`` would make), and measures:
 
 - mask fidelity: Dice between the mask and what the quality module's segmenter (a U-Net trained on
-  the real training split, ``lesionaug.segment``) finds in the generated image, read between the
+  the real training split, ``lesionaug.evaluate.segmenter``) finds in the generated image, read between the
   same segmenter on the real images (ceiling) and on a flat skin-coloured image (floor);
 - fidelity gain: that Dice minus the mean Dice against the other test masks (0 for a generator
   that ignores its mask, whatever central blob the segmenter finds);
 - darkness Dice: Dice between the mask and an Otsu threshold of the image's luminance inside the
   field of view (pixels brighter than the black vignette), with the same measure on the real images;
-- SSIM against the real image of the same mask (``lesionaug.metrics.structural_similarity``);
+- SSIM against the real image of the same mask (``lesionaug.evaluate.metrics.structural_similarity``);
 - colour error: mean absolute difference (0-255) of the mean lesion colour and of the mean skin
   colour between generated and real images;
 - wall and CPU time of training, export and generation.
@@ -123,7 +123,7 @@ def summary(values: list[float]) -> dict:
 def mask_specific_gain(masks, predicted) -> list[float]:
     """Per image: Dice with its own mask minus the mean Dice with the other masks. A generator that
     ignores its mask (or a segmenter that finds the usual central blob anywhere) scores about 0."""
-    from lesionaug.metrics import dice_coefficient
+    from lesionaug.evaluate.metrics import dice_coefficient
 
     gains = []
     for i, p in enumerate(predicted):
@@ -133,7 +133,7 @@ def mask_specific_gain(masks, predicted) -> list[float]:
 
 
 def measure(masks, images, reals, segmenter) -> dict:
-    from lesionaug.metrics import dice_coefficient, structural_similarity
+    from lesionaug.evaluate.metrics import dice_coefficient, structural_similarity
 
     predicted = segmenter.predict(list(images))
     colour_lesion, colour_skin = [], []
@@ -194,15 +194,15 @@ class TorchEngine:
 
 def run_variant(name: str, options: dict, index, segmenter, test, work: Path, args, seed: int) -> dict:
     from lesionaug.engine import Engine
-    from lesionaug.export import export_model
-    from lesionaug.mask_geometry import resize_mask
-    from lesionaug.maskio import read_image, read_mask
+    from lesionaug.export.run import export_model
+    from lesionaug.masks.geometry import resize_mask
+    from lesionaug.dataset.files import read_image, read_mask
     from lesionaug.progress import SILENT
-    from lesionaug.prompts import DEFAULT_TEMPLATE, build_prompt
-    from lesionaug.sampler import SamplerSettings, generate
+    from lesionaug.plan.prompts import DEFAULT_TEMPLATE, build_prompt
+    from lesionaug.engine.sampler import SamplerSettings, generate
     from lesionaug.seeds import NOISE_STREAM, derive_seed
-    from lesionaug.segment import resize_image
-    from lesionaug.train import TrainConfig, train_model
+    from lesionaug.evaluate.segmenter import resize_image
+    from lesionaug.train.config import TrainConfig, train_model
 
     config = TrainConfig(base="compact", seed=seed, **options)
     model_dir, engine_dir = work / f"{name}-{seed}" / "model", work / f"{name}-{seed}" / "engine"
@@ -254,7 +254,7 @@ COSTS = ("train_seconds", "train_cpu_seconds", "export_seconds", "generate_secon
 
 def variant_record(options: dict, runs: list[dict]) -> dict:
     """One variant: its options and resolved config, each seed's run, and the means over seeds."""
-    from lesionaug.train import TrainConfig
+    from lesionaug.train.config import TrainConfig
 
     resolved = TrainConfig(base="compact", **options).resolved().to_dict()
     mean = {k: round(float(np.mean([r[k]["mean"] for r in runs])), 4) for k in METRICS}
@@ -272,7 +272,7 @@ def fidelity_segmenter(train, epochs: int, work: Path | None):
     """The quality module's segmenter trained on the real training split (kept in ``work`` when given)."""
     import torch
 
-    from lesionaug.segment import (
+    from lesionaug.evaluate.segmenter import (
         Segmenter,
         SegmenterConfig,
         build_network,
@@ -295,10 +295,10 @@ def fidelity_segmenter(train, epochs: int, work: Path | None):
 
 def references(test, segmenter) -> dict:
     """The measures on the real images themselves (ceiling) and on a flat skin-coloured image (floor)."""
-    from lesionaug.mask_geometry import resize_mask
-    from lesionaug.maskio import read_image, read_mask
-    from lesionaug.metrics import dice_coefficient
-    from lesionaug.segment import resize_image
+    from lesionaug.masks.geometry import resize_mask
+    from lesionaug.dataset.files import read_image, read_mask
+    from lesionaug.evaluate.metrics import dice_coefficient
+    from lesionaug.evaluate.segmenter import resize_image
 
     out = {}
     for size in (64, 96, 128):
@@ -337,8 +337,8 @@ def main() -> None:
 
     import torch
 
-    from lesionaug.dataset import load_dataset
-    from lesionaug.demo import write_demo_dataset
+    from lesionaug.dataset.index import load_dataset
+    from lesionaug.demo.cases import write_demo_dataset
 
     if args.name:
         variants = {args.name: dict(kv.split("=", 1) for kv in args.set)}

@@ -3,7 +3,7 @@
 Same model, weights, scheduler, steps, guidance, prompt, masks and seeds, side by side in one run,
 at 64 and 256 px with batch 1 and 8; images/s for each and the speedup (target >= 1.5x). The model
 is the compact "small" pixel-space configuration that `lesionaug train` builds on a CPU
-(``lesionaug.models.COMPACT_SIZES["small"]``: UNet widths 16-32-64-64, attention at the coarsest
+(``lesionaug.train.networks.COMPACT_SIZES["small"]``: UNet widths 16-32-64-64, attention at the coarsest
 level, 2-layer CLIP text encoder of width 64), randomly initialised (speed does not depend on the
 weights) and exported fp32. The diffusers side is ``StableDiffusionControlNetPipeline`` with
 ``output_type="latent"`` (a pixel model's final sample is its image), so both sides run exactly the
@@ -34,8 +34,8 @@ def build_model(folder: Path, size: str):
     """The compact model of ``size`` with its ControlNet, written as a lesionaug model folder."""
     import torch
 
-    from lesionaug.model_folder import write_model_folder
-    from lesionaug.models import COMPACT_SIZES, build_compact_model, build_controlnet
+    from lesionaug.train.model_folder import write_model_folder
+    from lesionaug.train.networks import COMPACT_SIZES, build_compact_model, build_controlnet
 
     torch.manual_seed(0)
     resolution = COMPACT_SIZES[size]["resolution"]
@@ -56,7 +56,7 @@ def diffusers_pipeline(model_dir: Path, scheduler_name: str):
     from diffusers import AutoencoderKL, ControlNetModel, StableDiffusionControlNetPipeline, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel
 
-    from lesionaug.sampler import make_scheduler
+    from lesionaug.engine.sampler import make_scheduler
 
     config = json.loads((model_dir / "scheduler" / "scheduler_config.json").read_text())
     # Never called (output_type="latent"); one block gives the pipeline a scale factor of 1.
@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from lesionaug.engine import Engine
     from lesionaug.engine.session import default_threads
-    from lesionaug.export import export_model
-    from lesionaug.sampler import SamplerSettings, generate_float
+    from lesionaug.export.run import export_model
+    from lesionaug.engine.sampler import SamplerSettings, generate_float
 
     threads = args.threads or default_threads()
     torch.set_num_threads(threads)
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "engine",
         "what": "images/s, lesionaug ONNX Runtime engine (CPU provider) vs diffusers "
                 "StableDiffusionControlNetPipeline in eager PyTorch, same model and settings",
-        "model": {"kind": "compact pixel-space (lesionaug.models.COMPACT_SIZES)", **model_info},
+        "model": {"kind": "compact pixel-space (lesionaug.train.networks.COMPACT_SIZES)", **model_info},
         "settings": {"scheduler": args.scheduler, "steps": args.steps, "guidance": args.guidance,
                      "precision": "fp32", "repeats": args.repeats, "timing": "best of repeats, sides alternating"},
         "engine_cpu_rewrites": cpu_rewrites,

@@ -32,7 +32,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "evaluation.json"
 
 def time_training(arch: str, size: int, images: np.ndarray, masks: np.ndarray, steps: int) -> dict:
     """Seconds per training step (after 3 warm-up steps) and per predicted image."""
-    from lesionaug.segment import SegmenterConfig, train_segmenter
+    from lesionaug.evaluate.segmenter import SegmenterConfig, train_segmenter
 
     batch = 8
     n = batch * steps
@@ -53,7 +53,7 @@ def time_training(arch: str, size: int, images: np.ndarray, masks: np.ndarray, s
 
 
 def time_metrics(repeats: int = 50) -> dict:
-    from lesionaug.metrics import score_masks, structural_similarity
+    from lesionaug.evaluate.metrics import score_masks, structural_similarity
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:512, :512]
@@ -77,9 +77,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
 
-    from lesionaug.dataset import load_dataset
-    from lesionaug.demo import write_demo_dataset
-    from lesionaug.segment import load_pairs
+    from lesionaug.dataset.index import load_dataset
+    from lesionaug.demo.cases import write_demo_dataset
+    from lesionaug.evaluate.segmenter import load_pairs
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

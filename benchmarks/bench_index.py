@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lesionaug.dataset import load_dataset
+from lesionaug.dataset.index import load_dataset
 
 RESULTS = Path(__file__).resolve().parent / "results" / "index.json"
 CODES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")

@@ -28,11 +28,11 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from lesionaug.dataset import load_dataset  # noqa: E402
-from lesionaug.dataset_masks import fit_dataset_shape_model, training_samples  # noqa: E402
-from lesionaug.demo import write_demo_dataset  # noqa: E402
-from lesionaug.masks import mask_seed, sample_mask  # noqa: E402
-from lesionaug.realism import sample_ellipse_mask  # noqa: E402
+from lesionaug.dataset.index import load_dataset  # noqa: E402
+from lesionaug.masks.training_masks import fit_dataset_shape_model, training_samples  # noqa: E402
+from lesionaug.demo.cases import write_demo_dataset  # noqa: E402
+from lesionaug.masks.shape_model import mask_seed, sample_mask  # noqa: E402
+from lesionaug.masks.realism import sample_ellipse_mask  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "masks.json"
 TARGET_PER_S = 200.0

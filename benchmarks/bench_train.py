@@ -9,7 +9,7 @@ layers per block). The 1.3x target is for the SD-shaped base at 1/4 width: its V
 ratio is closest to SD 1.5's, where the VAE encoder is about a third of a ControlNet training step's
 FLOPs. The tiny test base's VAE is far smaller next to its UNet than SD's is, and at 1/8 width both
 networks are so narrow that memory-bound layers dominate, so both understate what the cache saves. The loop is
-``lesionaug.train_loop.run_stage`` exactly as ``lesionaug train`` runs it, on synthetic pairs in
+``lesionaug.train.loop.run_stage`` exactly as ``lesionaug train`` runs it, on synthetic pairs in
 memory (speed does not depend on pixel values); the first ``--warmup`` steps are timed apart. The
 cached and uncached runs alternate in rounds, so that both see the same machine load.
 
@@ -43,7 +43,7 @@ PROMPTS = [
 def synthetic_pairs(n: int, resolution: int, seed: int = 0):
     import numpy as np
 
-    from lesionaug.train_data import tensor_training_set
+    from lesionaug.train.data import tensor_training_set
 
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (n, 3, resolution, resolution), dtype=np.uint8)
@@ -56,8 +56,8 @@ def synthetic_pairs(n: int, resolution: int, seed: int = 0):
 def time_stage(parts, data, stage_name: str, config, steps: int, warmup: int) -> dict:
     """Run ``warmup`` steps, then ``steps`` timed steps of one stage; samples/s of the timed part."""
     from lesionaug.progress import SILENT
-    from lesionaug.train_loop import StagePlan, run_stage
-    from lesionaug.train_run import make_accelerator
+    from lesionaug.train.loop import StagePlan, run_stage
+    from lesionaug.train.run import make_accelerator
 
     accelerator = make_accelerator(config.mixed_precision)
     index = 0 if stage_name == "base" or not config.compact else 1
@@ -76,8 +76,8 @@ def time_stage(parts, data, stage_name: str, config, steps: int, warmup: int) ->
 
 
 def bench_compact(size: str, args) -> list[dict]:
-    from lesionaug.train import TrainConfig
-    from lesionaug.train_run import load_parts
+    from lesionaug.train.config import TrainConfig
+    from lesionaug.train.run import load_parts
 
     config = TrainConfig(model_size=size, batch_size=args.batch_size).resolved()
     data = synthetic_pairs(args.pairs, config.resolution)
@@ -124,9 +124,9 @@ def bench_sd_cache(name: str, write, resolution: int, batch_size: int, steps: in
     import statistics
 
     from lesionaug.progress import SILENT
-    from lesionaug.train import TrainConfig
-    from lesionaug.train_loop import StagePlan, run_stage
-    from lesionaug.train_run import load_parts, make_accelerator
+    from lesionaug.train.config import TrainConfig
+    from lesionaug.train.loop import StagePlan, run_stage
+    from lesionaug.train.run import load_parts, make_accelerator
 
     with tempfile.TemporaryDirectory() as tmp:
         base = write(Path(tmp) / name)

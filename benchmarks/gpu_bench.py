@@ -45,7 +45,7 @@ def build_model(folder: Path, name: str) -> dict:
     from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from lesionaug.models import build_word_tokenizer
+    from lesionaug.train.networks import build_word_tokenizer
 
     spec = MODELS[name]
     torch.manual_seed(0)
@@ -99,7 +99,7 @@ def bench_engine(engine_dir: Path, provider: str, args, record: dict) -> None:
     from lesionaug.engine import Engine
     from lesionaug.engine.providers import probe_provider, usable_providers
     from lesionaug.engine.session import ShapeProfile
-    from lesionaug.sampler import SamplerSettings, generate_float
+    from lesionaug.engine.sampler import SamplerSettings, generate_float
 
     entry = record.setdefault("providers", {}).setdefault(provider, {})
     if provider not in usable_providers():
@@ -128,7 +128,7 @@ def bench_diffusers(model_dir: Path, args, record: dict) -> None:
     from PIL import Image
     from transformers import AutoTokenizer, CLIPTextModel
 
-    from lesionaug.sampler import make_scheduler
+    from lesionaug.engine.sampler import make_scheduler
 
     device = "cpu" if args.cpu_smoke else "cuda"
     dtype = torch.float32 if args.cpu_smoke else torch.float16
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
     import torch
 
-    from lesionaug.doctor import collect_diagnostics
+    from lesionaug.engine.doctor import collect_diagnostics
 
     record: dict = {"benchmark": "gpu_check", "cpu_smoke": args.cpu_smoke,
                     "settings": {"size": args.size, "steps": args.steps, "batches": args.batches,
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     def export() -> None:
-        from lesionaug.export import export_model
+        from lesionaug.export.run import export_model
 
         result = export_model(model_dir, engine_dir, precision="fp32" if args.cpu_smoke else "fp16", force=True)
         record["export"] = {k: v.get("verification") for k, v in result.graphs.items()}

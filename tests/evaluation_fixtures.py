@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lesionaug.manifest import MANIFEST_KEYS, MANIFEST_NAME, manifest_line
-from lesionaug.run_record import write_run_record
+from lesionaug.output.manifest import MANIFEST_KEYS, MANIFEST_NAME, manifest_line
+from lesionaug.output.run_record import write_run_record
 
 
 def blob_pair(rng: np.random.Generator, h: int = 48, w: int = 64) -> tuple[np.ndarray, np.ndarray]:

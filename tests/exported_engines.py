@@ -30,7 +30,7 @@ _BUILT: dict[tuple[str, str], Exported] = {}
 
 def exported_engine(kind: str, precision: str = "fp32") -> Exported:
     """The tiny ``kind`` ("latent" or "pixel") model and its engine, exported on first use."""
-    from lesionaug.export import export_model
+    from lesionaug.export.run import export_model
 
     key = (kind, precision)
     if key not in _BUILT:

@@ -28,11 +28,11 @@ from augment_runs import (
 )
 from PIL import Image
 
-from lesionaug.augment import RESULT_KEYS
-from lesionaug.dataset import load_dataset
-from lesionaug.manifest import MANIFEST_KEYS, MANIFEST_NAME, read_manifest
-from lesionaug.output_lock import LOCK_NAME
-from lesionaug.run_record import RUN_NAME
+from lesionaug.augment.run import RESULT_KEYS
+from lesionaug.dataset.index import load_dataset
+from lesionaug.output.manifest import MANIFEST_KEYS, MANIFEST_NAME, read_manifest
+from lesionaug.output.lock import LOCK_NAME
+from lesionaug.output.run_record import RUN_NAME
 
 pytestmark = pytest.mark.slow
 
@@ -278,8 +278,7 @@ def test_other_sizes_and_png_output(run, tmp_path):
 
 
 def test_a_pair_that_fails_to_write_gives_exit_5_and_the_rerun_completes(run, tmp_path, monkeypatch):
-    from lesionaug import writer
-
+    from lesionaug.output import pair_writer as writer
     real = writer.encode_image
     calls = []
 

@@ -9,10 +9,10 @@ import types
 import pytest
 from typer.testing import CliRunner
 
-from lesionaug.augment_config import AugmentOptions
+from lesionaug.augment.options import AugmentOptions
 from lesionaug.cli import app
-from lesionaug.models import COMPACT_SIZES
-from lesionaug.plan import PlanConfig, Shard
+from lesionaug.train.networks import COMPACT_SIZES
+from lesionaug.plan.jobs import PlanConfig, Shard
 
 JOB_KEYS = {"index", "id", "prompt", "labels", "mask_seed", "noise_seed"}
 
@@ -38,7 +38,7 @@ def error_of(*args: str) -> tuple[int, dict]:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from lesionaug.demo import write_demo_dataset
+    from lesionaug.demo.cases import write_demo_dataset
 
     return str(write_demo_dataset(tmp_path_factory.mktemp("augment") / "isic", n=40, size=64, seed=2))
 
@@ -162,9 +162,9 @@ def test_without_dry_run_the_options_go_to_run_augment(demo, monkeypatch):
         received["options"] = options
         return {"generated": options.plan.n}
 
-    module = types.ModuleType("lesionaug.augment")
+    module = types.ModuleType("lesionaug.augment.run")
     module.run_augment = run_augment
-    monkeypatch.setitem(sys.modules, "lesionaug.augment", module)
+    monkeypatch.setitem(sys.modules, "lesionaug.augment.run", module)
     result = invoke("augment", demo, "--n", "7", "--seed", "3", "--shard", "0/2", "--json", "-q")
     assert result.exit_code == 0, result.output
     options = received["options"]
@@ -180,7 +180,7 @@ def test_a_dry_run_without_a_model_imports_no_torch_on_a_machine_without_nvidia(
     decided without importing torch (seconds), so a dry run stays a quick look."""
     import subprocess
 
-    import lesionaug.model_source as model_source
+    import lesionaug.augment.model_choice as model_source
 
     if model_source.Path("/dev/nvidiactl").exists() or model_source.shutil.which("nvidia-smi"):
         pytest.skip("an NVIDIA driver is visible here: torch decides the device")

@@ -19,7 +19,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 torch = pytest.importorskip("torch")
 
-from lesionaug.models import build_compact_model, build_controlnet, compact_scheduler
+from lesionaug.train.networks import build_compact_model, build_controlnet, compact_scheduler
 
 PROMPT = "a dermoscopic image of melanoma with pigment network"
 STEPS = 5
@@ -97,7 +97,7 @@ def test_sampler_matches_the_diffusers_pipeline_on_the_compact_schedule(compact,
     from diffusers import AutoencoderKL, StableDiffusionControlNetPipeline
     from PIL import Image
 
-    from lesionaug.sampler import SamplerSettings, generate_float, make_scheduler
+    from lesionaug.engine.sampler import SamplerSettings, generate_float, make_scheduler
 
     parts, config = compact
     engine = TorchEngine(parts, config)

@@ -175,7 +175,7 @@ def test_a_damaged_graph_is_a_model_error_naming_the_file(tmp_path):
 
 def test_engine_reports_its_rewrites_and_can_run_without_them():
     from lesionaug.engine import Engine
-    from lesionaug.sampler import SamplerSettings, generate_float
+    from lesionaug.engine.sampler import SamplerSettings, generate_float
 
     exported = exported_engine("latent")
     tuned = Engine.load(exported.engine_dir, "cpu", threads=2)

@@ -13,12 +13,12 @@ import pytest
 from file_traps import damage
 from PIL import Image, ImageFile
 
-from lesionaug import maskio
-from lesionaug.dataset import LAYOUTS, DatasetIndex, load_dataset, seeded_split
+from lesionaug.dataset import files as maskio
+from lesionaug.dataset.index import LAYOUTS, DatasetIndex, load_dataset, seeded_split
 from lesionaug.errors import DatasetError
-from lesionaug.labels import Labels
-from lesionaug.layouts.isic_challenge import rasterise_features
-from lesionaug.layouts.labelrows import labels_from_row
+from lesionaug.dataset.labels import Labels
+from lesionaug.dataset.layouts.isic_challenge import rasterise_features
+from lesionaug.dataset.label_read import labels_from_row
 
 
 def _labels_subset(have: dict, want: dict) -> dict:

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lesionaug.dataset import load_dataset, read_image, read_mask
-from lesionaug.demo import DEMO_LAYOUTS, assign_splits, draw_cases, write_demo_dataset
-from lesionaug.demo_layouts import superpixel_map
+from lesionaug.dataset.index import load_dataset, read_image, read_mask
+from lesionaug.demo.cases import DEMO_LAYOUTS, assign_splits, draw_cases, write_demo_dataset
+from lesionaug.demo.layouts import superpixel_map
 from lesionaug.errors import ConfigError
-from lesionaug.layouts.isic_challenge import rasterise_features
+from lesionaug.dataset.layouts.isic_challenge import rasterise_features
 
 DETECTED_AS = {
     "isic2018": "isic2018_task1",

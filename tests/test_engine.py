@@ -179,7 +179,7 @@ def test_repeated_prompts_are_encoded_once():
 @pytest.mark.parametrize("provider", ["cuda", "tensorrt"])
 def test_gpu_engine_matches_cpu_engine(provider):
     from lesionaug.engine import Engine
-    from lesionaug.sampler import SamplerSettings, generate_float
+    from lesionaug.engine.sampler import SamplerSettings, generate_float
 
     if provider not in providers.usable_providers():
         pytest.skip(f"{provider} is not usable on this machine: {providers.probe_provider(provider)[1]}")
@@ -201,7 +201,7 @@ def test_nan_images_are_refused_not_returned(monkeypatch):
 
     from lesionaug.engine import Engine
     from lesionaug.errors import ModelError
-    from lesionaug.sampler import SamplerSettings, generate
+    from lesionaug.engine.sampler import SamplerSettings, generate
 
     engine = Engine.load(exported_engine("pixel").engine_dir, "cpu")
     real = engine.decode

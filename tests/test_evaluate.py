@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from lesionaug.cli._app import app
 from lesionaug.errors import ConfigError
-from lesionaug.evaluate import EvaluateConfig, paired_summary, repeat_seeds, subsample, summarise
-from lesionaug.synthetic_source import check_no_leakage, read_synthetic_source
+from lesionaug.evaluate.run import EvaluateConfig, paired_summary, repeat_seeds, subsample, summarise
+from lesionaug.output.synthetic_pairs import check_no_leakage, read_synthetic_source
 
 runner = CliRunner()
 TINY = ["--image-size", "32", "--channels", "8,16,32", "--batch-size", "8", "--device", "cpu"]
@@ -24,7 +24,7 @@ RESULT_KEYS = {"synthetic_count", "repeats", "dice_mean", "dice_std", "jaccard_m
 def world(tmp_path: Path, demo_isic2018: Path) -> dict:
     """The demo dataset (14 train, 4 val, 6 test), a generator card trained on its training split,
     and an augmented folder with 8 synthetic pairs."""
-    from lesionaug.dataset import load_dataset
+    from lesionaug.dataset.index import load_dataset
 
     index = load_dataset(demo_isic2018)
     ids = {split: [s.id for s in index.usable(split)] for split in ("train", "test")}
@@ -75,8 +75,8 @@ def test_end_to_end_json_report_and_plots(world):
 
 
 def test_every_segmenter_of_an_evaluation_gets_the_same_step_budget():
-    from lesionaug.evaluate import training_steps
-    from lesionaug.segment import SegmenterConfig
+    from lesionaug.evaluate.run import training_steps
+    from lesionaug.evaluate.segmenter import SegmenterConfig
 
     assert training_steps(SegmenterConfig(epochs=20, batch_size=8), 16 + 200) == 20 * 27
     assert training_steps(SegmenterConfig(epochs=20, batch_size=8, steps=100), 16 + 200) == 100
@@ -121,7 +121,7 @@ def test_missing_manifest_and_bad_options_exit_with_one_line(world, tmp_path):
 
 def test_provenance_found_in_the_run_record_itself(tmp_path):
     write_augmented_folder(tmp_path / "aug", 1, model_dir=None)
-    from lesionaug.run_record import write_run_record
+    from lesionaug.output.run_record import write_run_record
 
     write_run_record(tmp_path / "aug", {"model": {"lesionaug": {"train_ids": ["a", "b"], "split_fingerprint": "x"}}})
     source = read_synthetic_source(tmp_path / "aug")

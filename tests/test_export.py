@@ -74,7 +74,7 @@ def test_latent_export_adds_an_fp32_vae_decoder():
 @pytest.mark.slow
 def test_engine_refuses_sizes_that_are_not_a_multiple():
     from lesionaug.engine import Engine
-    from lesionaug.sampler import SamplerSettings, generate
+    from lesionaug.engine.sampler import SamplerSettings, generate
 
     engine = Engine.load(exported_engine("latent").engine_dir, "cpu")
     mask = np.zeros((64, 80), bool)
@@ -84,7 +84,7 @@ def test_engine_refuses_sizes_that_are_not_a_multiple():
 
 
 def test_forced_verification_failure_exits_4_and_leaves_nothing(pixel_model, tmp_path, monkeypatch):
-    import lesionaug.graphs as graphs
+    import lesionaug.export.graphs as graphs
 
     real = graphs.run_reference
     monkeypatch.setattr(graphs, "run_reference", lambda spec, inputs: real(spec, inputs) + 0.5)
@@ -131,7 +131,7 @@ def test_bad_model_folder_exits_4_with_one_line(pixel_model, tmp_path, damage, m
 
 
 def test_bad_precision_and_opset_are_config_errors(pixel_model, tmp_path):
-    from lesionaug.export import export_model
+    from lesionaug.export.run import export_model
 
     with pytest.raises(ConfigError, match="precision"):
         export_model(pixel_model, tmp_path / "e", precision="int8")
@@ -142,7 +142,7 @@ def test_bad_precision_and_opset_are_config_errors(pixel_model, tmp_path):
 def test_model_card_size_multiple_must_fit_the_unet(pixel_model, tmp_path):
     import shutil
 
-    from lesionaug.export import export_model
+    from lesionaug.export.run import export_model
 
     model = tmp_path / "model"
     shutil.copytree(pixel_model, model)
@@ -160,8 +160,7 @@ def test_export_fails_for_sides_the_unet_cannot_take(pixel_model, tmp_path):
     import torch
     from diffusers import ControlNetModel, UNet2DConditionModel
 
-    from lesionaug import graphs as g
-
+    from lesionaug.export import graphs as g
     unet = UNet2DConditionModel.from_pretrained(pixel_model / "unet").eval()
     controlnet = ControlNetModel.from_pretrained(pixel_model / "controlnet").eval()
     geometry = g.Geometry(latent=False, channels=3, scale=1, sample_multiple=2, token_length=32, hidden_size=32)
@@ -177,9 +176,9 @@ def test_fp16_text_encoder_is_half_precision_and_verifies(pixel_model, tmp_path)
     """The fp16 path on the cheapest graph: half weights, float32 in and out, norms in float32, no NaN."""
     import onnx
 
-    from lesionaug import graphs as g
-    from lesionaug.export import read_model_card, verify_graph
-    from lesionaug.export_parts import graph_specs, load_parts
+    from lesionaug.export import graphs as g
+    from lesionaug.export.run import read_model_card, verify_graph
+    from lesionaug.export.parts import graph_specs, load_parts
 
     parts = load_parts(pixel_model, read_model_card(pixel_model))
     spec, reference = graph_specs(parts, "fp16")[g.TEXT_ENCODER]

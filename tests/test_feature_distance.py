@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lesionaug.errors import ModelError
-from lesionaug.feature_distance import FeatureDistances, load_feature_extractor
+from lesionaug.evaluate.feature_distance import FeatureDistances, load_feature_extractor
 
 
 def _images(seed: int, n: int, shift: int = 0) -> list[np.ndarray]:

@@ -146,8 +146,7 @@ def test_every_bad_input_exits_3_with_one_line_and_writes_nothing(tmp_path: Path
 
 
 def test_unreadable_file_exits_3(tmp_path: Path, monkeypatch) -> None:
-    from lesionaug import maskio
-
+    from lesionaug.dataset import files as maskio
     fx.write_paired(tmp_path, n=3)
     real = maskio.read_file_bytes
 

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from lesionaug import maskio
-from lesionaug.dataset import read_image, read_mask
+from lesionaug.dataset import files as maskio
+from lesionaug.dataset.index import read_image, read_mask
 from lesionaug.errors import DatasetError
-from lesionaug.maskio import binarise, mask_pixel_problem
+from lesionaug.dataset.files import binarise, mask_pixel_problem
 
 
 @pytest.mark.parametrize("encoding", ["L255", "01", "palette", "rgb", "1bit", "bmp", "jpeg"])

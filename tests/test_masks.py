@@ -12,7 +12,7 @@ from lesion_shapes import lesion_mask, lesion_masks
 from scipy import ndimage
 
 from lesionaug.errors import ConfigError
-from lesionaug.mask_geometry import (
+from lesionaug.masks.geometry import (
     fill_polygon,
     keep_one_component,
     polygon_from_radii,
@@ -22,7 +22,7 @@ from lesionaug.mask_geometry import (
     spans_to_mask,
     upsample_periodic,
 )
-from lesionaug.masks import (
+from lesionaug.masks.shape_model import (
     POOLED,
     ShapeModelConfig,
     choose_source,
@@ -32,14 +32,14 @@ from lesionaug.masks import (
     sample_mask,
     sample_model_mask,
 )
-from lesionaug.realism import (
+from lesionaug.masks.realism import (
     c2st_accuracy,
     ks_statistics,
     realism_report,
     sample_ellipse_mask,
 )
-from lesionaug.shape_features import FEATURES, shape_features
-from lesionaug.shape_model_file import load_shape_model, save_shape_model
+from lesionaug.masks.features import FEATURES, shape_features
+from lesionaug.masks.model_file import load_shape_model, save_shape_model
 
 SEEDS = st.integers(min_value=0, max_value=2**63 - 1)
 SIZES = st.tuples(st.integers(24, 160), st.integers(24, 160))
@@ -250,7 +250,7 @@ def test_real_source_of_clipped_masks_stays_clipped(model):
     # A real clipped lesion keeps touching the border: its cut edge is never pulled inside.
     clipped = [i for i, m in enumerate(model.real_masks) if m[:, 0].any() or m[:, -1].any() or m[0].any() or m[-1].any()]
     assert clipped, "fixture should contain clipped lesions"
-    from lesionaug.real_masks import warp_mask
+    from lesionaug.masks.jitter import warp_mask
 
     rng = np.random.default_rng(0)
     for i in clipped[:5]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lesionaug.metrics import (
+from lesionaug.evaluate.metrics import (
     METRIC_NAMES,
     Confusion,
     MaskScores,

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from tiny_sd import write_tiny_sd
 
 from lesionaug.errors import ConfigError, ModelError
-from lesionaug.models import (
+from lesionaug.train.networks import (
     EOS,
     build_compact_model,
     build_controlnet,

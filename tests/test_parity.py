@@ -96,7 +96,7 @@ def _reference(pipe, mask, seed, guidance, *, pixel: bool = False, control_scale
 @pytest.mark.slow
 @pytest.mark.parametrize("scheduler", ["ddim", "dpm++", "unipc", "euler", "euler-a"])
 def test_engine_matches_diffusers_pipeline(latent, scheduler):
-    from lesionaug.sampler import SamplerSettings, generate_float, make_scheduler
+    from lesionaug.engine.sampler import SamplerSettings, generate_float, make_scheduler
 
     built, engine = latent
     mask = ellipse_mask(64, 96, 30, 44, 20, 30)
@@ -110,7 +110,7 @@ def test_engine_matches_diffusers_pipeline(latent, scheduler):
 
 @pytest.mark.slow
 def test_without_guidance_and_with_half_control_matches_pipeline(latent):
-    from lesionaug.sampler import SamplerSettings, generate_float, make_scheduler
+    from lesionaug.engine.sampler import SamplerSettings, generate_float, make_scheduler
 
     built, engine = latent
     mask = ellipse_mask(64, 64, 32, 32, 18, 24)
@@ -122,7 +122,7 @@ def test_without_guidance_and_with_half_control_matches_pipeline(latent):
 
 @pytest.mark.slow
 def test_pixel_model_matches_pipeline_final_sample(pixel):
-    from lesionaug.sampler import SamplerSettings, generate_float, make_scheduler
+    from lesionaug.engine.sampler import SamplerSettings, generate_float, make_scheduler
 
     built, engine = pixel
     mask = ellipse_mask(32, 32, 15, 17, 9, 11)
@@ -137,7 +137,7 @@ def test_pixel_model_matches_pipeline_final_sample(pixel):
 @pytest.mark.parametrize("scheduler", ["dpm++", "euler-a"])
 def test_a_batch_gives_each_job_its_own_image(latent, scheduler):
     """Batch independence: jobs run together give the bytes each job gives alone (ancestral noise included)."""
-    from lesionaug.sampler import SamplerSettings, generate
+    from lesionaug.engine.sampler import SamplerSettings, generate
 
     _, engine = latent
     settings = SamplerSettings(scheduler, 4, 5.0)
@@ -159,7 +159,7 @@ def test_a_batch_gives_each_job_its_own_image(latent, scheduler):
 
 @pytest.mark.slow
 def test_seed_mask_and_prompt_each_change_the_image(pixel):
-    from lesionaug.sampler import SamplerSettings, generate
+    from lesionaug.engine.sampler import SamplerSettings, generate
 
     _, engine = pixel
     settings = SamplerSettings("ddim", 3, 3.0)

@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lesionaug.augment_config import (
+from lesionaug.augment.options import (
     augment_options,
     label_spec_from_options,
     parse_size,
 )
 from lesionaug.errors import ConfigError, UsageError
-from lesionaug.labels import Labels
-from lesionaug.plan import (
+from lesionaug.dataset.labels import Labels
+from lesionaug.plan.jobs import (
     GenerationPlan,
     PlanConfig,
     Shard,
@@ -26,7 +26,7 @@ from lesionaug.plan import (
     make_job,
     parse_shard,
 )
-from lesionaug.prompts import LabelSpec, fit_label_sampler, parse_label_spec
+from lesionaug.plan.prompts import LabelSpec, fit_label_sampler, parse_label_spec
 from lesionaug.seeds import MAX_SEED, derive_seed
 
 SAMPLER = fit_label_sampler(

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lesionaug.errors import ConfigError
-from lesionaug.labels import ATTRIBUTES, DIAGNOSES, Labels
-from lesionaug.prompts import (
+from lesionaug.dataset.labels import ATTRIBUTES, DIAGNOSES, Labels
+from lesionaug.plan.prompts import (
     DEFAULT_TEMPLATE,
     GENERIC_PROMPT,
     LabelSpec,

@@ -48,14 +48,14 @@ def test_quality_end_to_end(quality_run):
 @pytest.mark.slow
 def test_ssim_compares_the_image_generated_from_each_mask_with_its_real_image(quality_run, demo_isic2018):
     """Regenerate one image by hand with the recorded prompt and noise seed: same SSIM, bit for bit."""
-    from lesionaug.dataset import load_dataset
+    from lesionaug.dataset.index import load_dataset
     from lesionaug.engine import Engine
-    from lesionaug.mask_geometry import resize_mask
-    from lesionaug.maskio import read_image, read_mask
-    from lesionaug.metrics import structural_similarity
-    from lesionaug.prompts import build_prompt
-    from lesionaug.sampler import SamplerSettings, generate
-    from lesionaug.segment import resize_image
+    from lesionaug.masks.geometry import resize_mask
+    from lesionaug.dataset.files import read_image, read_mask
+    from lesionaug.evaluate.metrics import structural_similarity
+    from lesionaug.plan.prompts import build_prompt
+    from lesionaug.engine.sampler import SamplerSettings, generate
+    from lesionaug.evaluate.segmenter import resize_image
 
     section = json.loads((quality_run["out"] / "report.json").read_text())["sections"]["quality"]
     row = section["per_image"][1]
@@ -95,7 +95,7 @@ def test_fid_and_kid_with_a_feature_extractor_file(demo_isic2018, tmp_path):
 def test_a_model_folder_is_run_through_its_cached_engine(demo_isic2018, tmp_path, monkeypatch):
     """--model MODEL_DIR goes through the cache; its engine is placed there so nothing is re-exported
     (the export itself is tested in test_export.py)."""
-    from lesionaug.model_source import model_hash
+    from lesionaug.augment.model_choice import model_hash
 
     built = exported_engine("pixel")
     card = json.loads((built.model_dir / "lesionaug.json").read_text())

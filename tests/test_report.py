@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from lesionaug import report_plots
+from lesionaug.evaluate import plots as report_plots
 from lesionaug.errors import ConfigError
-from lesionaug.report import REPORT_SCHEMA, read_report, write_report
+from lesionaug.evaluate.report import REPORT_SCHEMA, read_report, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 RESULTS = [

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from lesionaug.cli._app import app
 from lesionaug.errors import DatasetError
-from lesionaug.metrics import METRIC_NAMES, score_masks
-from lesionaug.scoring import mask_id, score_folders
+from lesionaug.evaluate.metrics import METRIC_NAMES, score_masks
+from lesionaug.evaluate.scoring import mask_id, score_folders
 
 runner = CliRunner()
 

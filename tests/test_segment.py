@@ -10,8 +10,8 @@ from evaluation_fixtures import blob_pair
 from PIL import Image
 
 from lesionaug.errors import BackendError, ConfigError
-from lesionaug.metrics import dice_coefficient
-from lesionaug.segment import SegmenterConfig, load_pairs, resolve_device, train_segmenter
+from lesionaug.evaluate.metrics import dice_coefficient
+from lesionaug.evaluate.segmenter import SegmenterConfig, load_pairs, resolve_device, train_segmenter
 
 TINY = dict(image_size=32, channels=(8, 16, 32), batch_size=8, device="cpu")
 
@@ -40,7 +40,7 @@ def test_unet_learns_the_toy_task_and_predicts_at_input_size(blob_files):
     segmenter = train_segmenter(blob_files[:20], SegmenterConfig(epochs=10, seed=1, **TINY))
     assert segmenter.history[-1] < segmenter.history[0]
     held_out = blob_files[20:]
-    from lesionaug.maskio import read_mask
+    from lesionaug.dataset.files import read_mask
 
     predictions = segmenter.predict_files([image for image, _ in held_out])
     truths = [read_mask(mask) for _, mask in held_out]

@@ -138,7 +138,7 @@ def test_staged_denoiser_gives_the_whole_graphs_numbers_and_computes_the_shared_
 
 def test_staged_engine_generates_the_images_of_the_whole_graph():
     from lesionaug.engine import Engine
-    from lesionaug.sampler import SamplerSettings, generate_float
+    from lesionaug.engine.sampler import SamplerSettings, generate_float
 
     exported = exported_engine("pixel")
     staged = Engine.load(exported.engine_dir, "cpu", threads=2)

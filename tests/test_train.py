@@ -19,14 +19,14 @@ from tiny_sd import write_tiny_sd
 
 from lesionaug.errors import ConfigError, DatasetError
 from lesionaug.progress import SILENT
-from lesionaug.train import TrainConfig
-from lesionaug.train_data import (
+from lesionaug.train.config import TrainConfig
+from lesionaug.train.data import (
     check_binary_control,
     resize_and_crop,
     tensor_training_set,
 )
-from lesionaug.train_loop import StageObjective, StagePlan, batch_indices, run_stage
-from lesionaug.train_run import Provenance, load_parts, make_accelerator, run_training
+from lesionaug.train.loop import StageObjective, StagePlan, batch_indices, run_stage
+from lesionaug.train.run import Provenance, load_parts, make_accelerator, run_training
 
 PROMPTS = ["a dermoscopic image of melanoma", "a dermoscopic image of melanocytic nevus"]
 PROVENANCE = Provenance("split-fp", "dataset-fp", ["a", "b"])
@@ -171,7 +171,7 @@ def test_masks_reach_the_controlnet_as_zeros_and_ones_only():
     parts = load_parts(config, data.prompts)
     seen = []
     stage = StagePlan("controlnet", 1, 0, 2, 1e-3)
-    from lesionaug.train_loop import stage_networks
+    from lesionaug.train.loop import stage_networks
 
     stage_networks(parts, stage)
     original = parts.controlnet.forward

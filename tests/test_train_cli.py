@@ -17,7 +17,7 @@ pytest.importorskip("torch")
 from tiny_sd import write_tiny_sd
 
 from lesionaug.cli._app import app
-from lesionaug.demo import write_demo_dataset
+from lesionaug.demo.cases import write_demo_dataset
 
 FAST = ["--model-size", "tiny", "--batch-size", "2"]
 
@@ -61,7 +61,7 @@ def test_compact_tiny_trains_end_to_end_in_under_a_minute(demo, tmp_path):
     train_ids = set(info["train_ids"])
     assert train_ids and all(i.startswith("ISIC_") for i in train_ids)
     # only the training split: the demo's validation and test ids never reach training
-    from lesionaug.dataset import load_dataset
+    from lesionaug.dataset.index import load_dataset
 
     index = load_dataset(demo)
     assert train_ids == {s.id for s in index.usable("train")}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from augment_runs import augment, invoke, output_digest, trained_run
 
-from lesionaug.manifest import MANIFEST_NAME, read_manifest
-from lesionaug.run_record import RUN_NAME
+from lesionaug.output.manifest import MANIFEST_NAME, read_manifest
+from lesionaug.output.run_record import RUN_NAME
 
 pytestmark = pytest.mark.slow  # shares the session's trained tiny model with test_augment.py
 

@@ -21,24 +21,24 @@ from lesionaug.atomic_files import (
     sha256_file,
     write_bytes_atomic,
 )
-from lesionaug.augmented_folder import (
+from lesionaug.output.folder import (
     LabelTarget,
     link_originals,
     list_originals,
     write_label_files,
 )
 from lesionaug.errors import ConfigError
-from lesionaug.label_rows import render_rows
-from lesionaug.labels import Labels
-from lesionaug.manifest import (
+from lesionaug.dataset.label_write import render_rows
+from lesionaug.dataset.labels import Labels
+from lesionaug.output.manifest import (
     MANIFEST_KEYS,
     ManifestAppender,
     read_manifest,
     write_manifest_sorted,
 )
-from lesionaug.output_lock import LOCK_NAME, OutputLock
-from lesionaug.run_record import check_output_folder, write_run_record
-from lesionaug.writer import (
+from lesionaug.output.lock import LOCK_NAME, OutputLock
+from lesionaug.output.run_record import check_output_folder, write_run_record
+from lesionaug.output.pair_writer import (
     GenerationStamp,
     PairLayout,
     PairRecord,
@@ -354,11 +354,11 @@ LAYOUT_TARGETS = {
 
 @pytest.mark.parametrize("layout", sorted(LAYOUT_TARGETS))
 def test_pairs_written_in_each_demo_layout_read_back(tmp_path, layout):
-    from lesionaug.augmented_folder import finish_output
-    from lesionaug.dataset import load_dataset
-    from lesionaug.demo import write_demo_dataset
-    from lesionaug.output_layout import plan_output
-    from lesionaug.verify import verify_output
+    from lesionaug.output.folder import finish_output
+    from lesionaug.dataset.index import load_dataset
+    from lesionaug.demo.cases import write_demo_dataset
+    from lesionaug.output.layout import plan_output
+    from lesionaug.output.verify import verify_output
 
     before = load_dataset(write_demo_dataset(tmp_path / "in", n=12, layout=layout, size=32, seed=3))
     output = plan_output(before, None, synthetic_only=False)
@@ -391,7 +391,7 @@ def test_pairs_written_in_each_demo_layout_read_back(tmp_path, layout):
 
 
 def test_generation_loop_regenerates_a_partly_written_batch_whole(tmp_path):
-    from lesionaug.generation_loop import LoopJob, run_generation
+    from lesionaug.augment.loop import LoopJob, run_generation
 
     jobs = [LoopJob(_record(k), None) for k in range(7)]
     generated: list[list[int]] = []

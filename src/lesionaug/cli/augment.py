@@ -157,10 +157,10 @@ def augment(
     """
 
     def body(reporter):
-        from lesionaug.augment_config import augment_options
-        from lesionaug.cli.option_files import apply_config_file
+        from lesionaug.augment.options import augment_options
+        from lesionaug.cli.config_file import apply_config_file
         from lesionaug.errors import UsageError
-        from lesionaug.generation_options import GenerationOptions
+        from lesionaug.augment.generation_options import GenerationOptions
 
         v = apply_config_file(ctx, config, "augment")
         if v["n"] is None:
@@ -199,11 +199,11 @@ def augment(
             generation=generation,
         )
         if options.dry_run:
-            from lesionaug.planning import prepare_plan, preview_plan
+            from lesionaug.augment.preparation import prepare_plan, preview_plan
 
             data = preview_plan(prepare_plan(options, reporter), reporter)
             return data, lambda console: render_plan(data, console)
-        from lesionaug.augment import run_augment
+        from lesionaug.augment.run import run_augment
 
         data = run_augment(options, reporter)
         return data, lambda console: render_run(data, console)

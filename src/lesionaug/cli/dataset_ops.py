@@ -28,7 +28,7 @@ def verify_command(
 
     def body(reporter):
         from lesionaug.errors import VerificationFailed
-        from lesionaug.verify import verify_output
+        from lesionaug.output.verify import verify_output
 
         result = verify_output(out_dir, reporter)
         if not result["ok"]:
@@ -72,7 +72,7 @@ def merge_command(
     """
 
     def body(reporter):
-        from lesionaug.merge import merge_shards
+        from lesionaug.output.merge import merge_shards
 
         result = merge_shards(out_dir, shard_dirs, reporter)
 

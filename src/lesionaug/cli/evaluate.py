@@ -80,8 +80,8 @@ def evaluate(
     """
 
     def body(reporter):
-        from lesionaug.evaluate import EvaluateConfig, run_evaluation
-        from lesionaug.segment import SegmenterConfig
+        from lesionaug.evaluate.run import EvaluateConfig, run_evaluation
+        from lesionaug.evaluate.segmenter import SegmenterConfig
 
         segmenter = SegmenterConfig(
             arch=arch,

@@ -30,7 +30,7 @@ def export_command(
     """
 
     def body(reporter):
-        from lesionaug.export import export_model
+        from lesionaug.export.run import export_model
 
         result = export_model(model_dir, out, precision=precision, verify=verify, reporter=reporter,
                               opset=opset, force=force)
@@ -61,7 +61,7 @@ def doctor_command(
     """
 
     def body(reporter):
-        from lesionaug.doctor import collect_diagnostics
+        from lesionaug.engine.doctor import collect_diagnostics
 
         data = collect_diagnostics()
 

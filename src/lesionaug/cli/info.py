@@ -91,7 +91,7 @@ def info(
     """
 
     def body(reporter):
-        from lesionaug.dataset_summary import inspect_dataset
+        from lesionaug.dataset.summary import inspect_dataset
 
         data = inspect_dataset(dataset, masks=masks, split_seed=split_seed, strict=strict, reporter=reporter)
         if data["problems"]:
@@ -126,7 +126,7 @@ def demo_data(
     """
 
     def body(reporter):
-        from lesionaug.demo import check_demo_options, write_demo_dataset
+        from lesionaug.demo.cases import check_demo_options, write_demo_dataset
 
         check_demo_options(out, n, layout.lower(), size)  # refuse before any progress is drawn
         with reporter.task("writing demo data", total=n) as task:

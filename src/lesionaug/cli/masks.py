@@ -86,8 +86,8 @@ def masks(
     """
 
     def body(reporter):
-        from lesionaug.augment_config import parse_size
-        from lesionaug.mask_export import MasksConfig, export_masks
+        from lesionaug.augment.options import parse_size
+        from lesionaug.plan.mask_folder import MasksConfig, export_masks
 
         config = MasksConfig(
             dataset=dataset,

@@ -65,8 +65,8 @@ def quality(
     """
 
     def body(reporter):
-        from lesionaug.quality import QualityConfig, run_quality
-        from lesionaug.segment import SegmenterConfig
+        from lesionaug.evaluate.quality import QualityConfig, run_quality
+        from lesionaug.evaluate.segmenter import SegmenterConfig
 
         segmenter = SegmenterConfig(
             arch=seg_arch,

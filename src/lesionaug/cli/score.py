@@ -38,7 +38,7 @@ def score(
     """
 
     def body(reporter):
-        from lesionaug.scoring import score_folders
+        from lesionaug.evaluate.scoring import score_folders
 
         report = score_folders(truth_dir, pred_dir, reporter)
         data = report.to_dict()

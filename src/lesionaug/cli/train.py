@@ -105,9 +105,9 @@ def train(
     """
 
     def body(reporter):
-        from lesionaug.dataset import load_dataset
-        from lesionaug.prompts import DEFAULT_TEMPLATE
-        from lesionaug.train import TrainConfig, train_model
+        from lesionaug.dataset.index import load_dataset
+        from lesionaug.plan.prompts import DEFAULT_TEMPLATE
+        from lesionaug.train.config import TrainConfig, train_model
 
         config = TrainConfig(
             base=base,

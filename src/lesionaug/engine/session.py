@@ -68,7 +68,7 @@ def tensorrt_cache_dir(engine_dir: Path, graph: str, precision: str, profile: Sh
 
     Inside the engine folder when it is writable, else in the lesionaug cache folder.
     """
-    from lesionaug.cache import cache_root
+    from lesionaug.engine.registry import cache_root
 
     key = f"{graph}-{precision}-trt{tensorrt_version() or 'unknown'}-{profile.key if profile else 'dynamic'}"
     local = engine_dir / "trt_cache" / key

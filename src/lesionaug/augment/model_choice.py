@@ -1,0 +1,276 @@
+"""Which engine generates: the one passed with ``--model``, or the dataset's cached compact model.
+
+``--model`` may name an engine folder (used as it is) or a model folder (exported once into the
+cache, keyed by the model's hash). Without it, the compact model trained on this dataset's training
+split is looked up in the cache (keyed by the split's fingerprint, the model size and the step
+budget) and trained, exported and cached first when it is not there, unless ``--no-train``.
+
+    CACHE/engines/<model hash>-<precision>/     engines exported from model folders
+    CACHE/datasets/<key>/model/  .../engine/    the compact model of one training split
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lesionaug.engine.registry import cache_root
+from lesionaug.errors import ConfigError, ModelError
+from lesionaug.output.lock import OutputLock
+from lesionaug.progress import SILENT, Reporter
+
+ENGINE_FORMAT = "lesionaug.engine/1"
+MODEL_FORMAT = "lesionaug.model/1"
+CARD = "lesionaug.json"
+# Seconds per training step (batch 4), only for the "about N min" line before training: CPU tiny
+# from benchmarks/results/train.json, small (64 px) from benchmarks/results/compact_quality.json
+# (2 cores); CPU base and the GPU figures are rough guesses.
+CPU_SECONDS_PER_STEP = {"tiny": 0.6, "small": 0.22, "base": 20.0}
+GPU_SECONDS_PER_STEP = {"tiny": 0.03, "small": 0.05, "base": 0.25}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """The engine a run generates with, where it came from, and the identities the manifest records."""
+
+    engine_dir: Path
+    model_dir: Path | None
+    engine_hash: str
+    model_hash: str
+    source: str  # "engine", "exported", "cached" or "trained"
+    engine_card: dict
+    model_card: dict
+
+    def record(self) -> dict:
+        return {
+            "source": self.source,
+            "model_dir": str(self.model_dir) if self.model_dir else None,
+            "engine_dir": str(self.engine_dir),
+            "model_hash": self.model_hash,
+            "engine_hash": self.engine_hash,
+            "model": {"lesionaug": self.model_card},
+            "engine": {"lesionaug": {k: v for k, v in self.engine_card.items() if k != "model"}},
+        }
+
+
+def _read_card(folder: Path) -> dict | None:
+    try:
+        card = json.loads((Path(folder) / CARD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def model_hash(model_card: dict) -> str:
+    """The model's identity: its card (training config, data fingerprints, training ids, steps)."""
+    return hashlib.sha256(json.dumps(model_card, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def engine_hash(engine_dir: Path, card: dict) -> str:
+    """The engine's identity: its graphs' sha256 and the tokenizer and scheduler files.
+
+    Not the card itself (it carries a creation time) nor caches kept beside the graphs, so
+    re-registering an engine or building TensorRT caches does not change it.
+    """
+    h = hashlib.sha256()
+    for name in sorted(card.get("graphs") or {}):
+        h.update(f"graph {name} {card['graphs'][name].get('sha256')}\n".encode())
+    for sub in ("tokenizer", "scheduler"):
+        folder = Path(engine_dir) / sub
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            h.update(f"{path.relative_to(engine_dir).as_posix()} ".encode())
+            h.update(hashlib.sha256(path.read_bytes()).hexdigest().encode() + b"\n")
+    for key in ("precision", "latent", "channels", "scale", "size_multiple"):
+        h.update(f"{key} {card.get(key)}\n".encode())
+    return h.hexdigest()
+
+
+def _engine(engine_dir: Path, model_dir: Path | None, source: str) -> ResolvedModel:
+    card = _read_card(engine_dir)
+    if card is None or card.get("format") != ENGINE_FORMAT:
+        raise ModelError("not a lesionaug engine folder", path=engine_dir, fix="re-export it with `lesionaug export`")
+    model_card = card.get("model") or {}
+    if model_dir is None and card.get("model_dir") and Path(card["model_dir"]).is_dir():
+        model_dir = Path(card["model_dir"])
+    return ResolvedModel(
+        engine_dir=Path(engine_dir),
+        model_dir=model_dir,
+        engine_hash=engine_hash(engine_dir, card),
+        model_hash=model_hash(model_card),
+        source=source,
+        engine_card=card,
+        model_card=model_card,
+    )
+
+
+def _locked_export(model_dir: Path, engine_dir: Path, precision: str, reporter: Reporter) -> None:
+    """Export ``model_dir`` to ``engine_dir`` unless another run did it while we waited for the lock."""
+    from lesionaug.export.run import export_model
+
+    locks = cache_root() / "locks" / engine_dir.name
+    locks.mkdir(parents=True, exist_ok=True)
+    with OutputLock(locks, command="export"):
+        card = _read_card(engine_dir)
+        if card is not None and card.get("format") == ENGINE_FORMAT:
+            return
+        reporter.info(f"exporting {model_dir} to ONNX ({precision}) into the cache: {engine_dir}")
+        export_model(model_dir, engine_dir, precision, True, reporter, force=engine_dir.exists())
+
+
+def engine_for_model(model_dir: Path, precision: str, reporter: Reporter = SILENT) -> ResolvedModel:
+    """A model folder's engine from the cache, exported there first when missing."""
+    card = _read_card(model_dir)
+    if card is None or card.get("format") != MODEL_FORMAT:
+        raise ModelError("not a finished lesionaug model folder", path=model_dir, fix="pass a folder `lesionaug train` wrote")
+    engine_dir = cache_root() / "engines" / f"{model_hash(card)[:24]}-{precision}"
+    exists = (_read_card(engine_dir) or {}).get("format") == ENGINE_FORMAT
+    if not exists:
+        _locked_export(model_dir, engine_dir, precision, reporter)
+    return _engine(engine_dir, Path(model_dir), "cached" if exists else "exported")
+
+
+def _given_card(path: Path) -> dict:
+    """The lesionaug.json of a ``--model`` folder, or a ModelError saying what to pass instead."""
+    card = _read_card(path)
+    if not path.is_dir() or card is None:
+        raise ModelError(
+            "not a lesionaug model or engine folder (no readable lesionaug.json)",
+            path=path,
+            fix="pass a folder written by `lesionaug train` or `lesionaug export`",
+        )
+    return card
+
+
+def generator_resolution(model: Path | None, model_size: str | None, train_steps: int | None) -> int:
+    """The side, in pixels, the generator makes images at: the given model's or engine's training
+    resolution, else that of the default compact model ``augment`` would train. Reads one small file."""
+    if model is None:
+        return default_budget(model_size, train_steps).config().resolved().resolution
+    path = Path(model).expanduser().resolve()
+    card = _given_card(path)
+    model_card = card.get("model") if card.get("format") == ENGINE_FORMAT else card
+    resolution = (model_card or {}).get("resolution")
+    if not isinstance(resolution, int) or resolution < 1:
+        raise ModelError("its lesionaug.json records no resolution", path=path / CARD,
+                         fix="pass --size, or re-export the model with this version of lesionaug")
+    return resolution
+
+
+def resolve_given_model(path: Path, precision: str, reporter: Reporter = SILENT) -> ResolvedModel:
+    """``--model PATH``: an engine folder, or a model folder exported on the fly."""
+    path = Path(path).expanduser().resolve()
+    card = _given_card(path)
+    if card.get("format") == ENGINE_FORMAT:
+        return _engine(path, None, "engine")
+    if card.get("format") == MODEL_FORMAT:
+        return engine_for_model(path, precision, reporter)
+    raise ModelError(f"unknown folder format {card.get('format')!r}", path=path, fix="pass a model or engine folder")
+
+
+@dataclass(frozen=True)
+class TrainingBudget:
+    """The default compact model for a device: size and step budget (None: the size's default)."""
+
+    model_size: str
+    steps: int | None
+    device: str  # "cpu" or "gpu"
+
+    def key(self, split_fingerprint: str) -> str:
+        return f"{split_fingerprint[:24]}-{self.model_size}-{self.steps if self.steps is not None else 'default'}"
+
+    def config(self, seed: int = 0):
+        from lesionaug.train.config import TrainConfig
+
+        if self.steps is None:
+            return TrainConfig(base="compact", model_size=self.model_size, seed=seed)
+        return TrainConfig(base="compact", model_size=self.model_size, steps=self.steps, base_steps=self.steps, seed=seed)
+
+    def estimate_seconds(self) -> float:
+        config = self.config().resolved()
+        per_step = (GPU_SECONDS_PER_STEP if self.device == "gpu" else CPU_SECONDS_PER_STEP)[self.model_size]
+        return per_step * (config.steps + (config.base_steps or 0)) + (60.0 if self.device == "cpu" else 20.0)
+
+
+def _cuda_usable() -> bool:
+    """``torch.cuda.is_available()``, without importing torch (seconds) where no NVIDIA driver is
+    visible, so a dry run on a CPU machine stays light and plans what the real run will."""
+    if not (Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi")):
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def default_budget(model_size: str | None, train_steps: int | None) -> TrainingBudget:
+    """``small`` on a CPU (minutes on 2 cores for the example data), ``base`` on a CUDA GPU."""
+    device = "gpu" if _cuda_usable() else "cpu"
+    size = model_size or ("base" if device == "gpu" else "small")
+    return TrainingBudget(size, train_steps, device)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def dataset_model(
+    index, budget: TrainingBudget, precision: str, *, no_train: bool, seed: int = 0, reporter: Reporter = SILENT
+) -> ResolvedModel:
+    """The cached compact model of this dataset's training split, trained and exported when missing."""
+    train = index.usable("train")
+    split_fingerprint = index.subset_fingerprint(train)
+    folder = cache_root() / "datasets" / budget.key(split_fingerprint)
+    model_dir, engine_dir = folder / "model", folder / f"engine-{precision}"
+    if (_read_card(engine_dir) or {}).get("format") == ENGINE_FORMAT:
+        return _engine(engine_dir.resolve(), model_dir if model_dir.is_dir() else None, "cached")
+    if (_read_card(model_dir) or {}).get("format") != MODEL_FORMAT:
+        if no_train:
+            raise ModelError(
+                f"no trained model is cached for this dataset's training split ({len(train)} pairs) and --no-train is set",
+                path=folder,
+                fix=f"train one with `lesionaug train {index.root} --out MODEL_DIR` and pass --model MODEL_DIR, "
+                "or drop --no-train to train the compact model now",
+            )
+        _train_into_cache(index, model_dir, budget, seed, len(train), reporter)
+        source = "trained"
+    else:
+        source = "cached"
+    resolved = engine_for_model(model_dir, precision, reporter)
+    # Keep the dataset's engine beside its model, so the next run finds both by the split alone.
+    if not engine_dir.exists():
+        try:
+            os.symlink(resolved.engine_dir, engine_dir, target_is_directory=True)
+        except OSError:
+            pass
+    return ResolvedModel(resolved.engine_dir, model_dir, resolved.engine_hash, resolved.model_hash, source,
+                         resolved.engine_card, resolved.model_card)
+
+
+def _train_into_cache(index, model_dir: Path, budget: TrainingBudget, seed: int, n_train: int, reporter: Reporter) -> None:
+    from lesionaug.train.config import train_model
+
+    config = budget.config(seed)
+    resolved = config.resolved()
+    reporter.info(
+        f"no model cached for this dataset ({n_train} training pairs): training the compact "
+        f"{budget.model_size} model first ({resolved.base_steps} + {resolved.steps} steps at "
+        f"{resolved.resolution} px, about {_minutes(budget.estimate_seconds())} on this {budget.device}); "
+        f"it is cached in {model_dir.parent} for the next run"
+    )
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    with OutputLock(model_dir.parent, command="train"):
+        if (_read_card(model_dir) or {}).get("format") == MODEL_FORMAT:
+            return  # another run trained it while we waited
+        started = time.time()
+        try:
+            train_model(index, model_dir, config, reporter, resume=True)
+        except ConfigError:
+            # A leftover from an older, different run in this cache slot: start it over.
+            train_model(index, model_dir, config, reporter, force=True)
+        reporter.info(f"trained the compact model in {_minutes(time.time() - started)}")

@@ -1,0 +1,122 @@
+"""Options of ``lesionaug augment``, parsed from the command line into one frozen config.
+
+``AugmentOptions`` holds what the planning half needs (dataset, plan config, shard, dry run);
+generation options are added beside them by the generation half. Parsing helpers turn option
+strings (``--size 640x480``, ``--labels balanced``, ``--diagnosis mel=0.5,nv=0.5``) into values
+and fail with one line naming the option.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lesionaug.errors import UsageError
+from lesionaug.augment.generation_options import GenerationOptions
+from lesionaug.plan.jobs import PlanConfig, Shard, parse_shard
+from lesionaug.plan.prompts import (
+    LABEL_MODES,
+    LabelSpec,
+    parse_diagnosis_weights,
+    parse_label_spec,
+)
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    """What ``lesionaug augment`` was asked to do."""
+
+    dataset: Path
+    plan: PlanConfig
+    masks: Path | None = None  # mask folder for layouts without masks (ISIC Archive downloads)
+    shard: Shard | None = None
+    split_seed: int = 0
+    dry_run: bool = False
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+
+    def to_dict(self) -> dict:
+        return {
+            "dataset": str(self.dataset),
+            "masks": str(self.masks) if self.masks else None,
+            "plan": self.plan.to_dict(),
+            "shard": self.shard.describe() if self.shard else None,
+            "split_seed": self.split_seed,
+            "dry_run": self.dry_run,
+            "generation": self.generation.to_dict(),
+        }
+
+
+def _generator_side(generation: GenerationOptions) -> tuple[int, int]:
+    """The default pair size: square at the generator's resolution, so nothing is resampled."""
+    from lesionaug.augment.model_choice import generator_resolution
+
+    side = generator_resolution(generation.model, generation.model_size, generation.train_steps)
+    return side, side
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``512`` (square) or ``WxH`` such as ``640x480``."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
+    if match is None:
+        raise UsageError(f"malformed size {text!r}", fix="use --size 512 or --size 640x480")
+    w = int(match.group(1))
+    h = int(match.group(2)) if match.group(2) else w
+    return w, h
+
+
+def label_spec_from_options(labels: str = "match", diagnosis: str | None = None) -> LabelSpec:
+    """Combine ``--labels`` (match, balanced or weights) and ``--diagnosis`` (weights)."""
+    if diagnosis is None:
+        return parse_label_spec(labels)
+    if labels.strip().lower() not in ("match", ""):
+        raise UsageError(
+            f"--labels {labels} and --diagnosis {diagnosis} both choose the diagnoses",
+            fix="use --diagnosis weights alone, or --labels alone",
+        )
+    return LabelSpec(mode="weights", weights=parse_diagnosis_weights(diagnosis))
+
+
+def augment_options(
+    dataset: Path,
+    n: int,
+    *,
+    seed: int = 0,
+    shard: str | None = None,
+    template: str | None = None,
+    labels: str = "match",
+    diagnosis: str | None = None,
+    mask_source: str = "model",
+    size: str | None = None,
+    prefix: str | None = None,
+    masks: Path | None = None,
+    split_seed: int = 0,
+    dry_run: bool = False,
+    generation: GenerationOptions | None = None,
+) -> AugmentOptions:
+    """Build and validate ``AugmentOptions`` from option strings, before any expensive step."""
+    plan_kwargs = {}
+    if template is not None:
+        plan_kwargs["template"] = template
+    if prefix is not None:
+        plan_kwargs["prefix"] = prefix
+    plan = PlanConfig(
+        n=n,
+        seed=seed,
+        labels=label_spec_from_options(labels, diagnosis),
+        mask_source=mask_source,
+        size=parse_size(size) if size is not None else _generator_side(generation or GenerationOptions()),
+        **plan_kwargs,
+    )
+    return AugmentOptions(
+        dataset=Path(dataset),
+        plan=plan,
+        masks=Path(masks) if masks is not None else None,
+        shard=parse_shard(shard) if shard else None,
+        split_seed=split_seed,
+        dry_run=dry_run,
+        generation=generation or GenerationOptions(),
+    )
+
+
+__all__ = ["LABEL_MODES", "AugmentOptions", "augment_options", "label_spec_from_options", "parse_size"]

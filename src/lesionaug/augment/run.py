@@ -1,0 +1,305 @@
+"""``lesionaug augment``: a complete, verifiable, resumable augmented copy of a dataset.
+
+    data = run_augment(options, reporter)   # options: AugmentOptions with .generation
+
+The steps, in order: plan the jobs (no model), check the output folder (never the input, never a
+folder lesionaug did not make, the same plan unless ``--force``), check free space, lock the
+output, find or make the engine, link the originals, generate and write the pairs that are not
+there yet, then write label files, the manifest in job order and the run record. A run stopped
+at any point (SIGKILL, SIGINT, a full disk) is resumed by running the same command again, and the
+result is byte-identical to an uninterrupted run (except ``lesionaug-run.json``'s timings).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from lesionaug import __version__
+from lesionaug.atomic_files import remove_temporaries
+from lesionaug.output.folder import finish_output, link_originals
+from lesionaug.output.disk_space import can_hard_link, check_free_space, estimate_output_bytes
+from lesionaug.errors import ConfigError, Interrupted, PartialFailure
+from lesionaug.augment.loop import LoopJob, run_generation
+from lesionaug.output.manifest import MANIFEST_NAME, ManifestAppender
+from lesionaug.output.lock import OutputLock
+from lesionaug.output.resume_state import (
+    check_previous_run,
+    clear_previous_outputs,
+    finished_entries,
+    only_n_changed,
+)
+from lesionaug.progress import SILENT, Reporter
+from lesionaug.output.run_record import check_output_folder, read_run_record, write_run_record
+from lesionaug.augment.stop import StopRequest
+from lesionaug.output.pair_writer import GenerationStamp, PairRecord, PairWriter
+
+RESULT_KEYS = ("out", "manifest", "n_generated", "n_skipped_existing", "n_failed", "plan_hash")
+
+
+def default_out(dataset_root: Path) -> Path:
+    """``./isic`` -> ``./isic-augmented``."""
+    root = Path(dataset_root)
+    return root.parent / f"{root.name}-augmented"
+
+
+def generation_size(size: tuple[int, int], resolution: int | None, multiple: int) -> tuple[int, int]:
+    """The size the engine generates at for pairs of ``size``: the model's resolution on the long side."""
+    w, h = size
+    scale = (resolution / max(w, h)) if resolution else 1.0
+    return max(multiple, round(w * scale / multiple) * multiple), max(multiple, round(h * scale / multiple) * multiple)
+
+
+def control_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A pair's mask at the generation size (area average, then threshold: no staircase from nearest)."""
+    if (mask.shape[1], mask.shape[0]) == tuple(size):
+        return mask
+    from PIL import Image
+
+    small = Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).resize(size, Image.Resampling.BOX)
+    return np.asarray(small) > 127
+
+
+def output_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A generated image at the pair's size (Lanczos), unchanged when the sizes agree."""
+    if (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+
+
+def _loop_jobs(plan) -> list[LoopJob]:
+    return [
+        LoopJob(
+            PairRecord(j.id, j.index, j.prompt, j.labels.to_dict(), j.mask_seed, j.mask_source, j.noise_seed),
+            j.diagnosis,
+        )
+        for j in plan.jobs
+    ]
+
+
+def _resolve_model(options, index, gen, provider: str, reporter: Reporter):
+    from lesionaug.augment.model_choice import (
+        dataset_model,
+        default_budget,
+        resolve_given_model,
+    )
+
+    precision = "fp16" if provider in ("cuda", "tensorrt") else "fp32"
+    if gen.model is not None:
+        return resolve_given_model(gen.model, precision, reporter)
+    budget = default_budget(gen.model_size, gen.train_steps)
+    return dataset_model(index, budget, precision, no_train=gen.no_train, seed=options.plan.seed, reporter=reporter)
+
+
+def run_augment(options, reporter: Reporter = SILENT) -> dict:
+    """Generate the plan's pairs into the output folder; see the module docstring."""
+    from lesionaug.augment.preparation import prepare_plan
+
+    gen = options.generation
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    # 1. The plan: the dataset indexed and checked, samplers fitted, jobs laid out (no model yet).
+    prepared = prepare_plan(options, reporter)
+    index, plan = prepared.index, prepared.plan
+    timings["plan_s"] = time.perf_counter() - t0
+
+    # 2. The output folder: never inside the input, never a foreign folder, the same plan unless --force.
+    from lesionaug.output.layout import plan_output
+
+    out = Path(gen.out) if gen.out is not None else default_out(index.root)
+    previous = check_output_folder(out, index.root)
+    output = plan_output(index, gen.image_format, synthetic_only=gen.synthetic_only, masks_dir=options.masks)
+    settings = gen.sampler_settings()
+    jobs_info = {"n": plan.config.n, "shard": [plan.shard.index, plan.shard.count] if plan.shard else None}
+    identity = {"plan": plan.plan_hash, "sampler": asdict(settings), "output": output.identity(),
+                "synthetic_only": gen.synthetic_only}
+    replacing = check_previous_run(out, previous, identity, jobs_info, force=gen.force)  # before any training
+    _check_collisions(plan, output)
+
+    # 3. Free space for what is left to write (originals cost nothing when hard-linked).
+    done_before = 0 if (previous is None or replacing) else len(finished_entries(out, plan, verify_hashes=False))
+    copy_bytes = 0 if can_hard_link(index.root, out) else sum(p.stat().st_size for p, _ in output.originals)
+    estimate = estimate_output_bytes(
+        len(plan.jobs) - done_before, plan.config.size, output.layout.image_format, output.layout.mask_format,
+        copy_bytes, sum(len(t.base) for t in output.label_targets),
+    )
+    check_free_space(out, estimate)
+
+    # 4. Lock the output (a second run stops here), then find or make the engine.
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    lock = OutputLock(out, command="augment")
+    try:
+        lock.acquire()
+    except ConfigError:
+        if created:
+            _remove_if_empty(out)
+        raise
+    try:
+        return _run_locked(options, prepared, out, output, identity, jobs_info, estimate, timings, t0, reporter)
+    finally:
+        lock.release()
+        if created:
+            _remove_if_empty(out)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _check_collisions(plan, output) -> None:
+    originals = {rel for _, rel in output.originals}
+    for job in plan.jobs:
+        for rel in (output.layout.image_path(job.id), output.layout.mask_path(job.id)):
+            if rel in originals:
+                raise ConfigError(
+                    f"synthetic pair {job.id} would replace the original {rel}",
+                    fix="choose another id prefix with --prefix",
+                )
+
+
+def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, timings, t0, reporter) -> dict:
+    gen = options.generation
+    index, plan = prepared.index, prepared.plan
+    from lesionaug.engine import Engine
+    from lesionaug.engine.providers import resolve_provider
+    from lesionaug.engine.sampler import generate
+
+    t = time.perf_counter()
+    provider = resolve_provider(gen.provider)
+    resolved = _resolve_model(options, index, gen, provider, reporter)
+    identity = {**identity, "engine_hash": resolved.engine_hash, "provider": provider}
+    previous = read_run_record(out)  # again, now that the lock is held
+    replacing = check_previous_run(out, previous, identity, jobs_info, force=gen.force)
+    timings["model_s"] = time.perf_counter() - t
+
+    # 5. The run record marks the folder as ours; a replaced run's files go; temporaries of a killed run go.
+    record = {
+        "tool": "lesionaug", "version": __version__, "command": "augment", "status": "running",
+        "dataset": {"root": str(index.root), "layout": index.layout, "fingerprint": index.fingerprint,
+                    "train_fingerprint": plan.train_fingerprint},
+        "config": options.to_dict(), "plan_hash": plan.plan_hash, "identity": identity, "jobs": jobs_info,
+        "provider": provider, "sampler": identity["sampler"], "model": resolved.record(),
+        "train_ids": resolved.model_card.get("train_ids"),
+        "outputs": {"external_masks": output.external_masks, "layout": output.identity()},
+        "space_estimate": estimate.as_dict(),
+    }
+    if replacing and only_n_changed(previous, identity, jobs_info, plan):
+        reporter.info(f"--n changed from {previous['jobs']['n']} to {plan.config.n}: keeping the pairs both plans share")
+    elif replacing:
+        clear_previous_outputs(out, previous)
+    remove_temporaries(out)
+    write_run_record(out, record)
+    kept = finished_entries(out, plan, verify_hashes=True, rewrite=True)
+    done = {int(e["index"]) for e in kept}
+
+    # 6. The engine; the originals are linked in the background while it generates.
+    t = time.perf_counter()
+    engine = Engine.load(resolved.engine_dir, provider, reporter=reporter)
+    timings["engine_load_s"] = time.perf_counter() - t
+    originals: list[dict] = []
+    link_errors: list[BaseException] = []
+
+    def link_all() -> None:
+        try:
+            originals.extend(link_originals(list(output.originals), out))
+        except BaseException as exc:  # noqa: BLE001 - raised in the main thread after the writes finish
+            link_errors.append(exc)
+
+    linking = threading.Thread(target=link_all, name="lesionaug-originals")
+    card = engine.card
+    gen_size = generation_size(plan.config.size, card.model.get("resolution"), card.size_multiple)
+    record.update(provider=engine.provider, generation_size=list(gen_size), output_size=list(plan.config.size))
+    shape_model, settings = prepared.shape_model, gen.sampler_settings()
+
+    def sample_masks(batch):
+        from lesionaug.masks.shape_model import sample_mask
+
+        return [sample_mask(shape_model, j.record.mask_seed, j.diagnosis, plan.config.size, j.record.mask_source)
+                for j in batch]
+
+    def generate_batch(batch, masks):
+        control = [control_mask(m, gen_size) for m in masks]
+        images = generate(engine, [j.record.prompt for j in batch], control,
+                          [j.record.noise_seed for j in batch], settings)
+        return [output_image(img, plan.config.size) for img in images]
+
+    # 7. Generate what is missing; the writer pool encodes and writes behind the engine.
+    stamp = GenerationStamp(settings.scheduler, settings.steps, settings.guidance, settings.control_scale,
+                            resolved.model_hash, resolved.engine_hash)
+    stats, tally, error = None, None, None
+    t, cpu = time.perf_counter(), time.process_time()
+    linking.start()
+    with reporter.task("generating", total=len(plan.jobs)) as task:
+        task.advance(len(done))
+        with ManifestAppender(out / MANIFEST_NAME, durable=gen.durable) as manifest, StopRequest() as stop:
+            writer = PairWriter(out, output.layout, stamp, manifest, workers=gen.workers, durable=gen.durable,
+                                on_written=lambda _entry: task.advance())
+            try:
+                stats = run_generation(_loop_jobs(plan), done, gen.batch_size, sample_masks, generate_batch,
+                                       writer, stop)
+            except BaseException as exc:  # noqa: BLE001 - the writes in flight still finish and are recorded
+                error = exc
+            finally:
+                tally = writer.close()
+                timings["generation_wall_s"] = time.perf_counter() - t
+                timings["generation_cpu_s"] = time.process_time() - cpu  # all threads: engine, masks, writers
+                linking.join()
+    if error is None and link_errors:
+        error = link_errors[0]
+    timings["generate_s"] = stats.seconds["generate"] if stats else 0.0
+    n_written = tally.written
+    counts = {"n_jobs": len(plan.jobs), "n_generated": n_written, "n_skipped_existing": len(done),
+              "n_failed": len(tally.failed)}
+    result = {
+        "out": str(out), "manifest": str(out / MANIFEST_NAME), "n_generated": n_written,
+        "n_skipped_existing": len(done), "n_failed": len(tally.failed), "plan_hash": plan.plan_hash,
+        "n_jobs": len(plan.jobs), "shard": plan.shard.describe() if plan.shard else None,
+        "provider": engine.provider, "engine": str(resolved.engine_dir), "model_source": resolved.source,
+        "generation_size": list(gen_size), "output_size": list(plan.config.size),
+        "images_per_second": round(n_written / timings["generation_wall_s"], 3) if n_written else None,
+    }
+    if output.external_masks:
+        result["read_with"] = f"--masks {out / output.external_masks}"
+    stopped = error is not None or (stats is not None and stats.stopped_early) or tally.failed
+    if stopped:
+        timings["total_s"] = time.perf_counter() - t0
+        write_run_record(out, {**record, "status": "incomplete", "counts": counts, "timings": _round(timings)})
+        if isinstance(error, KeyboardInterrupt) or (stats is not None and stats.stopped_early):
+            raise Interrupted(
+                f"interrupted after {len(done) + n_written} of {len(plan.jobs)} pairs; the output is resumable",
+                path=out,
+                fix="rerun the same command to resume (finished pairs are kept)",
+            ) from None
+        if error is not None:
+            raise error
+        first = tally.failed[0]
+        raise PartialFailure(
+            f"{len(tally.failed)} of {len(plan.jobs)} pairs could not be written (first: {first[0]}: {first[1]})",
+            path=out, fix="fix the cause and rerun the same command: only the missing pairs are generated",
+            data=result,
+        )
+
+    # 8. Label files, the manifest in job order, the record marked complete.
+    t = time.perf_counter()
+    entries = kept + tally.entries
+    record["outputs"] = {**record["outputs"], "originals": sorted(originals, key=lambda o: o["path"])}
+    timings["total_s"] = time.perf_counter() - t0  # the record's total leaves out writing the record
+    finish_output(out, {**record, "counts": counts, "timings": _round(timings)}, list(output.label_targets), entries)
+    timings["finish_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    result["timings"] = _round(timings)
+    return result
+
+
+def _round(timings: dict) -> dict:
+    return {k: round(v, 3) for k, v in timings.items()}

@@ -1,0 +1,237 @@
+"""Image quality of a generator, the paper's way, plus mask fidelity and (optionally) FID/KID.
+
+SSIM (arXiv 2310.02906's protocol): for each real mask of a split, generate an image with that mask
+and the sample's own labels, and compare it with the real image resized to the generation size.
+Mask fidelity: a segmenter trained on the real training split segments each generated image; its
+Dice against the mask the image was generated from says whether the generator obeys the visual
+prompt. Read it between two references: the same segmenter on the real images (the ceiling) and
+on a flat image of the skin's mean colour (the floor: what it predicts without seeing a lesion).
+FID and KID need a feature extractor file (``--fid-weights``); without one they are skipped.
+Everything is computed batch by batch, so memory does not grow with the split.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lesionaug.errors import ConfigError, DatasetError
+from lesionaug.progress import SILENT, Reporter
+from lesionaug.evaluate.segmenter import SegmenterConfig
+
+SPLITS = ("train", "val", "test")
+GRID_ROWS = 6
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """One quality measurement; validated on construction."""
+
+    dataset: Path
+    model: Path
+    split: str = "test"
+    provider: str = "auto"
+    steps: int = 20
+    scheduler: str = "dpm++"
+    guidance: float = 7.5
+    size: int | None = None  # generation size; None: the model's training resolution
+    batch_size: int = 4
+    limit: int | None = None  # at most this many samples of the split (the first by id)
+    seed: int = 0
+    split_seed: int = 0
+    masks: Path | None = None
+    fid_weights: Path | None = None
+    fidelity: bool = True
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    out: Path = Path("lesionaug-report")
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ConfigError(f"unknown split {self.split!r}", fix=f"use --split {' or '.join(SPLITS)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be at least 1, got {self.limit}")
+        if self.size is not None and self.size < 8:
+            raise ConfigError(f"size must be at least 8 px (SSIM's 7x7 window), got {self.size}")
+
+    def to_dict(self) -> dict:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "segmenter"}
+        data = {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+        data["segmenter"] = self.segmenter.to_dict()
+        return data
+
+
+def _summary(values: list[float]) -> dict:
+    array = np.asarray(values, dtype=np.float64)
+    if not array.size:
+        return {"mean": None, "std": None, "n": 0}
+    return {
+        "mean": float(array.mean()),
+        "std": float(array.std(ddof=1)) if array.size > 1 else 0.0,
+        "median": float(np.median(array)),
+        "n": int(array.size),
+    }
+
+
+def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
+    """Generate for every real mask of the split, measure, write the report; return the ``--json`` data."""
+    from lesionaug.dataset.index import load_dataset
+    from lesionaug.engine import Engine
+    from lesionaug.augment.model_choice import resolve_given_model
+    from lesionaug.evaluate.feature_distance import ENABLE_HINT, FeatureDistances, load_feature_extractor
+    from lesionaug.masks.geometry import resize_mask
+    from lesionaug.dataset.files import read_image, read_mask
+    from lesionaug.evaluate.metrics import dice_coefficient, structural_similarity
+    from lesionaug.plan.prompts import DEFAULT_TEMPLATE, build_prompt
+    from lesionaug.engine.sampler import SamplerSettings, generate
+    from lesionaug.seeds import NOISE_STREAM, derive_seed
+    from lesionaug.evaluate.segmenter import resize_image, train_segmenter
+
+    # 1. Check inputs, cheapest first: settings, dataset, feature extractor, then the engine.
+    settings = SamplerSettings(scheduler=config.scheduler, steps=config.steps, guidance=config.guidance)
+    index = load_dataset(config.dataset, config.masks, config.split_seed, reporter=reporter)
+    index.check()
+    samples = sorted(index.usable(config.split), key=lambda s: s.id)[: config.limit]
+    train = index.usable("train")
+    if not samples:
+        raise DatasetError(
+            f"the {config.split} split has no usable samples",
+            path=config.dataset,
+            fix="choose another --split (lesionaug info DATASET shows the splits)",
+        )
+    if config.fidelity and not train:
+        raise DatasetError(
+            "mask fidelity needs a real training split to train its segmenter",
+            path=config.dataset,
+            fix="pass --no-fidelity, or a dataset with a training split",
+        )
+    extractor = load_feature_extractor(config.fid_weights) if config.fid_weights else None
+    resolved = resolve_given_model(config.model, "fp32", reporter)  # a model folder is exported once, cached
+    engine_dir = resolved.engine_dir
+    engine = Engine.load(engine_dir, config.provider, reporter=reporter)
+    size = config.size or _model_resolution(engine)
+    engine.check_size(size, size)
+    model_card = engine.card.model
+    template = model_card.get("prompt_template") or DEFAULT_TEMPLATE
+    notes = []
+    seen = sorted({s.id for s in samples} & set(model_card.get("train_ids") or []))
+    if seen:
+        notes.append(
+            f"the generator was trained on {len(seen)} of these {len(samples)} images: "
+            "their SSIM measures memorisation, not generalisation"
+        )
+        reporter.warn(notes[-1])
+
+    # 2. The fidelity segmenter, trained on the real training split.
+    segmenter = None
+    if config.fidelity:
+        segmenter = train_segmenter([(s.image, s.mask) for s in train], config.segmenter, reporter)
+
+    # 3. Generate batch by batch and measure as images arrive.
+    distances = FeatureDistances(extractor, len(samples)) if extractor is not None else None
+    rows, grid = [], []
+    prior = None  # the segmenter's mask for a lesion-free image
+    started = time.perf_counter()
+    with reporter.task(f"generating {config.split} images", total=len(samples)) as task:
+        for start in range(0, len(samples), config.batch_size):
+            batch = samples[start : start + config.batch_size]
+            masks = [resize_mask(read_mask(s.mask), (size, size)) for s in batch]
+            reals = [resize_image(read_image(s.image), size) for s in batch]
+            prompts = [build_prompt(s.labels, template) for s in batch]
+            seeds = [derive_seed(config.seed, start + k, NOISE_STREAM) for k in range(len(batch))]
+            images = generate(engine, prompts, masks, seeds, settings, SILENT)
+            fidelity = segmenter.predict(list(images)) if segmenter is not None else [None] * len(batch)
+            on_real = segmenter.predict(reals) if segmenter is not None else [None] * len(batch)
+            if segmenter is not None and prior is None:
+                # What the segmenter predicts with no lesion to see: a flat image of the skin's mean colour.
+                flat = np.broadcast_to(np.mean(reals, axis=(0, 1, 2)).round().astype(np.uint8), reals[0].shape)
+                prior = segmenter.predict([np.ascontiguousarray(flat)])[0]
+            for k, sample in enumerate(batch):
+                rows.append(
+                    {
+                        "id": sample.id,
+                        "prompt": prompts[k],
+                        "noise_seed": seeds[k],
+                        "ssim": structural_similarity(images[k], reals[k]),
+                        "fidelity_dice": None if fidelity[k] is None else dice_coefficient(masks[k], fidelity[k]),
+                        "real_dice": None if on_real[k] is None else dice_coefficient(masks[k], on_real[k]),
+                        "prior_dice": None if prior is None else dice_coefficient(masks[k], prior),
+                    }
+                )
+                if len(grid) < GRID_ROWS:
+                    grid.append((masks[k], images[k], reals[k]))
+            if distances is not None:
+                distances.update(reals, real=True)
+                distances.update(list(images), real=False)
+            task.advance(len(batch))
+    seconds = time.perf_counter() - started
+
+    # 4. Summaries, FID/KID, plots and the report.
+    ssim = _summary([r["ssim"] for r in rows])
+    fidelity_summary = _summary([r["fidelity_dice"] for r in rows if r["fidelity_dice"] is not None])
+    real_summary = _summary([r["real_dice"] for r in rows if r["real_dice"] is not None])
+    prior_summary = _summary([r["prior_dice"] for r in rows if r["prior_dice"] is not None])
+    if distances is not None:
+        fid = {"status": "ok", "weights": str(config.fid_weights), **distances.compute()}
+    else:
+        fid = {"status": "skipped", "message": f"skipped: {ENABLE_HINT}"}
+    section = {
+        "config": config.to_dict(),
+        "engine": str(engine_dir),
+        "model_source": resolved.source,
+        "model_hash": resolved.model_hash,
+        "engine_hash": resolved.engine_hash,
+        "provider": engine.provider,
+        "split": config.split,
+        "n": len(rows),
+        "size": size,
+        "steps": config.steps,
+        "ssim": ssim,
+        "mask_fidelity": fidelity_summary,
+        "segmenter_on_real": real_summary if config.fidelity else None,
+        "segmenter_prior": prior_summary if config.fidelity else None,
+        "fid": fid,
+        "notes": notes,
+        "seconds": round(seconds, 1),
+        "images_per_second": round(len(rows) / seconds, 3) if seconds > 0 else None,
+        "per_image": rows,
+    }
+    from lesionaug.evaluate import plots as report_plots
+    from lesionaug.evaluate.report import write_report
+
+    distributions = {"SSIM against the real image": [r["ssim"] for r in rows]}
+    if config.fidelity:
+        distributions["mask fidelity Dice"] = [r["fidelity_dice"] for r in rows]
+        distributions["segmenter Dice on the real images"] = [r["real_dice"] for r in rows]
+    plots = {
+        "quality_distributions": report_plots.distributions(distributions, xlabel="per-image value"),
+        "quality_grid": report_plots.triplet_grid(grid, ("mask", "generated image", "real image of that mask")),
+    }
+    path = write_report(config.out, "quality", section, plots)
+    return {
+        "ssim": ssim,
+        "mask_fidelity": fidelity_summary,
+        "segmenter_on_real": section["segmenter_on_real"],
+        "segmenter_prior": section["segmenter_prior"],
+        "fid": fid,
+        "n": len(rows),
+        "size": size,
+        "engine": str(engine_dir),
+        "notes": notes,
+        "report": str(path),
+    }
+
+
+def _model_resolution(engine) -> int:
+    """The model's training resolution, rounded down to a size its graphs accept."""
+    resolution = engine.card.model.get("resolution")
+    if not isinstance(resolution, int) or resolution <= 0:
+        raise ConfigError(
+            "the engine's card has no training resolution", path=engine.card.path, fix="pass --size, e.g. --size 512"
+        )
+    multiple = engine.card.size_multiple
+    return max(multiple, resolution // multiple * multiple)

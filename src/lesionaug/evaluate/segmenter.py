@@ -1,0 +1,276 @@
+"""Lesion segmenters from the MONAI U-Net family, trained from scratch to measure what data is worth.
+
+``train_segmenter`` fits a 2-class U-Net (Dice + cross-entropy loss, Adam, random flips) on
+(image, mask) pairs resized to a square ``image_size``; ``Segmenter.predict`` returns boolean masks
+at each input's own size. Training is deterministic for a seed on a given device: the weights'
+initialisation, the shuffling and the flips all come from generators seeded from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from lesionaug.errors import BackendError, ConfigError
+from lesionaug.progress import SILENT, Reporter
+
+if TYPE_CHECKING:
+    import torch
+
+ARCHITECTURES = ("unet", "basicunet", "attentionunet")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """How one segmenter is built and trained; validated on construction."""
+
+    arch: str = "unet"
+    image_size: int = 128
+    epochs: int = 30
+    # Optimizer steps; when set it replaces ``epochs`` (whole passes are shuffled as before, the last
+    # one is cut short), so segmenters trained on sets of different sizes can get the same training.
+    steps: int | None = None
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    # Feature widths per resolution level, finest first; each level after the first halves the size.
+    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    flips: bool = True
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(
+                f"unknown segmenter architecture {self.arch!r}", fix=f"use one of {', '.join(ARCHITECTURES)}"
+            )
+        if self.device not in DEVICES:
+            raise ConfigError(f"unknown device {self.device!r}", fix=f"use one of {', '.join(DEVICES)}")
+        for name in ("image_size", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be at least 1, got {self.steps}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning rate must be positive, got {self.learning_rate}")
+        if len(self.channels) < 2 or min(self.channels) < 1:
+            raise ConfigError(f"channels {self.channels} need at least two positive widths")
+        if self.arch == "basicunet" and len(self.channels) != 5:
+            raise ConfigError(
+                f"basicunet has exactly 5 resolution levels, got channels {self.channels}",
+                fix="pass five widths, e.g. 16,32,64,128,256",
+            )
+        factor = 2 ** (len(self.channels) - 1)
+        if self.image_size % factor:
+            raise ConfigError(
+                f"image size {self.image_size} is not divisible by {factor} ({len(self.channels)} resolution levels)",
+                fix=f"use a multiple of {factor}, e.g. --image-size {max(factor, self.image_size // factor * factor)}",
+            )
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["channels"] = list(self.channels)
+        return data
+
+
+def resolve_device(requested: str) -> str:
+    """'auto' -> 'cuda' when a CUDA GPU is usable, else 'cpu'; 'cuda' without one is an error."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise BackendError("--device cuda was asked for but torch sees no CUDA GPU", fix="use --device cpu or auto")
+    return requested
+
+
+def build_network(config: SegmenterConfig) -> "torch.nn.Module":
+    """A fresh 2-class (background, lesion) network of the configured architecture, RGB input."""
+    from monai.networks import nets
+
+    strides = (2,) * (len(config.channels) - 1)
+    if config.arch == "unet":
+        return nets.UNet(
+            spatial_dims=2, in_channels=3, out_channels=2, channels=config.channels, strides=strides, num_res_units=2
+        )
+    if config.arch == "attentionunet":
+        return nets.AttentionUnet(
+            spatial_dims=2, in_channels=3, out_channels=2, channels=config.channels, strides=strides
+        )
+    c = config.channels
+    return nets.BasicUNet(spatial_dims=2, in_channels=3, out_channels=2, features=(*c, c[0]))
+
+
+def load_pairs(
+    pairs: Sequence[tuple[Path, Path]], size: int, reporter: Reporter = SILENT, what: str = "training pairs"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read (image, mask) files resized to size x size: uint8 (N,3,S,S) images and bool (N,S,S) masks."""
+    from lesionaug.dataset.files import read_image, read_mask
+
+    images = np.empty((len(pairs), 3, size, size), dtype=np.uint8)
+    masks = np.empty((len(pairs), size, size), dtype=bool)
+    with reporter.task(f"reading {what}", total=len(pairs)) as task:
+        for i, (image_path, mask_path) in enumerate(pairs):
+            images[i] = resize_image(read_image(image_path), size).transpose(2, 0, 1)
+            masks[i] = resize_mask(read_mask(mask_path), size)
+            task.advance()
+    return images, masks
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    if mask.shape == (size, size):
+        return mask
+    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.Resampling.NEAREST)) > 127
+
+
+def _normalise(batch: "torch.Tensor") -> "torch.Tensor":
+    """uint8 0..255 -> float -1..1."""
+    return batch.float().div_(127.5).sub_(1.0)
+
+
+class Segmenter:
+    """A trained network and the config that made it."""
+
+    def __init__(self, network: "torch.nn.Module", config: SegmenterConfig, device: str, history: list[float]):
+        self.network = network
+        self.config = config
+        self.device = device
+        self.history = history  # mean training loss per epoch
+
+    def predict(
+        self,
+        images: Sequence[np.ndarray],
+        batch_size: int | None = None,
+        output_sizes: Sequence[tuple[int, int]] | None = None,
+    ) -> list[np.ndarray]:
+        """Boolean lesion masks for uint8 HxWx3 images, each at its own input size.
+
+        ``output_sizes`` ((h, w) per image) overrides that, e.g. when the images were already
+        resized to the network's size and the masks are wanted at the truth's size.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        size = self.config.image_size
+        batch_size = batch_size or max(self.config.batch_size, 16)
+        self.network.eval()
+        out: list[np.ndarray] = []
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                chunk = images[start : start + batch_size]
+                batch = np.stack([resize_image(np.asarray(im), size).transpose(2, 0, 1) for im in chunk])
+                logits = self.network(_normalise(torch.from_numpy(batch).to(self.device)))
+                lesion = torch.softmax(logits.float(), dim=1)[:, 1:2]
+                for k, (image, prob) in enumerate(zip(chunk, lesion)):
+                    h, w = output_sizes[start + k] if output_sizes is not None else np.asarray(image).shape[:2]
+                    if (h, w) != (size, size):
+                        prob = F.interpolate(prob[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+                    out.append((prob[0] > 0.5).cpu().numpy())
+        return out
+
+    def predict_files(self, paths: Sequence[Path], reporter: Reporter = SILENT) -> list[np.ndarray]:
+        """Boolean masks for image files, each at the file's own size."""
+        from lesionaug.dataset.files import read_image
+
+        out: list[np.ndarray] = []
+        step = max(self.config.batch_size, 16)
+        with reporter.task("segmenting", total=len(paths)) as task:
+            for start in range(0, len(paths), step):
+                chunk = [read_image(p) for p in paths[start : start + step]]
+                out.extend(self.predict(chunk, batch_size=step))
+                task.advance(len(chunk))
+        return out
+
+
+def train_segmenter(
+    pairs: Sequence[tuple[Path, Path]] | tuple[np.ndarray, np.ndarray],
+    config: SegmenterConfig,
+    reporter: Reporter = SILENT,
+) -> Segmenter:
+    """Train a segmenter from scratch on (image path, mask path) pairs, or on preloaded arrays.
+
+    Preloaded arrays are what ``load_pairs`` returns (uint8 (N,3,S,S), bool (N,S,S)) at the
+    config's image size; passing them lets several runs share one read of the data.
+    """
+    import torch
+    from monai.losses import DiceCELoss
+
+    # 1. Check inputs and read the data
+    if isinstance(pairs, tuple) and len(pairs) == 2 and isinstance(pairs[0], np.ndarray):
+        images, masks = pairs
+    else:
+        images, masks = load_pairs(list(pairs), config.image_size, reporter)
+    if len(images) == 0:
+        raise ConfigError("no training pairs to train a segmenter on", fix="check the dataset's training split")
+    if images.shape[-2:] != (config.image_size, config.image_size) or masks.shape[-2:] != images.shape[-2:]:
+        raise ValueError(f"arrays of size {images.shape[-2:]} do not match image_size {config.image_size}")
+    device = resolve_device(config.device)
+
+    # 2. Build the network with weights drawn from the seed, without touching global RNG state
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        network = build_network(config).to(device)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    generator = torch.Generator().manual_seed(config.seed)
+
+    # 3. Train: shuffle and flip with the seeded generator, so a seed gives the same run
+    images_t = torch.from_numpy(images)
+    masks_t = torch.from_numpy(masks)
+    n = len(images_t)
+    steps_per_epoch = (n + config.batch_size - 1) // config.batch_size
+    total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
+    history: list[float] = []  # mean loss of each pass over the data
+    network.train()
+    with reporter.task(f"training {config.arch} segmenter", total=total_steps) as task:
+        done, epoch = 0, 0
+        while done < total_steps:
+            order = torch.randperm(n, generator=generator)
+            loss_sum, seen = 0.0, 0
+            for step in range(min(steps_per_epoch, total_steps - done)):
+                index = order[step * config.batch_size : (step + 1) * config.batch_size]
+                x = _normalise(images_t[index])
+                y = masks_t[index].unsqueeze(1).float()
+                if config.flips:
+                    x, y = _random_flips(x, y, generator)
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(network(x.to(device)), y.to(device))
+                loss.backward()
+                optimizer.step()
+                loss_sum += float(loss.detach()) * len(index)
+                seen += len(index)
+                done += 1
+                task.advance(epoch=epoch + 1, loss=float(loss.detach()))
+            history.append(loss_sum / seen)
+            epoch += 1
+    network.eval()
+    return Segmenter(network, config, device, history)
+
+
+def _random_flips(
+    x: "torch.Tensor", y: "torch.Tensor", generator: "torch.Generator"
+) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """Flip each sample left-right and/or up-down with probability 1/2 (lesions have no orientation)."""
+    import torch
+
+    flips = torch.rand((len(x), 2), generator=generator) < 0.5
+    for dim, column in ((3, 0), (2, 1)):
+        chosen = flips[:, column]
+        if chosen.any():
+            x[chosen] = x[chosen].flip(dim)
+            y[chosen] = y[chosen].flip(dim)
+    return x, y

@@ -1,0 +1,244 @@
+"""``lesionaug train``: a dataset's training split + a base model -> a model folder.
+
+    config = TrainConfig(base="compact", model_size="tiny", steps=50)
+    result = train_model(load_dataset("./isic"), "model/", config)
+
+Bases: ``compact`` builds a small pixel-space model from nothing and trains it in two stages by the
+same loop (1: UNet + text encoder as text-to-image, 2: a ControlNet with that base locked); a Stable
+Diffusion folder or hub id trains only the ControlNet with UNet, VAE and text encoder locked.
+Only the training split is read; its fingerprint and ids go into ``lesionaug.json``. Runs go
+through ``accelerate``, so ``accelerate launch -m lesionaug train ...`` trains on several GPUs
+(each process takes its own slice of every global batch; the global batch is
+``batch_size * processes * grad_accum``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from lesionaug.errors import ConfigError, DatasetError
+from lesionaug.train.networks import COMPACT_SIZES, MODEL_SIZES, PREDICTION_TYPES
+from lesionaug.progress import SILENT, Reporter
+from lesionaug.plan.prompts import DEFAULT_TEMPLATE, build_prompt, check_template
+
+MIXED_PRECISION = ("no", "fp16", "bf16")
+
+@dataclass(frozen=True)
+class Budget:
+    """A base's defaults: training side in px, steps and learning rate of each stage, warm-up steps."""
+
+    resolution: int
+    base_steps: int  # compact stage 1 (text-to-image)
+    steps: int  # the ControlNet stage
+    base_lr: float
+    lr: float
+    warmup: int  # linear learning-rate warm-up at the start of each stage
+
+
+# The compact "small" budget is the CPU default: about 3 minutes of one core for the demo data's 72
+# training pairs (benchmarks/bench_compact_quality.py measured it against the earlier 128 px
+# epsilon-prediction default); "tiny" is for tests, "base" for a GPU. Stage 2 starts its zero-initialised
+# ControlNet outputs from nothing, so it gets the same high rate as stage 1.
+BUDGETS: dict[str, Budget] = {
+    "tiny": Budget(COMPACT_SIZES["tiny"]["resolution"], 40, 40, 2e-3, 2e-3, 10),
+    "small": Budget(COMPACT_SIZES["small"]["resolution"], 600, 500, 2e-3, 2e-3, 20),
+    "base": Budget(COMPACT_SIZES["base"]["resolution"], 20000, 10000, 2e-4, 1e-4, 500),
+    "sd": Budget(512, 0, 5000, 0.0, 1e-5, 0),
+}
+
+# Options that may change when a run is resumed: they do not alter the steps already taken.
+RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "keep_checkpoints", "sample_steps", "num_samples"})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run; ``None`` means the base's default (see BUDGETS)."""
+
+    base: str = "compact"
+    model_size: str = "small"
+    resolution: int | None = None
+    steps: int | None = None  # ControlNet steps (the last stage)
+    base_steps: int | None = None  # compact only: stage-1 (text-to-image) steps
+    batch_size: int = 4
+    grad_accum: int = 1
+    lr: float | None = None  # ControlNet learning rate
+    base_lr: float | None = None  # compact stage-1 learning rate
+    lr_warmup: int | None = None  # warm-up steps at the start of each stage
+    prediction_type: str | None = None  # compact only (default v_prediction); an SD base keeps its scheduler's
+    zero_terminal_snr: bool | None = None  # compact only: the last noise step is pure noise (default with v)
+    mixed_precision: str = "no"
+    seed: int = 0
+    checkpoint_every: int = 0  # 0: only at the end of each stage
+    keep_checkpoints: int = 2
+    prompt_template: str = DEFAULT_TEMPLATE
+    prompt_dropout: float = 0.1
+    cache_latents: bool = True
+    allow_pickle: bool = False
+    sample_steps: int = 20
+    sample_guidance: float = 3.0
+    num_samples: int = 4
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    @property
+    def compact(self) -> bool:
+        return self.base == "compact"
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every ``None`` replaced by the base's default."""
+        budget = BUDGETS[self.model_size if self.compact else "sd"]
+        return replace(
+            self,
+            resolution=self.resolution or budget.resolution,
+            steps=self.steps if self.steps is not None else budget.steps,
+            base_steps=(self.base_steps if self.base_steps is not None else budget.base_steps) if self.compact else 0,
+            lr=self.lr if self.lr is not None else budget.lr,
+            base_lr=(self.base_lr if self.base_lr is not None else budget.base_lr) if self.compact else None,
+            lr_warmup=self.lr_warmup if self.lr_warmup is not None else budget.warmup,
+            prediction_type=(self.prediction_type or "v_prediction") if self.compact else None,
+            zero_terminal_snr=self._zero_terminal_snr() if self.compact else None,
+        )
+
+    def _zero_terminal_snr(self) -> bool:
+        if self.zero_terminal_snr is not None:
+            return self.zero_terminal_snr
+        return (self.prediction_type or "v_prediction") == "v_prediction"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def identity(self) -> dict:
+        """The options that fix the trajectory of the run (compared on --resume)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_CHANGES}
+
+
+def check_config(c: TrainConfig) -> None:
+    """Every check of a TrainConfig's values, in one place."""
+    positive = {"batch_size": c.batch_size, "grad_accum": c.grad_accum, "keep_checkpoints": c.keep_checkpoints}
+    positive |= {"sample_steps": c.sample_steps, "num_samples": c.num_samples}
+    for name, value in positive.items():
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+    if c.resolution is not None and (not isinstance(c.resolution, int) or c.resolution < 1):
+        raise ConfigError(f"resolution must be a positive integer, not {c.resolution!r}")
+    for name in ("steps", "base_steps"):
+        value = getattr(c, name)
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise ConfigError(f"{name} must be a non-negative integer, not {value!r}")
+    for name in ("checkpoint_every", "lr_warmup", "seed"):
+        value = getattr(c, name)
+        if (value is not None or name != "lr_warmup") and (not isinstance(value, int) or value < 0):
+            raise ConfigError(f"{name} must be a non-negative integer, not {value!r}")
+    for name in ("lr", "base_lr"):
+        value = getattr(c, name)
+        if value is not None and not value > 0:
+            raise ConfigError(f"{name} must be positive, not {value!r}")
+    if c.prediction_type is not None and c.prediction_type not in PREDICTION_TYPES:
+        raise ConfigError(f"unknown prediction type {c.prediction_type!r}", fix=f"use one of {', '.join(PREDICTION_TYPES)}")
+    if not c.compact and (c.prediction_type is not None or c.zero_terminal_snr is not None):
+        raise ConfigError(
+            "the prediction type and noise schedule are chosen for the compact base only",
+            fix="a Stable Diffusion base trains its ControlNet with the base's own scheduler; drop --prediction-type",
+        )
+    if c.zero_terminal_snr and c.prediction_type == "epsilon":
+        raise ConfigError(
+            "a zero terminal SNR schedule needs v-prediction (noise cannot be predicted from pure noise)",
+            fix="use prediction_type v_prediction or zero_terminal_snr False",
+        )
+    if not 0.0 <= c.prompt_dropout < 1.0:
+        raise ConfigError(f"prompt dropout must be in [0, 1), not {c.prompt_dropout}")
+    if c.mixed_precision not in MIXED_PRECISION:
+        raise ConfigError(f"unknown mixed precision {c.mixed_precision!r}", fix=f"use one of {', '.join(MIXED_PRECISION)}")
+    if c.model_size not in MODEL_SIZES:
+        raise ConfigError(f"unknown model size {c.model_size!r}", fix=f"use one of {', '.join(MODEL_SIZES)}")
+    if not c.base:
+        raise ConfigError("base must be 'compact', a Stable Diffusion folder or a hub id")
+    check_template(c.prompt_template)
+
+
+def check_resolution(resolution: int, multiple: int, base: str) -> None:
+    if resolution % multiple:
+        lower = max(multiple, resolution // multiple * multiple)
+        raise ConfigError(
+            f"resolution {resolution} is not a multiple of {multiple}, which the {base} model needs",
+            fix=f"pass --resolution {lower} or {lower + multiple}",
+        )
+
+
+def training_samples(index: Any, batch_size: int, processes: int = 1) -> list[Any]:
+    """The training split's usable pairs; refuses when there are none or too few for one batch."""
+    samples = index.usable("train")
+    if not samples:
+        counts = ", ".join(f"{k} {v}" for k, v in index.split_counts().items())
+        raise DatasetError(
+            f"no usable training pairs (image + mask) in the training split ({counts})",
+            path=index.root,
+            fix="add masks (--masks DIR) or a train split folder",
+        )
+    need = batch_size * processes
+    if len(samples) < need:
+        raise DatasetError(
+            f"only {len(samples)} training pairs, fewer than one batch of {need}",
+            path=index.root,
+            fix=f"pass --batch-size {max(1, len(samples) // processes)} or add training pairs",
+        )
+    return samples
+
+
+def label_vocabulary(samples: list[Any]) -> dict:
+    """The diagnoses and attributes seen in training, code -> readable name."""
+    from lesionaug.dataset.labels import ATTRIBUTES, DIAGNOSES
+
+    diagnoses = sorted({s.labels.diagnosis for s in samples if s.labels.diagnosis})
+    attributes = sorted({a for s in samples for a in s.labels.attributes})
+    return {
+        "diagnoses": {d: DIAGNOSES.get(d, d) for d in diagnoses},
+        "attributes": {a: ATTRIBUTES.get(a, a.replace("_", " ")) for a in attributes},
+    }
+
+
+def train_model(
+    dataset_index: Any,
+    out_dir: str | Path,
+    config: TrainConfig,
+    reporter: Reporter = SILENT,
+    *,
+    resume: bool = False,
+    force: bool = False,
+) -> dict:
+    """Train on the training split of ``dataset_index`` and write the model folder ``out_dir``."""
+    from lesionaug.train.data import load_training_set
+    from lesionaug.train.run import Provenance, load_parts, run_training
+
+    # 1. Check the inputs (cheap, nothing written).
+    config = config.resolved()
+    samples = training_samples(dataset_index, config.batch_size)
+    prompts = [build_prompt(s.labels, config.prompt_template) for s in samples]
+    # 2. Build or load the networks (no side effects) and check the resolution against them.
+    parts = load_parts(config, prompts)
+    check_resolution(config.resolution, parts.size_multiple, "compact" if config.compact else "Stable Diffusion")
+    # 3. Read the pairs: training split, plus validation masks for the sample grids.
+    provenance = Provenance(
+        split_fingerprint=dataset_index.subset_fingerprint(samples),
+        dataset_fingerprint=dataset_index.fingerprint,
+        train_ids=[str(s.id) for s in samples],
+        label_vocabulary=label_vocabulary(samples),
+    )
+    val_samples = dataset_index.usable("val")[: config.num_samples] or samples[: config.num_samples]
+    return run_training(
+        parts,
+        lambda: load_training_set(samples, config.resolution, config.prompt_template, reporter),
+        lambda: load_training_set(val_samples, config.resolution, config.prompt_template),
+        Path(out_dir),
+        config,
+        provenance,
+        reporter,
+        resume=resume,
+        force=force,
+    )
+
+
+__all__ = ["TrainConfig", "check_config", "label_vocabulary", "train_model", "training_samples"]

@@ -1,0 +1,334 @@
+"""The generator's networks: a compact pixel-space model built from nothing, or a Stable Diffusion base.
+
+Both come back as ``ModelParts`` holding diffusers/transformers classes, so training, the model
+folder and export treat them the same way. The compact model is a small ``UNet2DConditionModel``
+on RGB pixels scaled to [-1, 1], a small ``CLIPTextModel`` and a word-level tokenizer built from
+the dataset's prompt vocabulary; its ControlNet's conditioning embedding keeps full resolution
+(there is no latent space to shrink the mask to).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lesionaug.errors import ConfigError, ModelError
+from lesionaug.dataset.labels import ATTRIBUTES, DIAGNOSES
+from lesionaug.plan.prompts import GENERIC_PROMPT
+
+MODEL_SIZES = ("tiny", "small", "base")
+
+# Widths per compact size. Attention only at the coarsest levels: pixel-space self-attention at
+# full resolution costs (H*W)^2 and buys little for textures this small.
+COMPACT_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "resolution": 64,
+        "block_out_channels": (16, 32, 64),
+        "attention": (False, False, True),
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+        "heads": 4,
+        "text_hidden": 32,
+        "text_layers": 2,
+    },
+    "small": {
+        "resolution": 64,
+        "block_out_channels": (16, 32, 64, 64),
+        "attention": (False, False, False, True),
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+        "heads": 4,
+        "text_hidden": 64,
+        "text_layers": 2,
+    },
+    "base": {
+        "resolution": 256,
+        "block_out_channels": (128, 256, 256, 512),
+        "attention": (False, False, True, True),
+        "layers_per_block": 2,
+        "norm_num_groups": 32,
+        "heads": 8,
+        "text_hidden": 256,
+        "text_layers": 4,
+    },
+}
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+# CLIPTextModel pools at the first eos; eos id 2 would select its legacy argmax pooling instead.
+SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
+_WORD = re.compile(r"\w+(?:-\w+)*|[^\w\s]")
+
+
+@dataclass
+class ModelParts:
+    """The networks of one generator and how their tensors are shaped."""
+
+    unet: Any
+    text_encoder: Any
+    tokenizer: Any
+    noise_scheduler: Any
+    vae: Any | None = None
+    controlnet: Any | None = None
+    base: str = "compact"
+    model_size: str | None = None
+
+    @property
+    def latent(self) -> bool:
+        return self.vae is not None
+
+    @property
+    def vae_scale_factor(self) -> int | None:
+        if self.vae is None:
+            return None
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this: the UNet's downsampling times the VAE's."""
+        unet_factor = 2 ** (len(self.unet.config.block_out_channels) - 1)
+        return unet_factor * (self.vae_scale_factor or 1)
+
+    @property
+    def max_length(self) -> int:
+        return int(self.tokenizer.model_max_length)
+
+
+def prompt_words(text: str) -> list[str]:
+    """The word-level tokenizer's split: lower-cased words (hyphens kept) and punctuation marks."""
+    return _WORD.findall(text.lower())
+
+
+def build_word_tokenizer(prompts: list[str], max_length: int | None = None):
+    """A word-level tokenizer over ``prompts`` plus every label name, loadable by AutoTokenizer."""
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [GENERIC_PROMPT, *DIAGNOSES.values(), *ATTRIBUTES.values(), "with, and on the of in a", *prompts]
+    words = sorted({w for t in texts for w in prompt_words(t)})
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
+    for w in words:
+        vocab.setdefault(w, len(vocab))
+    if max_length is None:
+        longest = max((len(prompt_words(p)) for p in [GENERIC_PROMPT, *prompts]), default=0) + 2
+        max_length = max(16, 8 * math.ceil(longest / 8))
+
+    backend = Tokenizer(WordLevel(vocab=vocab, unk_token=UNK))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(_WORD.pattern), behavior="removed", invert=True)
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A {EOS}", special_tokens=[(BOS, vocab[BOS]), (EOS, vocab[EOS])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token=PAD,
+        unk_token=UNK,
+        bos_token=BOS,
+        eos_token=EOS,
+        model_max_length=max_length,
+        padding_side="right",
+    )
+
+
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def compact_scheduler(prediction_type: str = "v_prediction", zero_terminal_snr: bool = True):
+    """The compact model's noise schedule: cosine betas over 1000 steps, sampled from the last one.
+
+    ``v_prediction`` makes the network predict the clean image where the noise swamps it, so an
+    early model already gives the mean image for its mask; ``zero_terminal_snr`` makes the last
+    step pure noise (what sampling starts from), and "trailing" spacing starts sampling there.
+    """
+    from diffusers import DDPMScheduler
+
+    if prediction_type not in PREDICTION_TYPES:
+        raise ConfigError(f"unknown prediction type {prediction_type!r}", fix=f"use one of {', '.join(PREDICTION_TYPES)}")
+    return DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type=prediction_type,
+        clip_sample=True,
+        rescale_betas_zero_snr=zero_terminal_snr,
+        timestep_spacing="trailing" if zero_terminal_snr else "leading",
+    )
+
+
+def build_compact_model(
+    size: str,
+    resolution: int,
+    prompts: list[str],
+    *,
+    prediction_type: str = "v_prediction",
+    zero_terminal_snr: bool = True,
+) -> ModelParts:
+    """A pixel-space UNet, text encoder and word tokenizer of ``size``, randomly initialised."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    if size not in COMPACT_SIZES:
+        raise ConfigError(f"unknown model size {size!r}", fix=f"use one of {', '.join(MODEL_SIZES)}")
+    spec = COMPACT_SIZES[size]
+    tokenizer = build_word_tokenizer(prompts)
+    hidden = spec["text_hidden"]
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer.get_vocab()),
+        hidden_size=hidden,
+        intermediate_size=hidden * 4,
+        projection_dim=hidden,
+        num_hidden_layers=spec["text_layers"],
+        num_attention_heads=max(1, hidden // 16),
+        max_position_embeddings=tokenizer.model_max_length,
+        hidden_act="gelu",
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    text_encoder = CLIPTextModel(text_config)
+
+    attention = spec["attention"]
+    down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention)
+    up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention))
+    unet = UNet2DConditionModel(
+        sample_size=resolution,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=spec["block_out_channels"],
+        layers_per_block=spec["layers_per_block"],
+        down_block_types=down,
+        up_block_types=up,
+        norm_num_groups=spec["norm_num_groups"],
+        cross_attention_dim=hidden,
+        attention_head_dim=spec["heads"],
+    )
+    # Pixel space at low resolution: the cosine schedule keeps coarse structure learnable.
+    scheduler = compact_scheduler(prediction_type, zero_terminal_snr)
+    return ModelParts(unet, text_encoder, tokenizer, scheduler, base="compact", model_size=size)
+
+
+def conditioning_channels_for(vae_scale_factor: int | None) -> tuple[int, ...]:
+    """ControlNet conditioning-embedding widths: one stride-2 conv per extra entry, so the mask
+    (full image resolution) lands on the UNet's input grid: none for pixels, log2(f) for latents."""
+    widths = (16, 32, 96, 256)
+    downsamplings = int(math.log2(vae_scale_factor)) if vae_scale_factor else 0
+    if downsamplings >= len(widths):
+        widths = widths + (256,) * (downsamplings + 1 - len(widths))
+    return widths[: downsamplings + 1]
+
+
+def build_controlnet(parts: ModelParts):
+    """A ControlNet initialised from the (trained or pretrained) UNet's encoder weights."""
+    from diffusers import ControlNetModel
+
+    return ControlNetModel.from_unet(
+        parts.unet,
+        conditioning_embedding_out_channels=conditioning_channels_for(parts.vae_scale_factor),
+    )
+
+
+# What a diffusers Stable Diffusion folder must hold: subfolder -> files any one of which will do.
+SD_LAYOUT: dict[str, tuple[str, ...]] = {
+    "unet": ("config.json",),
+    "vae": ("config.json",),
+    "text_encoder": ("config.json",),
+    "tokenizer": ("vocab.json", "tokenizer.json"),
+}
+_WEIGHTS = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def check_sd_folder(root: Path, allow_pickle: bool = False) -> None:
+    """Refuse a folder that is not a diffusers Stable Diffusion layout, naming what is missing."""
+    for sub, files in SD_LAYOUT.items():
+        if not any((root / sub / f).is_file() for f in files):
+            raise ModelError(
+                f"not a Stable Diffusion folder: {sub}/{' or '.join(files)} is missing",
+                path=root,
+                fix="pass a diffusers layout (unet/, vae/, text_encoder/, tokenizer/) or --base compact",
+            )
+    for sub, stem in _WEIGHTS.items():
+        folder = root / sub
+        safe = list(folder.glob(f"{stem}*.safetensors")) + list(folder.glob(f"{stem}*.safetensors.index.json"))
+        pickled = list(folder.glob(f"{stem}*.bin")) + list(folder.glob(f"{stem}*.bin.index.json"))
+        if not safe and not pickled:
+            raise ModelError(
+                f"not a Stable Diffusion folder: {sub}/ has no {stem}.safetensors weights",
+                path=folder,
+                fix="save the model with save_pretrained(..., safe_serialization=True)",
+            )
+        if not safe and not allow_pickle:
+            raise ModelError(
+                f"{sub}/ holds only pickle weights ({pickled[0].name}), which can run code when loaded",
+                path=folder,
+                fix="convert them to safetensors, or pass --allow-pickle if you trust the file",
+            )
+
+
+def quiet_library_progress() -> None:
+    """transformers and diffusers draw tqdm bars on load/save; lesionaug reports its own progress."""
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.disable_progress_bar()
+
+
+def load_base(base: str, allow_pickle: bool = False) -> ModelParts:
+    """Load a Stable Diffusion base (local diffusers folder or hub id) through diffusers' from_pretrained."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    quiet_library_progress()
+    root = Path(base).expanduser()
+    local = root.is_dir()
+    if local:
+        check_sd_folder(root, allow_pickle)
+        source = str(root)
+    elif root.exists():
+        raise ConfigError("--base must be a folder, a hub id or 'compact'", path=root, fix="pass the model's folder")
+    elif not _HUB_ID.match(base):
+        raise ConfigError(
+            "base model folder not found", path=root, fix="pass an existing diffusers folder, a hub id, or compact"
+        )
+    else:
+        source = base
+    kwargs = {"use_safetensors": None if allow_pickle else True, "local_files_only": _offline()}
+    try:
+        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **kwargs)
+        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", **kwargs)
+        text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", **kwargs)
+        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", local_files_only=kwargs["local_files_only"])
+    except (OSError, ValueError) as exc:
+        if local:
+            raise ModelError(f"cannot load the base model ({_first_line(exc)})", path=root) from None
+        how = f"download it where there is network (hf download {base} --local-dir DIR) and pass --base DIR"
+        if _offline():
+            raise ModelError(f"hub id {base!r} is not in the local cache and HF_HUB_OFFLINE=1", fix=how) from None
+        if not allow_pickle and "safetensors" in str(exc).lower():
+            raise ModelError(f"hub model {base!r} has no safetensors weights", fix="pass --allow-pickle if you trust it") from None
+        raise ModelError(f"cannot load hub model {base!r} ({_first_line(exc)})", fix=how) from None
+    try:
+        scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler", local_files_only=kwargs["local_files_only"])
+    except (OSError, ValueError):
+        # The schedule every SD 1.x/2.x checkpoint was trained with.
+        scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False)
+    if unet.config.in_channels != vae.config.latent_channels:
+        raise ModelError(
+            f"unet takes {unet.config.in_channels} channels but the vae makes {vae.config.latent_channels}",
+            path=root if local else None,
+            fix="pass a text-to-image Stable Diffusion base (not an inpainting or depth model)",
+        )
+    return ModelParts(unet, text_encoder, tokenizer, scheduler, vae=vae, base=base if not local else str(root.resolve()))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

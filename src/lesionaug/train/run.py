@@ -1,0 +1,265 @@
+"""A training run end to end: output folder, stages, checkpoints, sample grids, the model folder.
+
+``run_training`` takes networks and already-preprocessed pairs, so tests and library users can train
+on tensors without a dataset folder; ``train.train_model`` is the dataset-folder front end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lesionaug import __version__
+from lesionaug.train.checkpoints import (
+    latest_checkpoint,
+    load_network_weights,
+    read_checkpoint_info,
+    save_checkpoint,
+)
+from lesionaug.errors import BackendError, ConfigError
+from lesionaug.train.model_folder import prepare_output, write_model_folder, write_run_marker
+from lesionaug.train.networks import (
+    ModelParts,
+    build_compact_model,
+    build_controlnet,
+    load_base,
+)
+from lesionaug.progress import Reporter
+from lesionaug.train.data import TrainingSet
+from lesionaug.train.loop import StagePlan, derive_seed, run_stage
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What the model was trained on, recorded in ``lesionaug.json``."""
+
+    split_fingerprint: str
+    dataset_fingerprint: str
+    train_ids: list[str] = field(default_factory=list)
+    label_vocabulary: dict = field(default_factory=lambda: {"diagnoses": {}, "attributes": {}})
+
+
+def load_parts(config: Any, prompts: list[str]) -> ModelParts:
+    """The compact model (seeded, vocabulary from ``prompts``) or the Stable Diffusion base."""
+    import torch
+
+    config = config.resolved()
+    if config.compact:
+        torch.manual_seed(derive_seed(config.seed, 0xBA5E))
+        return build_compact_model(
+            config.model_size,
+            config.resolution,
+            prompts,
+            prediction_type=config.prediction_type,
+            zero_terminal_snr=config.zero_terminal_snr,
+        )
+    return load_base(config.base, allow_pickle=config.allow_pickle)
+
+
+def stage_plans(config: Any) -> list[StagePlan]:
+    if config.compact:
+        return [
+            StagePlan("base", 0, 0, config.base_steps, config.base_lr),
+            StagePlan("controlnet", 1, config.base_steps, config.steps, config.lr),
+        ]
+    return [StagePlan("controlnet", 0, 0, config.steps, config.lr)]
+
+
+def make_accelerator(mixed_precision: str) -> Any:
+    import torch
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, DistributedType
+
+    if mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise BackendError("--mixed-precision fp16 needs a CUDA GPU", fix="use --mixed-precision bf16 or no")
+    try:
+        return Accelerator(mixed_precision=mixed_precision)
+    except ValueError:
+        # accelerate keeps one process-wide state; a single process that trains again with another
+        # precision (a library caller, a test) may start it afresh. Launched multi-process runs may not.
+        if AcceleratorState().distributed_type != DistributedType.NO:
+            raise
+        AcceleratorState._reset_state(reset_partial_state=True)
+        return Accelerator(mixed_precision=mixed_precision)
+
+
+def owned_networks(parts: ModelParts, config: Any) -> dict[str, Any]:
+    """The networks this run changes (what a checkpoint must hold)."""
+    networks = {"unet": parts.unet, "text_encoder": parts.text_encoder} if config.compact else {}
+    if parts.controlnet is not None:
+        networks["controlnet"] = parts.controlnet
+    return networks
+
+
+SHAPE_MODEL_FILE = "shape_model.npz"
+
+
+def write_shape_model(out_dir: Path, data: TrainingSet, fingerprint: str, reporter: Reporter) -> str | None:
+    """Fit the mask shape model on the training masks as the model sees them (cropped, at the
+    training resolution) and save it beside the networks; None when the masks cannot support one."""
+    from lesionaug.errors import ConfigError as ShapeError
+    from lesionaug.masks.shape_model import fit_shape_model
+    from lesionaug.masks.model_file import save_shape_model
+
+    masks = (m[0].numpy().astype(bool) for m in data.masks)
+    try:
+        model = fit_shape_model(masks, data.diagnoses, fingerprint=fingerprint)
+    except ShapeError as exc:
+        reporter.warn(f"no shape model in the model folder: {exc.message}")
+        return None
+    save_shape_model(model, out_dir / SHAPE_MODEL_FILE)
+    return SHAPE_MODEL_FILE
+
+
+def restore_networks(parts: ModelParts, checkpoint: Path, info: dict) -> None:
+    """Load a checkpoint's weights; the ControlNet is rebuilt from the (restored) UNet first."""
+    for name in ("unet", "text_encoder"):
+        if name in info["networks"]:
+            load_network_weights(checkpoint, name, getattr(parts, name))
+    if "controlnet" in info["networks"]:
+        if parts.controlnet is None:
+            parts.controlnet = build_controlnet(parts)
+        load_network_weights(checkpoint, "controlnet", parts.controlnet)
+
+
+def run_training(
+    parts: ModelParts,
+    load_train: Callable[[], TrainingSet],
+    load_val: Callable[[], TrainingSet],
+    out_dir: Path,
+    config: Any,
+    provenance: Provenance,
+    reporter: Reporter,
+    *,
+    resume: bool = False,
+    force: bool = False,
+) -> dict:
+    """Train every stage of ``config`` (already resolved) into ``out_dir``; return a summary."""
+    config = config.resolved()
+    identity = {**config.identity(), "split_fingerprint": provenance.split_fingerprint}
+    accelerator = make_accelerator(config.mixed_precision)
+    plans = stage_plans(config)
+    total = plans[-1].last_step
+    # 1. The output folder: refuse a foreign or different run before writing anything.
+    checkpoint, info, done = None, {}, 0
+
+    def check_resumable() -> None:
+        nonlocal checkpoint, info, done
+        checkpoint = latest_checkpoint(out_dir)
+        info = read_checkpoint_info(checkpoint) if checkpoint is not None else {}
+        done = int(info.get("step", 0))
+        if done > total:
+            raise ConfigError(
+                f"the run in the output folder is already at step {done}, past the {total} steps asked for",
+                path=out_dir,
+                fix=f"pass --steps {done - plans[-1].first_step} or more to --resume it",
+            )
+
+    prepare_output(out_dir, identity, resume=resume, force=force, before_resume=check_resumable)
+    data = load_train()
+    if len(data) < config.batch_size * accelerator.num_processes:
+        raise ConfigError(f"only {len(data)} training pairs, fewer than one batch", fix="lower --batch-size")
+    if accelerator.is_main_process:
+        write_run_marker(out_dir, identity, {"version": __version__, "training": config.to_dict()})
+    # 2. Where to start: the newest checkpoint when resuming.
+    if checkpoint is not None:
+        restore_networks(parts, checkpoint, info)
+        reporter.info(f"resuming from {checkpoint} (step {done})")
+    val = load_val()
+    samples_written: list[str] = []
+
+    # 3. Each stage by the same loop; checkpoints and sample grids at the chosen steps.
+    results = []
+    for stage in plans:
+        if done >= stage.last_step:
+            continue
+
+        def on_step(step: int, optimizer: Any, lr_scheduler: Any, stage: StagePlan = stage) -> None:
+            every = config.checkpoint_every
+            if step != stage.last_step and not (every and step % every == 0):
+                return
+            if accelerator.is_main_process:
+                extra = {"grad_scaler": accelerator.scaler.state_dict()} if accelerator.scaler is not None else {}
+                save_checkpoint(
+                    out_dir,
+                    step,
+                    {"stage": stage.name, "stage_step": step - stage.first_step, "version": __version__},
+                    owned_networks(parts, config),
+                    optimizer,
+                    lr_scheduler,
+                    extra,
+                    keep=config.keep_checkpoints,
+                )
+                samples_written.append(str(write_grid(parts, val, out_dir / "samples" / f"step-{step}.png", config)))
+            accelerator.wait_for_everyone()
+
+        resume_from = checkpoint if checkpoint is not None and stage.first_step < done < stage.last_step else None
+        result = run_stage(
+            parts, data, stage, config, accelerator, reporter, resume_from=resume_from, on_step=on_step
+        )
+        results.append(result)
+
+    # 4. The model folder, lesionaug.json last.
+    if accelerator.is_main_process:
+        shape_model = write_shape_model(out_dir, data, provenance.split_fingerprint, reporter)
+        info = {
+            "base": parts.base,
+            "latent": parts.latent,
+            "resolution": config.resolution,
+            "size_multiple": parts.size_multiple,
+            "vae_scale_factor": parts.vae_scale_factor,
+            "prompt_template": config.prompt_template,
+            "label_vocabulary": provenance.label_vocabulary,
+            "shape_model": shape_model,
+            "training": config.to_dict(),
+            "split_fingerprint": provenance.split_fingerprint,
+            "dataset_fingerprint": provenance.dataset_fingerprint,
+            "train_ids": list(provenance.train_ids),
+            "steps_done": total,
+            "version": __version__,
+            "model_size": config.model_size if config.compact else None,
+        }
+        write_model_folder(out_dir, parts, info)
+    accelerator.wait_for_everyone()
+    return {
+        "model_dir": str(out_dir),
+        "base": config.base,
+        "latent": parts.latent,
+        "model_size": config.model_size if config.compact else None,
+        "resolution": config.resolution,
+        "train_pairs": len(data),
+        "steps_done": total,
+        "resumed_from_step": done if checkpoint is not None else None,
+        "stages": [
+            {
+                "name": r.name,
+                "steps": r.steps,
+                "steps_run": r.steps_run,
+                "seconds": round(r.seconds, 3),
+                "samples_per_second": round(r.samples_per_second, 3) if r.steps_run else None,
+                "first_loss": r.losses[0] if r.losses else None,
+                "final_loss": r.losses[-1] if r.losses else None,
+                "losses": r.losses,
+            }
+            for r in results
+        ],
+        "sample_grids": samples_written,
+        "split_fingerprint": provenance.split_fingerprint,
+    }
+
+
+def write_grid(parts: ModelParts, val: TrainingSet, path: Path, config: Any) -> Path:
+    from lesionaug.train.sample_grids import write_sample_grid
+
+    index = list(range(min(len(val), config.num_samples)))
+    return write_sample_grid(
+        path,
+        parts,
+        val.control(index),
+        [val.prompts[i] for i in index],
+        steps=config.sample_steps,
+        guidance=config.sample_guidance,
+        seed=derive_seed(config.seed, 5),
+    )
