@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parent
 def build_engine(dataset: Path, folder: Path, model_size: str) -> Path:
     from lesionaug.dataset.index import load_dataset
     from lesionaug.export.run import export_model
-    from lesionaug.train.config import TrainConfig, train_model
+    from lesionaug.train.config import TrainConfig
+    from lesionaug.train.run import train_model
 
     config = TrainConfig(model_size=model_size, steps=1, base_steps=1, batch_size=2, num_samples=1, sample_steps=1)
     train_model(load_dataset(dataset), folder / "model", config)
@@ -45,8 +46,8 @@ def build_engine(dataset: Path, folder: Path, model_size: str) -> Path:
 
 
 def options_for(dataset: Path, out: Path, engine: Path, args) -> object:
-    from lesionaug.augment.options import augment_options
     from lesionaug.augment.generation_options import GenerationOptions
+    from lesionaug.augment.options import augment_options
 
     generation = GenerationOptions(
         out=out, model=engine, provider="cpu", steps=args.steps, guidance=args.guidance,
@@ -61,12 +62,12 @@ def generation_alone(options, engine_dir: Path) -> tuple[float, float, int]:
     A freshly loaded engine, like the one ``run_augment`` loads: both sides pay ONNX Runtime's
     first-run cost in their first batch.
     """
+    from lesionaug.augment.loop import fixed_batches
+    from lesionaug.augment.preparation import prepare_plan
     from lesionaug.augment.run import control_mask, generation_size, output_image
     from lesionaug.engine import Engine
-    from lesionaug.augment.loop import fixed_batches
-    from lesionaug.masks.shape_model import sample_mask
-    from lesionaug.augment.preparation import prepare_plan
     from lesionaug.engine.sampler import generate
+    from lesionaug.masks.sampling import sample_mask
 
     prepared = prepare_plan(options)
     plan, model = prepared.plan, prepared.shape_model
@@ -101,7 +102,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from lesionaug.augment.run import run_augment
-    from lesionaug.demo.cases import write_demo_dataset
+    from lesionaug.demo.write import write_demo_dataset
 
     with tempfile.TemporaryDirectory(prefix="lesionaug-bench-augment-") as tmp:
         tmp = Path(tmp)

@@ -193,16 +193,17 @@ class TorchEngine:
 
 
 def run_variant(name: str, options: dict, index, segmenter, test, work: Path, args, seed: int) -> dict:
+    from lesionaug.dataset.files import read_image, read_mask
     from lesionaug.engine import Engine
+    from lesionaug.engine.sampler import SamplerSettings, generate
+    from lesionaug.evaluate.segmenter import resize_image
     from lesionaug.export.run import export_model
     from lesionaug.masks.geometry import resize_mask
-    from lesionaug.dataset.files import read_image, read_mask
-    from lesionaug.progress import SILENT
     from lesionaug.plan.prompts import DEFAULT_TEMPLATE, build_prompt
-    from lesionaug.engine.sampler import SamplerSettings, generate
+    from lesionaug.progress import SILENT
     from lesionaug.seeds import NOISE_STREAM, derive_seed
-    from lesionaug.evaluate.segmenter import resize_image
-    from lesionaug.train.config import TrainConfig, train_model
+    from lesionaug.train.config import TrainConfig
+    from lesionaug.train.run import train_model
 
     config = TrainConfig(base="compact", seed=seed, **options)
     model_dir, engine_dir = work / f"{name}-{seed}" / "model", work / f"{name}-{seed}" / "engine"
@@ -295,10 +296,10 @@ def fidelity_segmenter(train, epochs: int, work: Path | None):
 
 def references(test, segmenter) -> dict:
     """The measures on the real images themselves (ceiling) and on a flat skin-coloured image (floor)."""
-    from lesionaug.masks.geometry import resize_mask
     from lesionaug.dataset.files import read_image, read_mask
     from lesionaug.evaluate.metrics import dice_coefficient
     from lesionaug.evaluate.segmenter import resize_image
+    from lesionaug.masks.geometry import resize_mask
 
     out = {}
     for size in (64, 96, 128):
@@ -338,7 +339,7 @@ def main() -> None:
     import torch
 
     from lesionaug.dataset.index import load_dataset
-    from lesionaug.demo.cases import write_demo_dataset
+    from lesionaug.demo.write import write_demo_dataset
 
     if args.name:
         variants = {args.name: dict(kv.split("=", 1) for kv in args.set)}

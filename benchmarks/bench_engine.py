@@ -35,7 +35,11 @@ def build_model(folder: Path, size: str):
     import torch
 
     from lesionaug.train.model_folder import write_model_folder
-    from lesionaug.train.networks import COMPACT_SIZES, build_compact_model, build_controlnet
+    from lesionaug.train.networks import (
+        COMPACT_SIZES,
+        build_compact_model,
+        build_controlnet,
+    )
 
     torch.manual_seed(0)
     resolution = COMPACT_SIZES[size]["resolution"]
@@ -53,7 +57,12 @@ def build_model(folder: Path, size: str):
 
 
 def diffusers_pipeline(model_dir: Path, scheduler_name: str):
-    from diffusers import AutoencoderKL, ControlNetModel, StableDiffusionControlNetPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        StableDiffusionControlNetPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import AutoTokenizer, CLIPTextModel
 
     from lesionaug.engine.sampler import make_scheduler
@@ -129,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from lesionaug.engine import Engine
+    from lesionaug.engine.sampler import SamplerSettings, generate_float
     from lesionaug.engine.session import default_threads
     from lesionaug.export.run import export_model
-    from lesionaug.engine.sampler import SamplerSettings, generate_float
 
     threads = args.threads or default_threads()
     torch.set_num_threads(threads)

@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from lesionaug.dataset.index import load_dataset
-    from lesionaug.demo.cases import write_demo_dataset
+    from lesionaug.demo.write import write_demo_dataset
     from lesionaug.evaluate.segmenter import load_pairs
 
     rows = []

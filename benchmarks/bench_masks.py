@@ -29,10 +29,10 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lesionaug.dataset.index import load_dataset  # noqa: E402
-from lesionaug.masks.training_masks import fit_dataset_shape_model, training_samples  # noqa: E402
-from lesionaug.demo.cases import write_demo_dataset  # noqa: E402
-from lesionaug.masks.shape_model import mask_seed, sample_mask  # noqa: E402
+from lesionaug.demo.write import write_demo_dataset
 from lesionaug.masks.realism import sample_ellipse_mask  # noqa: E402
+from lesionaug.masks.sampling import mask_seed, sample_mask
+from lesionaug.masks.training_masks import fit_dataset_shape_model, mask_fitting_samples  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "masks.json"
 TARGET_PER_S = 200.0
@@ -79,7 +79,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = write_demo_dataset(Path(tmp) / "demo", n=200, layout="isic2018", size=128, seed=0)
         index = load_dataset(data)
-        train = training_samples(index)
+        train = mask_fitting_samples(index)
         start = time.perf_counter()
         model = fit_dataset_shape_model(index, train)
         fit_s = time.perf_counter() - start

@@ -42,7 +42,12 @@ MODELS = {
 def build_model(folder: Path, name: str) -> dict:
     """Write a latent SD + ControlNet model folder of shape ``name`` from configs."""
     import torch
-    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        DDIMScheduler,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from lesionaug.train.networks import build_word_tokenizer
@@ -98,8 +103,8 @@ def masks_for(batch: int, size: int) -> list[np.ndarray]:
 def bench_engine(engine_dir: Path, provider: str, args, record: dict) -> None:
     from lesionaug.engine import Engine
     from lesionaug.engine.providers import probe_provider, usable_providers
-    from lesionaug.engine.session import ShapeProfile
     from lesionaug.engine.sampler import SamplerSettings, generate_float
+    from lesionaug.engine.session import ShapeProfile
 
     entry = record.setdefault("providers", {}).setdefault(provider, {})
     if provider not in usable_providers():
@@ -124,7 +129,12 @@ def bench_engine(engine_dir: Path, provider: str, args, record: dict) -> None:
 
 def bench_diffusers(model_dir: Path, args, record: dict) -> None:
     import torch
-    from diffusers import AutoencoderKL, ControlNetModel, StableDiffusionControlNetPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        StableDiffusionControlNetPipeline,
+        UNet2DConditionModel,
+    )
     from PIL import Image
     from transformers import AutoTokenizer, CLIPTextModel
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from lesionaug.output.run_record import RUN_NAME
+from lesionaug.formats import RUN_NAME
 
 FAST = ("--size", "64", "--steps", "2", "--guidance", "1.0")
 _STATE: dict[str, object] = {}
@@ -80,7 +80,7 @@ class TrainedRun:
 def trained_run() -> TrainedRun:
     """The main job with no model given: train, export, cache, generate (once per session)."""
     if "trained" not in _STATE:
-        from lesionaug.demo.cases import write_demo_dataset
+        from lesionaug.demo.write import write_demo_dataset
 
         root = scratch("augment")
         dataset = write_demo_dataset(root / "isic", n=24, layout="isic2018", size=64, seed=0)

@@ -14,6 +14,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 def demo_isic2018(tmp_path_factory):
     """A 24-pair isic2018 demo dataset at 64 px: train/val/test folders, Task 3 diagnoses, Task 2
     attribute masks. Shared by the session: treat it as read-only."""
-    from lesionaug.demo.cases import write_demo_dataset
+    from lesionaug.demo.write import write_demo_dataset
 
     return write_demo_dataset(tmp_path_factory.mktemp("demo") / "isic2018", n=24, layout="isic2018", size=64, seed=0)

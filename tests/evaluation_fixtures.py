@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lesionaug.output.manifest import MANIFEST_KEYS, MANIFEST_NAME, manifest_line
+from lesionaug.formats import MANIFEST_NAME
+from lesionaug.output.manifest import MANIFEST_KEYS, manifest_line
 from lesionaug.output.run_record import write_run_record
 
 

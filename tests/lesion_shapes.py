@@ -13,7 +13,11 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from lesionaug.masks.geometry import fill_polygon, keep_one_component, polygon_from_radii
+from lesionaug.masks.geometry import (
+    fill_polygon,
+    keep_one_component,
+    polygon_from_radii,
+)
 
 DIAGNOSES = ("mel", "nv", "bkl")
 

@@ -30,9 +30,8 @@ from PIL import Image
 
 from lesionaug.augment.run import RESULT_KEYS
 from lesionaug.dataset.index import load_dataset
-from lesionaug.output.manifest import MANIFEST_KEYS, MANIFEST_NAME, read_manifest
-from lesionaug.output.lock import LOCK_NAME
-from lesionaug.output.run_record import RUN_NAME
+from lesionaug.formats import LOCK_NAME, MANIFEST_NAME, RUN_NAME
+from lesionaug.output.manifest import MANIFEST_KEYS, read_manifest
 
 pytestmark = pytest.mark.slow
 

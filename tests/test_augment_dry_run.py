@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 
 import pytest
 from typer.testing import CliRunner
 
 from lesionaug.augment.options import AugmentOptions
 from lesionaug.cli import app
-from lesionaug.train.networks import COMPACT_SIZES
 from lesionaug.plan.jobs import PlanConfig, Shard
+from lesionaug.train.networks import COMPACT_SIZES
 
 JOB_KEYS = {"index", "id", "prompt", "labels", "mask_seed", "noise_seed"}
 
@@ -38,7 +37,7 @@ def error_of(*args: str) -> tuple[int, dict]:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    from lesionaug.demo.cases import write_demo_dataset
+    from lesionaug.demo.write import write_demo_dataset
 
     return str(write_demo_dataset(tmp_path_factory.mktemp("augment") / "isic", n=40, size=64, seed=2))
 
@@ -162,9 +161,7 @@ def test_without_dry_run_the_options_go_to_run_augment(demo, monkeypatch):
         received["options"] = options
         return {"generated": options.plan.n}
 
-    module = types.ModuleType("lesionaug.augment.run")
-    module.run_augment = run_augment
-    monkeypatch.setitem(sys.modules, "lesionaug.augment.run", module)
+    monkeypatch.setattr("lesionaug.cli.augment.run_augment", run_augment)
     result = invoke("augment", demo, "--n", "7", "--seed", "3", "--shard", "0/2", "--json", "-q")
     assert result.exit_code == 0, result.output
     options = received["options"]

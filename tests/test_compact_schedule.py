@@ -19,7 +19,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 torch = pytest.importorskip("torch")
 
-from lesionaug.train.networks import build_compact_model, build_controlnet, compact_scheduler
+from lesionaug.train.networks import (
+    build_compact_model,
+    build_controlnet,
+    compact_scheduler,
+)
 
 PROMPT = "a dermoscopic image of melanoma with pigment network"
 STEPS = 5

@@ -15,10 +15,10 @@ from PIL import Image, ImageFile
 
 from lesionaug.dataset import files as maskio
 from lesionaug.dataset.index import LAYOUTS, DatasetIndex, load_dataset, seeded_split
-from lesionaug.errors import DatasetError
+from lesionaug.dataset.label_read import labels_from_row
 from lesionaug.dataset.labels import Labels
 from lesionaug.dataset.layouts.isic_challenge import rasterise_features
-from lesionaug.dataset.label_read import labels_from_row
+from lesionaug.errors import DatasetError
 
 
 def _labels_subset(have: dict, want: dict) -> dict:

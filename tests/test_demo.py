@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from lesionaug.dataset.index import load_dataset, read_image, read_mask
-from lesionaug.demo.cases import DEMO_LAYOUTS, assign_splits, draw_cases, write_demo_dataset
-from lesionaug.demo.layouts import superpixel_map
-from lesionaug.errors import ConfigError
 from lesionaug.dataset.layouts.isic_challenge import rasterise_features
+from lesionaug.demo.cases import DEMO_LAYOUTS, assign_splits, draw_cases
+from lesionaug.demo.layouts import superpixel_map
+from lesionaug.demo.write import write_demo_dataset
+from lesionaug.errors import ConfigError
 
 DETECTED_AS = {
     "isic2018": "isic2018_task1",

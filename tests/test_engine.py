@@ -13,7 +13,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from exported_engines import exported_engine  # noqa: E402
 
 from lesionaug.engine import providers  # noqa: E402
-from lesionaug.engine.session import ShapeProfile, check_active_provider, provider_entries  # noqa: E402
+from lesionaug.engine.session import (  # noqa: E402
+    ShapeProfile,
+    check_active_provider,
+    provider_entries,
+)
 from lesionaug.errors import BackendError, UsageError  # noqa: E402
 
 GPU = os.environ.get("LESIONAUG_TEST_GPU") == "1"
@@ -200,8 +204,8 @@ def test_nan_images_are_refused_not_returned(monkeypatch):
     import torch
 
     from lesionaug.engine import Engine
-    from lesionaug.errors import ModelError
     from lesionaug.engine.sampler import SamplerSettings, generate
+    from lesionaug.errors import ModelError
 
     engine = Engine.load(exported_engine("pixel").engine_dir, "cpu")
     real = engine.decode

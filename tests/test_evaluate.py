@@ -7,12 +7,22 @@ import math
 from pathlib import Path
 
 import pytest
-from evaluation_fixtures import write_augmented_folder, write_blob_dataset, write_model_card
+from evaluation_fixtures import (
+    write_augmented_folder,
+    write_blob_dataset,
+    write_model_card,
+)
 from typer.testing import CliRunner
 
 from lesionaug.cli._app import app
 from lesionaug.errors import ConfigError
-from lesionaug.evaluate.run import EvaluateConfig, paired_summary, repeat_seeds, subsample, summarise
+from lesionaug.evaluate.run import (
+    EvaluateConfig,
+    paired_summary,
+    repeat_seeds,
+    subsample,
+    summarise,
+)
 from lesionaug.output.synthetic_pairs import check_no_leakage, read_synthetic_source
 
 runner = CliRunner()

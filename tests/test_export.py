@@ -177,8 +177,8 @@ def test_fp16_text_encoder_is_half_precision_and_verifies(pixel_model, tmp_path)
     import onnx
 
     from lesionaug.export import graphs as g
-    from lesionaug.export.run import read_model_card, verify_graph
     from lesionaug.export.parts import graph_specs, load_parts
+    from lesionaug.export.run import read_model_card, verify_graph
 
     parts = load_parts(pixel_model, read_model_card(pixel_model))
     spec, reference = graph_specs(parts, "fp16")[g.TEXT_ENCODER]

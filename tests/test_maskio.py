@@ -14,9 +14,9 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from lesionaug.dataset import files as maskio
+from lesionaug.dataset.files import binarise, mask_pixel_problem
 from lesionaug.dataset.index import read_image, read_mask
 from lesionaug.errors import DatasetError
-from lesionaug.dataset.files import binarise, mask_pixel_problem
 
 
 @pytest.mark.parametrize("encoding", ["L255", "01", "palette", "rgb", "1bit", "bmp", "jpeg"])

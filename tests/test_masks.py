@@ -12,6 +12,7 @@ from lesion_shapes import lesion_mask, lesion_masks
 from scipy import ndimage
 
 from lesionaug.errors import ConfigError
+from lesionaug.masks.features import FEATURES, shape_features
 from lesionaug.masks.geometry import (
     fill_polygon,
     keep_one_component,
@@ -22,24 +23,21 @@ from lesionaug.masks.geometry import (
     spans_to_mask,
     upsample_periodic,
 )
-from lesionaug.masks.shape_model import (
-    POOLED,
-    ShapeModelConfig,
-    choose_source,
-    describe_lesion,
-    fit_shape_model,
-    mask_seed,
-    sample_mask,
-    sample_model_mask,
-)
+from lesionaug.masks.model_file import load_shape_model, save_shape_model
 from lesionaug.masks.realism import (
     c2st_accuracy,
     ks_statistics,
     realism_report,
     sample_ellipse_mask,
 )
-from lesionaug.masks.features import FEATURES, shape_features
-from lesionaug.masks.model_file import load_shape_model, save_shape_model
+from lesionaug.masks.sampling import choose_source, mask_seed, sample_mask
+from lesionaug.masks.shape_model import (
+    POOLED,
+    ShapeModelConfig,
+    describe_lesion,
+    fit_shape_model,
+    sample_model_mask,
+)
 
 SEEDS = st.integers(min_value=0, max_value=2**63 - 1)
 SIZES = st.tuples(st.integers(24, 160), st.integers(24, 160))

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from lesionaug.cli import app
 from lesionaug.dataset.index import load_dataset
-from lesionaug.masks.training_masks import fit_and_held_out
 from lesionaug.masks.features import FEATURES
 from lesionaug.masks.model_file import load_shape_model
+from lesionaug.masks.training_masks import fit_and_held_out
 
 N = 200
 SIZE = 96
@@ -33,7 +33,7 @@ def data_of(result) -> dict:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """120 demo pairs (isic2018 layout, seven diagnoses): 72 to fit on, 48 held out."""
-    from lesionaug.demo.cases import write_demo_dataset
+    from lesionaug.demo.write import write_demo_dataset
 
     return write_demo_dataset(tmp_path_factory.mktemp("masks-cli") / "isic", n=120, size=SIZE, seed=1)
 

@@ -44,7 +44,12 @@ def pixel():
 
 
 def _pipeline(model_dir, scheduler, *, pixel: bool = False):
-    from diffusers import AutoencoderKL, ControlNetModel, StableDiffusionControlNetPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        StableDiffusionControlNetPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import AutoTokenizer, CLIPTextModel
 
     if pixel:  # never called: output_type="latent"; its single block makes vae_scale_factor 1

@@ -15,8 +15,8 @@ from lesionaug.augment.options import (
     label_spec_from_options,
     parse_size,
 )
-from lesionaug.errors import ConfigError, UsageError
 from lesionaug.dataset.labels import Labels
+from lesionaug.errors import ConfigError, UsageError
 from lesionaug.plan.jobs import (
     GenerationPlan,
     PlanConfig,

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lesionaug.errors import ConfigError
 from lesionaug.dataset.labels import ATTRIBUTES, DIAGNOSES, Labels
+from lesionaug.errors import ConfigError
 from lesionaug.plan.prompts import (
     DEFAULT_TEMPLATE,
     GENERIC_PROMPT,

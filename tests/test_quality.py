@@ -48,14 +48,14 @@ def test_quality_end_to_end(quality_run):
 @pytest.mark.slow
 def test_ssim_compares_the_image_generated_from_each_mask_with_its_real_image(quality_run, demo_isic2018):
     """Regenerate one image by hand with the recorded prompt and noise seed: same SSIM, bit for bit."""
+    from lesionaug.dataset.files import read_image, read_mask
     from lesionaug.dataset.index import load_dataset
     from lesionaug.engine import Engine
-    from lesionaug.masks.geometry import resize_mask
-    from lesionaug.dataset.files import read_image, read_mask
-    from lesionaug.evaluate.metrics import structural_similarity
-    from lesionaug.plan.prompts import build_prompt
     from lesionaug.engine.sampler import SamplerSettings, generate
+    from lesionaug.evaluate.metrics import structural_similarity
     from lesionaug.evaluate.segmenter import resize_image
+    from lesionaug.masks.geometry import resize_mask
+    from lesionaug.plan.prompts import build_prompt
 
     section = json.loads((quality_run["out"] / "report.json").read_text())["sections"]["quality"]
     row = section["per_image"][1]

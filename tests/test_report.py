@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from lesionaug.evaluate import plots as report_plots
 from lesionaug.errors import ConfigError
-from lesionaug.evaluate.report import REPORT_SCHEMA, read_report, write_report
+from lesionaug.evaluate import plots as report_plots
+from lesionaug.evaluate.report import read_report, write_report
+from lesionaug.formats import REPORT_SCHEMA
 
 PNG = b"\x89PNG\r\n\x1a\n"
 RESULTS = [

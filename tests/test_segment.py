@@ -11,7 +11,12 @@ from PIL import Image
 
 from lesionaug.errors import BackendError, ConfigError
 from lesionaug.evaluate.metrics import dice_coefficient
-from lesionaug.evaluate.segmenter import SegmenterConfig, load_pairs, resolve_device, train_segmenter
+from lesionaug.evaluate.segmenter import (
+    SegmenterConfig,
+    load_pairs,
+    resolve_device,
+    train_segmenter,
+)
 
 TINY = dict(image_size=32, channels=(8, 16, 32), batch_size=8, device="cpu")
 

@@ -17,7 +17,7 @@ pytest.importorskip("torch")
 from tiny_sd import write_tiny_sd
 
 from lesionaug.cli._app import app
-from lesionaug.demo.cases import write_demo_dataset
+from lesionaug.demo.write import write_demo_dataset
 
 FAST = ["--model-size", "tiny", "--batch-size", "2"]
 

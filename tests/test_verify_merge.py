@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from augment_runs import augment, invoke, output_digest, trained_run
 
-from lesionaug.output.manifest import MANIFEST_NAME, read_manifest
-from lesionaug.output.run_record import RUN_NAME
+from lesionaug.formats import MANIFEST_NAME, RUN_NAME
+from lesionaug.output.manifest import read_manifest
 
 pytestmark = pytest.mark.slow  # shares the session's trained tiny model with test_augment.py
 

@@ -14,30 +14,29 @@ import pytest
 from PIL import Image
 
 from lesionaug.atomic_files import (
-    TMP_MARK,
     link_or_copy,
     remove_temporaries,
     sha256_bytes,
     sha256_file,
     write_bytes_atomic,
 )
+from lesionaug.dataset.label_write import render_rows
+from lesionaug.dataset.labels import Labels
+from lesionaug.errors import ConfigError
+from lesionaug.formats import LOCK_NAME, TMP_MARK
 from lesionaug.output.folder import (
     LabelTarget,
     link_originals,
     list_originals,
     write_label_files,
 )
-from lesionaug.errors import ConfigError
-from lesionaug.dataset.label_write import render_rows
-from lesionaug.dataset.labels import Labels
+from lesionaug.output.lock import OutputLock
 from lesionaug.output.manifest import (
     MANIFEST_KEYS,
     ManifestAppender,
     read_manifest,
     write_manifest_sorted,
 )
-from lesionaug.output.lock import LOCK_NAME, OutputLock
-from lesionaug.output.run_record import check_output_folder, write_run_record
 from lesionaug.output.pair_writer import (
     GenerationStamp,
     PairLayout,
@@ -46,6 +45,7 @@ from lesionaug.output.pair_writer import (
     encode_image,
     encode_mask,
 )
+from lesionaug.output.run_record import check_output_folder, write_run_record
 
 STAMP = GenerationStamp("dpm++", 20, 3.0, 1.0, "m" * 64, "e" * 64)
 
@@ -354,9 +354,9 @@ LAYOUT_TARGETS = {
 
 @pytest.mark.parametrize("layout", sorted(LAYOUT_TARGETS))
 def test_pairs_written_in_each_demo_layout_read_back(tmp_path, layout):
-    from lesionaug.output.folder import finish_output
     from lesionaug.dataset.index import load_dataset
-    from lesionaug.demo.cases import write_demo_dataset
+    from lesionaug.demo.write import write_demo_dataset
+    from lesionaug.output.folder import finish_output
     from lesionaug.output.layout import plan_output
     from lesionaug.output.verify import verify_output
 

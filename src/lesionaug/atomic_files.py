@@ -17,7 +17,8 @@ import shutil
 import threading
 from pathlib import Path
 
-TMP_MARK = ".lesionaug-tmp-"
+from lesionaug.formats import TMP_MARK
+
 _counter = itertools.count()
 _counter_lock = threading.Lock()
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lesionaug.errors import ConfigError, UsageError
 from lesionaug.engine.sampler import (
     DEFAULT_GUIDANCE,
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
     SamplerSettings,
 )
+from lesionaug.errors import ConfigError, UsageError
 
 PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
 IMAGE_FORMAT_CHOICES = ("png", "jpg")

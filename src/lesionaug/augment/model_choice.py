@@ -21,12 +21,14 @@ from pathlib import Path
 
 from lesionaug.engine.registry import cache_root
 from lesionaug.errors import ConfigError, ModelError
+from lesionaug.export.run import export_model
+from lesionaug.formats import CARD_NAME as CARD
+from lesionaug.formats import ENGINE_FORMAT, MODEL_FORMAT
 from lesionaug.output.lock import OutputLock
 from lesionaug.progress import SILENT, Reporter
+from lesionaug.train.config import TrainConfig
+from lesionaug.train.run import train_model
 
-ENGINE_FORMAT = "lesionaug.engine/1"
-MODEL_FORMAT = "lesionaug.model/1"
-CARD = "lesionaug.json"
 # Seconds per training step (batch 4), only for the "about N min" line before training: CPU tiny
 # from benchmarks/results/train.json, small (64 px) from benchmarks/results/compact_quality.json
 # (2 cores); CPU base and the GPU figures are rough guesses.
@@ -110,8 +112,6 @@ def _engine(engine_dir: Path, model_dir: Path | None, source: str) -> ResolvedMo
 
 def _locked_export(model_dir: Path, engine_dir: Path, precision: str, reporter: Reporter) -> None:
     """Export ``model_dir`` to ``engine_dir`` unless another run did it while we waited for the lock."""
-    from lesionaug.export.run import export_model
-
     locks = cache_root() / "locks" / engine_dir.name
     locks.mkdir(parents=True, exist_ok=True)
     with OutputLock(locks, command="export"):
@@ -184,8 +184,6 @@ class TrainingBudget:
         return f"{split_fingerprint[:24]}-{self.model_size}-{self.steps if self.steps is not None else 'default'}"
 
     def config(self, seed: int = 0):
-        from lesionaug.train.config import TrainConfig
-
         if self.steps is None:
             return TrainConfig(base="compact", model_size=self.model_size, seed=seed)
         return TrainConfig(base="compact", model_size=self.model_size, steps=self.steps, base_steps=self.steps, seed=seed)
@@ -253,8 +251,6 @@ def dataset_model(
 
 
 def _train_into_cache(index, model_dir: Path, budget: TrainingBudget, seed: int, n_train: int, reporter: Reporter) -> None:
-    from lesionaug.train.config import train_model
-
     config = budget.config(seed)
     resolved = config.resolved()
     reporter.info(

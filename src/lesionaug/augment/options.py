@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lesionaug.errors import UsageError
 from lesionaug.augment.generation_options import GenerationOptions
+from lesionaug.errors import UsageError
 from lesionaug.plan.jobs import PlanConfig, Shard, parse_shard
 from lesionaug.plan.prompts import (
     LABEL_MODES,
@@ -45,14 +45,6 @@ class AugmentOptions:
             "dry_run": self.dry_run,
             "generation": self.generation.to_dict(),
         }
-
-
-def _generator_side(generation: GenerationOptions) -> tuple[int, int]:
-    """The default pair size: square at the generator's resolution, so nothing is resampled."""
-    from lesionaug.augment.model_choice import generator_resolution
-
-    side = generator_resolution(generation.model, generation.model_size, generation.train_steps)
-    return side, side
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -93,8 +85,16 @@ def augment_options(
     split_seed: int = 0,
     dry_run: bool = False,
     generation: GenerationOptions | None = None,
+    generator_side: int | None = None,
 ) -> AugmentOptions:
-    """Build and validate ``AugmentOptions`` from option strings, before any expensive step."""
+    """Build and validate ``AugmentOptions`` from option strings, before any expensive step.
+
+    Without ``size``, pairs are square at ``generator_side``: the resolution of the model that will
+    generate them (``augment.model_choice.generator_resolution``, read once the model is known), so
+    nothing is resampled. One of the two is needed.
+    """
+    if size is None and generator_side is None:
+        raise UsageError("no size for the new pairs", fix="pass --size, or the generator's resolution")
     plan_kwargs = {}
     if template is not None:
         plan_kwargs["template"] = template
@@ -105,7 +105,7 @@ def augment_options(
         seed=seed,
         labels=label_spec_from_options(labels, diagnosis),
         mask_source=mask_source,
-        size=parse_size(size) if size is not None else _generator_side(generation or GenerationOptions()),
+        size=parse_size(size) if size is not None else (generator_side, generator_side),
         **plan_kwargs,
     )
     return AugmentOptions(

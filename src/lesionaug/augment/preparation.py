@@ -12,12 +12,13 @@ import numpy as np
 
 from lesionaug.augment.options import AugmentOptions
 from lesionaug.dataset.index import DatasetIndex, Sample, load_dataset
-from lesionaug.masks.training_masks import fit_dataset_shape_model, training_samples
 from lesionaug.masks.geometry import fit_within
-from lesionaug.masks.shape_model import POOLED, ShapeModel, sample_mask
+from lesionaug.masks.sampling import sample_mask
+from lesionaug.masks.shape_model import POOLED, ShapeModel
+from lesionaug.masks.training_masks import fit_dataset_shape_model, mask_fitting_samples
 from lesionaug.plan.jobs import GenerationPlan, build_plan
-from lesionaug.progress import SILENT, Reporter
 from lesionaug.plan.prompts import LabelSampler, fit_label_sampler
+from lesionaug.progress import SILENT, Reporter
 
 PREVIEW_SIDE = 128  # mask statistics of a dry run are measured on masks this size (long side)
 
@@ -38,7 +39,7 @@ def prepare_plan(options: AugmentOptions, reporter: Reporter = SILENT) -> Prepar
     # 1. Read the dataset (validates it before anything expensive).
     index = load_dataset(options.dataset, masks=options.masks, split_seed=options.split_seed, reporter=reporter)
     index.check()
-    train = training_samples(index)
+    train = mask_fitting_samples(index)
     # 2. Labels first: a wrong --diagnosis fails before the masks are read.
     sampler = fit_label_sampler(s.labels for s in train)
     sampler.check(options.plan.labels)

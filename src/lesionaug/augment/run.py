@@ -21,22 +21,42 @@ import numpy as np
 
 from lesionaug import __version__
 from lesionaug.atomic_files import remove_temporaries
-from lesionaug.output.folder import finish_output, link_originals
-from lesionaug.output.disk_space import can_hard_link, check_free_space, estimate_output_bytes
-from lesionaug.errors import ConfigError, Interrupted, PartialFailure
 from lesionaug.augment.loop import LoopJob, run_generation
-from lesionaug.output.manifest import MANIFEST_NAME, ManifestAppender
+from lesionaug.augment.model_choice import (
+    dataset_model,
+    default_budget,
+    resolve_given_model,
+)
+from lesionaug.augment.preparation import prepare_plan
+from lesionaug.augment.stop import StopRequest
+from lesionaug.engine import Engine
+from lesionaug.engine.providers import resolve_provider
+from lesionaug.engine.sampler import generate
+from lesionaug.errors import ConfigError, Interrupted, PartialFailure
+from lesionaug.formats import MANIFEST_NAME
+from lesionaug.masks.sampling import sample_mask
+from lesionaug.output.disk_space import (
+    can_hard_link,
+    check_free_space,
+    estimate_output_bytes,
+)
+from lesionaug.output.folder import finish_output, link_originals
+from lesionaug.output.layout import plan_output
 from lesionaug.output.lock import OutputLock
+from lesionaug.output.manifest import ManifestAppender
+from lesionaug.output.pair_writer import GenerationStamp, PairRecord, PairWriter
 from lesionaug.output.resume_state import (
     check_previous_run,
     clear_previous_outputs,
     finished_entries,
     only_n_changed,
 )
+from lesionaug.output.run_record import (
+    check_output_folder,
+    read_run_record,
+    write_run_record,
+)
 from lesionaug.progress import SILENT, Reporter
-from lesionaug.output.run_record import check_output_folder, read_run_record, write_run_record
-from lesionaug.augment.stop import StopRequest
-from lesionaug.output.pair_writer import GenerationStamp, PairRecord, PairWriter
 
 RESULT_KEYS = ("out", "manifest", "n_generated", "n_skipped_existing", "n_failed", "plan_hash")
 
@@ -84,12 +104,6 @@ def _loop_jobs(plan) -> list[LoopJob]:
 
 
 def _resolve_model(options, index, gen, provider: str, reporter: Reporter):
-    from lesionaug.augment.model_choice import (
-        dataset_model,
-        default_budget,
-        resolve_given_model,
-    )
-
     precision = "fp16" if provider in ("cuda", "tensorrt") else "fp32"
     if gen.model is not None:
         return resolve_given_model(gen.model, precision, reporter)
@@ -99,8 +113,6 @@ def _resolve_model(options, index, gen, provider: str, reporter: Reporter):
 
 def run_augment(options, reporter: Reporter = SILENT) -> dict:
     """Generate the plan's pairs into the output folder; see the module docstring."""
-    from lesionaug.augment.preparation import prepare_plan
-
     gen = options.generation
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -110,8 +122,6 @@ def run_augment(options, reporter: Reporter = SILENT) -> dict:
     timings["plan_s"] = time.perf_counter() - t0
 
     # 2. The output folder: never inside the input, never a foreign folder, the same plan unless --force.
-    from lesionaug.output.layout import plan_output
-
     out = Path(gen.out) if gen.out is not None else default_out(index.root)
     previous = check_output_folder(out, index.root)
     output = plan_output(index, gen.image_format, synthetic_only=gen.synthetic_only, masks_dir=options.masks)
@@ -170,10 +180,6 @@ def _check_collisions(plan, output) -> None:
 def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, timings, t0, reporter) -> dict:
     gen = options.generation
     index, plan = prepared.index, prepared.plan
-    from lesionaug.engine import Engine
-    from lesionaug.engine.providers import resolve_provider
-    from lesionaug.engine.sampler import generate
-
     t = time.perf_counter()
     provider = resolve_provider(gen.provider)
     resolved = _resolve_model(options, index, gen, provider, reporter)
@@ -222,8 +228,6 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
     shape_model, settings = prepared.shape_model, gen.sampler_settings()
 
     def sample_masks(batch):
-        from lesionaug.masks.shape_model import sample_mask
-
         return [sample_mask(shape_model, j.record.mask_seed, j.diagnosis, plan.config.size, j.record.mask_source)
                 for j in batch]
 

@@ -34,8 +34,7 @@ from lesionaug.errors import (
     LesionaugError,
     PartialFailure,
 )
-
-SCHEMA = "lesionaug.result/1"
+from lesionaug.formats import RESULT_SCHEMA as SCHEMA
 
 app = typer.Typer(
     name="lesionaug",

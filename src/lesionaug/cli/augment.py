@@ -9,8 +9,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lesionaug.augment.generation_options import GenerationOptions
+from lesionaug.augment.model_choice import generator_resolution
+from lesionaug.augment.options import augment_options
+from lesionaug.augment.preparation import prepare_plan, preview_plan
+from lesionaug.augment.run import run_augment
 from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli.config_file import apply_config_file
 from lesionaug.cli.masks import MasksDirOpt, MaskSourceOpt, SplitSeedOpt
+from lesionaug.errors import UsageError
 
 PREVIEW_ROWS = 10
 
@@ -157,11 +164,6 @@ def augment(
     """
 
     def body(reporter):
-        from lesionaug.augment.options import augment_options
-        from lesionaug.cli.config_file import apply_config_file
-        from lesionaug.errors import UsageError
-        from lesionaug.augment.generation_options import GenerationOptions
-
         v = apply_config_file(ctx, config, "augment")
         if v["n"] is None:
             raise UsageError("--n is required", fix="pass --n N (or n = N in the --config file)")
@@ -182,6 +184,7 @@ def augment(
             model_size=v["model_size"],
             workers=v["workers"],
         )
+        side = None if v["size"] is not None else generator_resolution(v["model"], v["model_size"], v["train_steps"])
         options = augment_options(
             dataset,
             v["n"],
@@ -197,14 +200,11 @@ def augment(
             split_seed=v["split_seed"],
             dry_run=v["dry_run"],
             generation=generation,
+            generator_side=side,
         )
         if options.dry_run:
-            from lesionaug.augment.preparation import prepare_plan, preview_plan
-
             data = preview_plan(prepare_plan(options, reporter), reporter)
             return data, lambda console: render_plan(data, console)
-        from lesionaug.augment.run import run_augment
-
         data = run_augment(options, reporter)
         return data, lambda console: render_run(data, console)
 

@@ -18,6 +18,7 @@ from typer.core import TyperOption
 from lesionaug.cli._click import click
 from lesionaug.errors import ConfigError
 
+
 def option_key(name: str) -> str:
     """``--control-scale`` / ``control-scale`` / ``control_scale`` -> ``control_scale``."""
     return name.lstrip("-").replace("-", "_")

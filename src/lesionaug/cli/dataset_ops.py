@@ -8,6 +8,9 @@ from typing import Annotated
 import typer
 
 from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.errors import VerificationFailed
+from lesionaug.output.merge import merge_shards
+from lesionaug.output.verify import verify_output
 
 SHOWN_DIFFERENCES = 20
 
@@ -27,9 +30,6 @@ def verify_command(
     """
 
     def body(reporter):
-        from lesionaug.errors import VerificationFailed
-        from lesionaug.output.verify import verify_output
-
         result = verify_output(out_dir, reporter)
         if not result["ok"]:
             diffs = result["differences"]
@@ -72,8 +72,6 @@ def merge_command(
     """
 
     def body(reporter):
-        from lesionaug.output.merge import merge_shards
-
         result = merge_shards(out_dir, shard_dirs, reporter)
 
         def render(console):

@@ -9,6 +9,8 @@ import typer
 
 from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.errors import UsageError
+from lesionaug.evaluate.run import EvaluateConfig, run_evaluation
+from lesionaug.evaluate.segmenter import SegmenterConfig
 
 
 def parse_int_list(text: str, option: str) -> tuple[int, ...]:
@@ -80,9 +82,6 @@ def evaluate(
     """
 
     def body(reporter):
-        from lesionaug.evaluate.run import EvaluateConfig, run_evaluation
-        from lesionaug.evaluate.segmenter import SegmenterConfig
-
         segmenter = SegmenterConfig(
             arch=arch,
             image_size=image_size,

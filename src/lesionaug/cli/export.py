@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.engine.doctor import collect_diagnostics
+from lesionaug.export.run import export_model
 
 
 @app.command("export")
@@ -30,8 +32,6 @@ def export_command(
     """
 
     def body(reporter):
-        from lesionaug.export.run import export_model
-
         result = export_model(model_dir, out, precision=precision, verify=verify, reporter=reporter,
                               opset=opset, force=force)
         data = result.as_dict()
@@ -61,8 +61,6 @@ def doctor_command(
     """
 
     def body(reporter):
-        from lesionaug.engine.doctor import collect_diagnostics
-
         data = collect_diagnostics()
 
         def render(console) -> None:

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.dataset.summary import inspect_dataset
+from lesionaug.demo.write import check_demo_options, write_demo_dataset
 
 DEMO_LAYOUTS = ("isic2018", "isic2017", "ham10000", "ph2", "paired")
 _EXAMPLES_PER_PROBLEM = 3
@@ -91,8 +93,6 @@ def info(
     """
 
     def body(reporter):
-        from lesionaug.dataset.summary import inspect_dataset
-
         data = inspect_dataset(dataset, masks=masks, split_seed=split_seed, strict=strict, reporter=reporter)
         if data["problems"]:
             codes = Counter(p["code"] for p in data["problems"])
@@ -126,8 +126,6 @@ def demo_data(
     """
 
     def body(reporter):
-        from lesionaug.demo.cases import check_demo_options, write_demo_dataset
-
         check_demo_options(out, n, layout.lower(), size)  # refuse before any progress is drawn
         with reporter.task("writing demo data", total=n) as task:
             path = write_demo_dataset(

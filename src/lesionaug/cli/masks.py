@@ -9,7 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lesionaug.augment.options import parse_size
 from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.plan.mask_folder import MasksConfig, export_masks
 
 MaskSourceOpt = Annotated[
     str,
@@ -86,9 +88,6 @@ def masks(
     """
 
     def body(reporter):
-        from lesionaug.augment.options import parse_size
-        from lesionaug.plan.mask_folder import MasksConfig, export_masks
-
         config = MasksConfig(
             dataset=dataset,
             out=out,

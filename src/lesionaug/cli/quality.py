@@ -9,6 +9,8 @@ import typer
 
 from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.cli.evaluate import parse_int_list
+from lesionaug.evaluate.quality import QualityConfig, run_quality
+from lesionaug.evaluate.segmenter import SegmenterConfig
 
 
 @app.command("quality")
@@ -65,9 +67,6 @@ def quality(
     """
 
     def body(reporter):
-        from lesionaug.evaluate.quality import QualityConfig, run_quality
-        from lesionaug.evaluate.segmenter import SegmenterConfig
-
         segmenter = SegmenterConfig(
             arch=seg_arch,
             image_size=seg_image_size,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.evaluate.scoring import score_folders
 
 METRIC_HEADERS = (
     ("dice", "Dice"),
@@ -38,8 +39,6 @@ def score(
     """
 
     def body(reporter):
-        from lesionaug.evaluate.scoring import score_folders
-
         report = score_folders(truth_dir, pred_dir, reporter)
         data = report.to_dict()
         return data, lambda console: render(console, data, per_image)

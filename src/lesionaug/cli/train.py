@@ -10,6 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.dataset.index import load_dataset
+from lesionaug.plan.prompts import DEFAULT_TEMPLATE
+from lesionaug.train.config import TrainConfig
+from lesionaug.train.run import train_model
 
 _CURVE_POINTS = 50
 
@@ -105,10 +109,6 @@ def train(
     """
 
     def body(reporter):
-        from lesionaug.dataset.index import load_dataset
-        from lesionaug.plan.prompts import DEFAULT_TEMPLATE
-        from lesionaug.train.config import TrainConfig, train_model
-
         config = TrainConfig(
             base=base,
             model_size=model_size,

@@ -29,13 +29,28 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lesionaug.errors import DatasetError
+from lesionaug.dataset.files import (
+    DAMAGE_CODES,
+    FileProbe,
+    content_digest,
+    probe_file,
+    read_image,
+    read_mask,
+)
 from lesionaug.dataset.labels import Labels
 from lesionaug.dataset.layouts import LAYOUT_TABLE, LAYOUTS, detect_layout
 from lesionaug.dataset.layouts.pairing import apply_external_masks
-from lesionaug.dataset.layouts.records import SPLITS, Candidate, LabelFile, LayoutSpec, Problem, Sample
+from lesionaug.dataset.layouts.records import (
+    SPLITS,
+    Candidate,
+    LabelFile,
+    LayoutSpec,
+    Problem,
+    Sample,
+)
 from lesionaug.dataset.layouts.tree import scan_tree
-from lesionaug.dataset.files import DAMAGE_CODES, FileProbe, content_digest, probe_file, read_image, read_mask
+from lesionaug.errors import DatasetError
+from lesionaug.formats import MANIFEST_NAME
 from lesionaug.progress import SILENT, Reporter
 
 SPLIT_FRACTIONS = (0.7, 0.1, 0.2)  # train, val, test for seeded splits
@@ -178,8 +193,6 @@ def _probe_candidate(c: Candidate, problems: list[Problem], missing_hint: str) -
 
 def synthetic_ids(root: Path) -> set[str]:
     """Ids of the pairs ``lesionaug augment`` added to this folder (its manifest), if any."""
-    from lesionaug.output.manifest import MANIFEST_NAME
-
     ids: set[str] = set()
     try:
         lines = (Path(root) / MANIFEST_NAME).read_text(encoding="utf-8").splitlines()

@@ -12,8 +12,13 @@ import csv
 import re
 from pathlib import Path
 
+from lesionaug.dataset.labels import (
+    ATTRIBUTES,
+    DIAGNOSIS_ALIASES,
+    Labels,
+    diagnosis_code,
+)
 from lesionaug.errors import DatasetError
-from lesionaug.dataset.labels import ATTRIBUTES, DIAGNOSIS_ALIASES, Labels, diagnosis_code
 
 ONE_HOT_CODES = ("mel", "nv", "bcc", "akiec", "ak", "bkl", "df", "vasc", "scc", "unk")
 ID_COLUMNS = ("image", "image_id", "isic_id", "image_name", "id", "name", "filename", "file")

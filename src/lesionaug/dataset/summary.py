@@ -12,10 +12,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from lesionaug.dataset.index import DatasetIndex, Problem, load_dataset, problems_error
-from lesionaug.errors import DatasetError
-from lesionaug.dataset.layouts.records import SPLITS
 from lesionaug.dataset.files import mask_pixel_problem
+from lesionaug.dataset.index import DatasetIndex, Problem, load_dataset, problems_error
+from lesionaug.dataset.layouts.records import SPLITS
+from lesionaug.errors import DatasetError
 from lesionaug.progress import SILENT, Reporter
 
 NO_LABEL = "(none)"

@@ -16,19 +16,12 @@ name and renamed at the end, so a crash never leaves half a dataset.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lesionaug.errors import ConfigError
-
 DEMO_LAYOUTS = ("isic2018", "isic2017", "ham10000", "ph2", "paired")
-DEMO_MARKER = ".lesionaug-demo.json"
 TASK2_ATTRIBUTES = ("globules", "milia_like_cyst", "negative_network", "pigment_network", "streaks")
 TASK3_CODES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 SPLIT_FRACTIONS = (0.60, 0.15, 0.25)
@@ -179,68 +172,3 @@ def write_notices(folder: Path, seed: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "ATTRIBUTION.txt").write_text(ATTRIBUTION.format(seed=seed), encoding="utf-8")
     (folder / "LICENSE.txt").write_text(LICENSE, encoding="utf-8")
-
-
-# ------------------------------------------------------------------------------------------ atomic write
-
-
-def _is_earlier_demo(folder: Path) -> bool:
-    try:
-        return json.loads((folder / DEMO_MARKER).read_text()).get("tool") == "lesionaug demo-data"
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def check_demo_target(out: Path) -> None:
-    """Refuse a file, or a non-empty folder that is not earlier demo output."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError("output path is a file", path=out, fix="choose a folder name for the demo data")
-    if out.is_dir() and any(out.iterdir()) and not _is_earlier_demo(out):
-        raise ConfigError(
-            "output folder is not empty and is not earlier demo data",
-            path=out,
-            fix="choose a new folder, or empty this one",
-        )
-
-
-def check_demo_options(out: str | Path, n: int, layout: str, size: int) -> Path:
-    """Validate the demo options and the target folder; the absolute target path."""
-    if layout not in DEMO_LAYOUTS:
-        raise ConfigError(f"unknown demo layout {layout!r}", fix=f"use one of {', '.join(DEMO_LAYOUTS)}")
-    if n < 1 or not 32 <= size <= 2048:
-        raise ConfigError(f"need n >= 1 and 32 <= size <= 2048 (got n={n}, size={size})", fix="change --n or --size")
-    out = Path(out).expanduser().absolute()
-    check_demo_target(out)
-    return out
-
-
-def write_demo_dataset(
-    out: str | Path,
-    n: int = 40,
-    layout: str = "isic2018",
-    size: int = 128,
-    seed: int = 0,
-    progress: Callable[[], None] | None = None,
-) -> Path:
-    """Write ``n`` example pairs in ``layout`` to ``out`` (atomically) and return its absolute path."""
-    from lesionaug.demo.layouts import WRITERS
-
-    out = check_demo_options(out, n, layout, size)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        cases = draw_cases(n, layout, seed)
-        WRITERS[layout](tmp, cases, size, seed, progress or (lambda: None))
-        marker = {"tool": "lesionaug demo-data", "layout": layout, "n": n, "size": size, "seed": seed}
-        (tmp / DEMO_MARKER).write_text(json.dumps(marker, sort_keys=True) + "\n")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from lesionaug.engine.providers import import_onnxruntime
+
 _NUMPY = {"torch.float32": np.float32, "torch.float16": np.float16, "torch.int64": np.int64, "torch.int32": np.int32}
 
 
@@ -83,8 +85,6 @@ class GraphRunner:
 
     def _run_captured(self, inputs: dict, output_shape: tuple[int, ...]):
         import torch
-
-        from lesionaug.engine.providers import import_onnxruntime
 
         ort = import_onnxruntime()
 

@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionaug.errors import ConfigError, ModelError
-
-ENGINE_FORMAT = "lesionaug.engine/1"
-CARD_NAME = "lesionaug.json"
+from lesionaug.formats import CARD_NAME, ENGINE_FORMAT
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,17 @@ from importlib import metadata
 from typing import Any
 
 from lesionaug import __version__
+from lesionaug.engine.providers import (
+    ORT_NAMES,
+    PREFERENCE,
+    import_onnxruntime,
+    nvidia_gpus,
+    provider_report,
+    resolve_provider,
+    tensorrt_version,
+)
+from lesionaug.engine.registry import cache_root, list_engines, tensorrt_cache_dirs
+from lesionaug.errors import BackendError
 
 PACKAGES = ("onnxruntime-gpu", "onnxruntime", "onnx", "onnxscript", "torch", "diffusers", "transformers",
             "numpy", "tensorrt")
@@ -29,8 +40,6 @@ def package_versions() -> dict[str, str | None]:
 
 def ort_devices() -> list[dict[str, Any]]:
     """Hardware devices ONNX Runtime sees and which execution provider can use each."""
-    from lesionaug.engine.providers import import_onnxruntime
-
     ort = import_onnxruntime()
 
     if not hasattr(ort, "get_ep_devices"):
@@ -49,18 +58,6 @@ def ort_devices() -> list[dict[str, Any]]:
 
 def collect_diagnostics() -> dict[str, Any]:
     """The doctor report as plain data (the ``--json`` payload)."""
-    from lesionaug.engine.registry import cache_root, list_engines, tensorrt_cache_dirs
-    from lesionaug.engine.providers import (
-        ORT_NAMES,
-        PREFERENCE,
-        import_onnxruntime,
-        nvidia_gpus,
-        provider_report,
-        resolve_provider,
-        tensorrt_version,
-    )
-    from lesionaug.errors import BackendError
-
     # The doctor is where a broken set-up is diagnosed, so a missing ONNX Runtime is reported, not raised.
     try:
         import_onnxruntime()

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lesionaug.formats import CARD_NAME, ENGINE_FORMAT
+
 INDEX_NAME = "engines.json"
 
 
@@ -52,8 +54,6 @@ def _folder_size(path: Path) -> int:
 
 def list_engines() -> list[dict[str, Any]]:
     """Engines known to the cache: the index plus engine folders stored inside the cache folder."""
-    from lesionaug.engine.card import CARD_NAME, ENGINE_FORMAT
-
     root = cache_root()
     found: dict[str, dict[str, Any]] = {}
     for key, entry in _read_index(root).items():

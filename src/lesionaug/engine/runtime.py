@@ -11,7 +11,18 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from lesionaug.engine.binding import GraphRunner, SplitBatchRunner
 from lesionaug.engine.card import EngineCard
+from lesionaug.engine.cpu_graph import TunedGraph
+from lesionaug.engine.providers import resolve_provider
+from lesionaug.engine.session import (
+    build_session,
+    cpu_stage_plan,
+    cpu_tuned_graph,
+    default_threads,
+    provider_entries,
+)
+from lesionaug.engine.stages import StagedDenoiser, StagePlan
 from lesionaug.errors import BackendError, ModelError
 from lesionaug.progress import SILENT, Reporter
 
@@ -50,10 +61,6 @@ class Engine:
         runs the CPU provider on the exact rewrites of ``engine/cpu_graph.py`` and ``cpu_stages`` the
         denoiser in the stages of ``engine/stages.py`` (False: the graphs as exported, for comparisons).
         """
-        from lesionaug.engine.binding import GraphRunner, SplitBatchRunner
-        from lesionaug.engine.providers import resolve_provider
-        from lesionaug.engine.session import build_session, cpu_tuned_graph, default_threads, provider_entries
-
         start = time.perf_counter()
         card = EngineCard.read(engine_dir)
         engine_dir = Path(engine_dir)
@@ -191,11 +198,6 @@ def _staged_denoiser(path: Path, providers: list, threads: int, tune: bool):
     built on first need, cuts the graph again.
     """
     from dataclasses import replace
-
-    from lesionaug.engine.binding import SplitBatchRunner
-    from lesionaug.engine.cpu_graph import TunedGraph
-    from lesionaug.engine.session import build_session, cpu_stage_plan
-    from lesionaug.engine.stages import StagedDenoiser, StagePlan
 
     plan, rewrites = cpu_stage_plan(path, tune=tune)
     if plan is None:

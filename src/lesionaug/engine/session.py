@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lesionaug.engine.providers import ORT_NAMES, import_onnxruntime, preload_gpu_libraries, tensorrt_version
+from lesionaug.engine.cpu_graph import session_config, tune_model, tuned_graph
+from lesionaug.engine.providers import (
+    ORT_NAMES,
+    import_onnxruntime,
+    preload_gpu_libraries,
+    tensorrt_version,
+    usable_providers,
+)
+from lesionaug.engine.registry import cache_root
+from lesionaug.engine.stages import plan_stages
 from lesionaug.errors import BackendError, ModelError, first_line
 
 
@@ -68,8 +77,6 @@ def tensorrt_cache_dir(engine_dir: Path, graph: str, precision: str, profile: Sh
 
     Inside the engine folder when it is writable, else in the lesionaug cache folder.
     """
-    from lesionaug.engine.registry import cache_root
-
     key = f"{graph}-{precision}-trt{tensorrt_version() or 'unknown'}-{profile.key if profile else 'dynamic'}"
     local = engine_dir / "trt_cache" / key
     try:
@@ -156,8 +163,6 @@ def _reading_graph(path: Path):
 
 def cpu_tuned_graph(path: Path):
     """The CPU rewrites of the graph at ``path`` (``cpu_graph.TunedGraph``), or None when none apply."""
-    from lesionaug.engine.cpu_graph import tuned_graph
-
     with _reading_graph(path):
         return tuned_graph(path)
 
@@ -166,9 +171,6 @@ def cpu_stage_plan(path: Path, *, tune: bool = True):
     """(``stages.StagePlan`` or None, rewrite counts) for the denoiser at ``path`` on the CPU: the
     graph, with the CPU rewrites applied when ``tune``, cut into stages (engine/stages.py)."""
     import onnx
-
-    from lesionaug.engine.cpu_graph import tune_model
-    from lesionaug.engine.stages import plan_stages
 
     with _reading_graph(path):
         model = onnx.load(str(path), load_external_data=False)
@@ -183,8 +185,6 @@ def build_session(path: Path, provider: str, providers: list, threads: int | Non
     ``tuned`` (a ``cpu_graph.TunedGraph`` of the graph at ``path``) loads that rewritten graph
     instead of the file; its external weights, if any, are still read from the file's folder.
     """
-    from lesionaug.engine.cpu_graph import session_config
-
     ort = import_onnxruntime()
 
     if provider != "cpu":
@@ -209,8 +209,6 @@ def build_session(path: Path, provider: str, providers: list, threads: int | Non
 
 def verification_session(path: Path, precision: str):
     """(session, provider) for export verification: the CPU, or the GPU for fp16 graphs when one is usable."""
-    from lesionaug.engine.providers import usable_providers
-
     provider = "cuda" if precision == "fp16" and "cuda" in usable_providers() else "cpu"
     providers = [(ORT_NAMES["cuda"], {"device_id": 0})] if provider == "cuda" else [ORT_NAMES["cpu"]]
     return build_session(path, provider, providers), provider

@@ -34,6 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lesionaug.engine.binding import host_feeds
+
 TEXT = "encoder_hidden_states"
 CONTROL_INPUTS = ("controlnet_cond", "conditioning_scale")  # fixed for a whole generation
 STEP_INPUTS = ("sample", "timestep")  # change every step, equal in both guidance halves
@@ -185,8 +187,6 @@ class StagedDenoiser:
 
     def __call__(self, inputs: dict, output_shape: tuple[int, ...]):
         import torch
-
-        from lesionaug.engine.binding import host_feeds
 
         return torch.from_numpy(self.run(host_feeds(inputs)))
 

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lesionaug.engine.providers import import_onnxruntime
 from lesionaug.errors import BackendError, ModelError
 
 ENABLE_HINT = "pass --fid-weights FILE (a TorchScript, .pt2 or ONNX image feature extractor, e.g. Inception) to enable"
@@ -140,8 +141,6 @@ def _with_num_features(module, path: Path, fixed: tuple[int, int] | None):
 
 def onnx_extractor(path: Path):
     """(an ``nn.Module`` running the ONNX graph with ONNX Runtime on the CPU, its fixed (H, W) or None)."""
-    from lesionaug.engine.providers import import_onnxruntime
-
     ort = import_onnxruntime()
     import torch
 

@@ -18,9 +18,25 @@ from pathlib import Path
 
 import numpy as np
 
+from lesionaug.augment.model_choice import resolve_given_model
+from lesionaug.dataset.files import read_image, read_mask
+from lesionaug.dataset.index import load_dataset
+from lesionaug.engine import Engine
+from lesionaug.engine.sampler import SamplerSettings, generate
 from lesionaug.errors import ConfigError, DatasetError
+from lesionaug.evaluate import plots as report_plots
+from lesionaug.evaluate.feature_distance import (
+    ENABLE_HINT,
+    FeatureDistances,
+    load_feature_extractor,
+)
+from lesionaug.evaluate.metrics import dice_coefficient, structural_similarity
+from lesionaug.evaluate.report import write_report
+from lesionaug.evaluate.segmenter import SegmenterConfig, resize_image, train_segmenter
+from lesionaug.masks.geometry import resize_mask
+from lesionaug.plan.prompts import DEFAULT_TEMPLATE, build_prompt
 from lesionaug.progress import SILENT, Reporter
-from lesionaug.evaluate.segmenter import SegmenterConfig
+from lesionaug.seeds import NOISE_STREAM, derive_seed
 
 SPLITS = ("train", "val", "test")
 GRID_ROWS = 6
@@ -79,18 +95,6 @@ def _summary(values: list[float]) -> dict:
 
 def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
     """Generate for every real mask of the split, measure, write the report; return the ``--json`` data."""
-    from lesionaug.dataset.index import load_dataset
-    from lesionaug.engine import Engine
-    from lesionaug.augment.model_choice import resolve_given_model
-    from lesionaug.evaluate.feature_distance import ENABLE_HINT, FeatureDistances, load_feature_extractor
-    from lesionaug.masks.geometry import resize_mask
-    from lesionaug.dataset.files import read_image, read_mask
-    from lesionaug.evaluate.metrics import dice_coefficient, structural_similarity
-    from lesionaug.plan.prompts import DEFAULT_TEMPLATE, build_prompt
-    from lesionaug.engine.sampler import SamplerSettings, generate
-    from lesionaug.seeds import NOISE_STREAM, derive_seed
-    from lesionaug.evaluate.segmenter import resize_image, train_segmenter
-
     # 1. Check inputs, cheapest first: settings, dataset, feature extractor, then the engine.
     settings = SamplerSettings(scheduler=config.scheduler, steps=config.steps, guidance=config.guidance)
     index = load_dataset(config.dataset, config.masks, config.split_seed, reporter=reporter)
@@ -200,9 +204,6 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
         "images_per_second": round(len(rows) / seconds, 3) if seconds > 0 else None,
         "per_image": rows,
     }
-    from lesionaug.evaluate import plots as report_plots
-    from lesionaug.evaluate.report import write_report
-
     distributions = {"SSIM against the real image": [r["ssim"] for r in rows]}
     if config.fidelity:
         distributions["mask fidelity Dice"] = [r["fidelity_dice"] for r in rows]

@@ -15,8 +15,8 @@ from pathlib import Path
 from lesionaug import __version__
 from lesionaug.atomic_files import write_bytes_atomic, write_text_atomic
 from lesionaug.errors import ConfigError
+from lesionaug.formats import REPORT_SCHEMA
 
-REPORT_SCHEMA = "lesionaug.report/1"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 SECTIONS = ("evaluate", "quality")

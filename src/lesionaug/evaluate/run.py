@@ -17,9 +17,22 @@ from pathlib import Path
 
 import numpy as np
 
+from lesionaug.dataset.files import read_mask
+from lesionaug.dataset.index import load_dataset
 from lesionaug.errors import ConfigError, DatasetError
+from lesionaug.evaluate import plots as report_plots
+from lesionaug.evaluate.metrics import macro_average, score_masks
+from lesionaug.evaluate.report import write_report
+from lesionaug.evaluate.segmenter import (
+    SegmenterConfig,
+    load_pairs,
+    resolve_device,
+    train_segmenter,
+)
+from lesionaug.masks.features import FEATURES, feature_table
+from lesionaug.masks.geometry import fit_within, resize_mask
+from lesionaug.output.synthetic_pairs import check_no_leakage, read_synthetic_source
 from lesionaug.progress import SILENT, Reporter
-from lesionaug.evaluate.segmenter import SegmenterConfig
 
 DEFAULT_COUNTS = (0, 1000, 3000, 5000)
 SCORE_MAX_SIDE = 512  # truth masks larger than this are scored at this long side (memory)
@@ -100,9 +113,6 @@ def _std(values: list[float]) -> float:
 
 
 def _load_truths(samples, reporter: Reporter) -> list[np.ndarray]:
-    from lesionaug.masks.geometry import fit_within, resize_mask
-    from lesionaug.dataset.files import read_mask
-
     truths = []
     with reporter.task("reading test masks", total=len(samples)) as task:
         for sample in samples:
@@ -115,11 +125,6 @@ def _load_truths(samples, reporter: Reporter) -> list[np.ndarray]:
 
 def run_evaluation(config: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
     """Train and score every (count, seed) segmenter; write the report; return the ``--json`` data."""
-    from lesionaug.dataset.index import load_dataset
-    from lesionaug.evaluate.metrics import macro_average, score_masks
-    from lesionaug.evaluate.segmenter import load_pairs, resolve_device, train_segmenter
-    from lesionaug.output.synthetic_pairs import check_no_leakage, read_synthetic_source
-
     # 1. Check inputs: real splits, synthetic pairs, provenance, device -- before any training.
     index = load_dataset(config.dataset, config.masks, config.split_seed, reporter=reporter)
     index.check()
@@ -206,9 +211,6 @@ def run_evaluation(config: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
     }
 
     # 5. Plots and the report.
-    from lesionaug.evaluate import plots as report_plots
-    from lesionaug.evaluate.report import write_report
-
     plots = {
         "dice_vs_synthetic": report_plots.dice_vs_synthetic(
             results, runs, f"{config.segmenter.arch}, {len(real_train)} real training pairs, {config.repeats} seed(s)"
@@ -295,8 +297,6 @@ def nearest_real_rows(syn_images: np.ndarray, syn_masks: np.ndarray, real_images
 
 def mask_realism(real_masks: np.ndarray, syn_masks: np.ndarray) -> tuple[dict, dict]:
     """Area fraction and solidity of (at most ``REALISM_MAX_MASKS``) real and synthetic masks."""
-    from lesionaug.masks.features import FEATURES, feature_table
-
     def features(masks: np.ndarray) -> dict:
         table = feature_table(masks[:REALISM_MAX_MASKS])
         return {name: table[:, FEATURES.index(name)] for name in ("area_fraction", "solidity")}

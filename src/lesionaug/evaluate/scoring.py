@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lesionaug.dataset.files import read_mask
 from lesionaug.errors import DatasetError, LesionaugError
 from lesionaug.evaluate.metrics import MaskScores, macro_average, score_masks
 from lesionaug.progress import SILENT, Reporter
@@ -119,8 +120,6 @@ def _check_folder(path: Path, what: str) -> list[Path]:
 
 def score_folders(truth_dir: Path, prediction_dir: Path, reporter: Reporter = SILENT) -> ScoreReport:
     """Pair and score every mask of ``prediction_dir`` against ``truth_dir``."""
-    from lesionaug.dataset.files import read_mask
-
     truth_files = _check_folder(truth_dir, "truth")
     prediction_files = _check_folder(prediction_dir, "prediction")
     unmatched: list[dict] = []

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from lesionaug.dataset.files import read_image, read_mask
 from lesionaug.errors import BackendError, ConfigError
 from lesionaug.progress import SILENT, Reporter
 
@@ -109,8 +110,6 @@ def load_pairs(
     pairs: Sequence[tuple[Path, Path]], size: int, reporter: Reporter = SILENT, what: str = "training pairs"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read (image, mask) files resized to size x size: uint8 (N,3,S,S) images and bool (N,S,S) masks."""
-    from lesionaug.dataset.files import read_image, read_mask
-
     images = np.empty((len(pairs), 3, size, size), dtype=np.uint8)
     masks = np.empty((len(pairs), size, size), dtype=bool)
     with reporter.task(f"reading {what}", total=len(pairs)) as task:
@@ -184,8 +183,6 @@ class Segmenter:
 
     def predict_files(self, paths: Sequence[Path], reporter: Reporter = SILENT) -> list[np.ndarray]:
         """Boolean masks for image files, each at the file's own size."""
-        from lesionaug.dataset.files import read_image
-
         out: list[np.ndarray] = []
         step = max(self.config.batch_size, 16)
         with reporter.task("segmenting", total=len(paths)) as task:

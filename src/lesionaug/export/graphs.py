@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from lesionaug.errors import ModelError
+
 TEXT_ENCODER = "text_encoder"
 DENOISER = "denoiser"
 VAE_DECODER = "vae_decoder"
@@ -204,8 +206,6 @@ def export_graph(spec: GraphSpec, example: dict[str, torch.Tensor], path: Path, 
     that is not a multiple of what the UNet needs) fail here with a clear message instead of being
     silently specialised. Weights go to an external data file only when the graph is over 2 GB.
     """
-    from lesionaug.errors import ModelError
-
     # The exporter logs every torchvision op it cannot register; nothing here uses torchvision.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     args = tuple(example[n] for n in spec.input_names)

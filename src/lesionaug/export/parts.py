@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lesionaug.export import graphs as g
 from lesionaug.errors import ModelError, first_line
+from lesionaug.export import graphs as g
 
 
 @dataclass

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from lesionaug import __version__
-from lesionaug.engine.card import CARD_NAME, ENGINE_FORMAT
+from lesionaug.engine.card import EngineCard
+from lesionaug.engine.registry import register_engine
+from lesionaug.engine.session import verification_session
 from lesionaug.errors import ConfigError, LesionaugError, ModelError
+from lesionaug.formats import CARD_NAME, ENGINE_FORMAT, MODEL_FORMAT
 from lesionaug.progress import SILENT, Reporter
 
-MODEL_FORMAT = "lesionaug.model/1"
 PRECISIONS = ("fp32", "fp16")
 MIN_OPSET, MAX_OPSET = 18, 23
 # Max |ORT - PyTorch| allowed at verification, relative to max(1, max |PyTorch output|).
@@ -239,8 +241,6 @@ def verify_graph(name: str, reference, path: Path, parts, precision: str) -> dic
     import numpy as np
 
     from lesionaug.export import graphs as g
-    from lesionaug.engine.session import verification_session
-
     inputs = g.sample_inputs(name, parts.geometry, batch=VERIFY_BATCH, units=VERIFY_UNITS, seed=VERIFY_SEED,
                              vocab_size=parts.vocab_size)
     expected = g.run_reference(reference, inputs)
@@ -269,9 +269,6 @@ def verify_graph(name: str, reference, path: Path, parts, precision: str) -> dic
 
 
 def _register(engine_dir: Path, reporter: Reporter) -> None:
-    from lesionaug.engine.registry import register_engine
-    from lesionaug.engine.card import EngineCard
-
     try:
         index = register_engine(engine_dir, EngineCard.read(engine_dir).summary())
     except (OSError, LesionaugError) as exc:

@@ -16,6 +16,7 @@ import numpy as np
 
 from lesionaug.atomic_files import write_bytes_atomic
 from lesionaug.errors import ConfigError
+from lesionaug.formats import SHAPE_MODEL_FORMAT as FORMAT
 from lesionaug.masks.shape_model import (
     _SHAPE_FIELDS,
     LesionShapes,
@@ -23,8 +24,6 @@ from lesionaug.masks.shape_model import (
     ShapeModel,
     ShapeModelConfig,
 )
-
-FORMAT = "lesionaug.shape_model/1"
 
 
 def save_shape_model(model: ShapeModel, path: str | Path) -> Path:

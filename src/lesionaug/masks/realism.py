@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lesionaug.masks.geometry import rasterise_one_region
 from lesionaug.masks.features import FEATURES, feature_table
+from lesionaug.masks.geometry import rasterise_one_region
 
 C2ST_NEIGHBOURS = 5
 C2ST_FOLDS = 5

@@ -32,9 +32,7 @@ from lesionaug.masks.geometry import (
     spans_form_one_region,
     spans_to_mask,
 )
-from lesionaug.seeds import MASK_STREAM, derive_seed
 
-MASK_SOURCES = ("model", "real", "mixed")
 POOLED = "*"
 MIN_LESION_PIXELS = 16
 
@@ -239,38 +237,7 @@ def _fit_group(name: str, lesions: LesionShapes, config: ShapeModelConfig) -> Sh
 
 
 # ---------------------------------------------------------------------------------------------
-# Sampling
-
-
-def check_mask_source(source: str) -> str:
-    if source not in MASK_SOURCES:
-        raise ConfigError(f"unknown mask source {source!r}", fix=f"use one of {', '.join(MASK_SOURCES)}")
-    return source
-
-
-def choose_source(mask_source: str, seed: int) -> str:
-    """Resolve ``mixed`` to ``model`` or ``real`` for one mask seed (half and half)."""
-    check_mask_source(mask_source)
-    if mask_source != "mixed":
-        return mask_source
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
-    return "real" if rng.random() < 0.5 else "model"
-
-
-def sample_mask(
-    model: ShapeModel,
-    seed: int,
-    diagnosis: str | None = None,
-    size: tuple[int, int] = (512, 512),
-    source: str = "model",
-) -> np.ndarray:
-    """One new lesion mask (bool, shape (h, w)) from its own seed; same seed, same mask."""
-    source = choose_source(source, seed)
-    if source == "real":
-        from lesionaug.masks.jitter import sample_real_mask
-
-        return sample_real_mask(model, seed, diagnosis, size)
-    return sample_model_mask(model.group_for(diagnosis), model.config, seed, size)
+# Sampling from the model
 
 
 def sample_model_mask(
@@ -347,22 +314,6 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     if w < 8 or h < 8:
         raise ConfigError(f"mask size must be at least 8x8, got {w}x{h}")
     return w, h
-
-
-def sample_masks(
-    model: ShapeModel,
-    seeds: Sequence[int],
-    diagnoses: Sequence[str | None] | None = None,
-    size: tuple[int, int] = (512, 512),
-    source: str = "model",
-) -> list[np.ndarray]:
-    diagnoses = diagnoses if diagnoses is not None else [None] * len(seeds)
-    return [sample_mask(model, s, d, size, source) for s, d in zip(seeds, diagnoses)]
-
-
-def mask_seed(master_seed: int, index: int) -> int:
-    """The seed of mask ``index`` under ``master_seed`` (the same as plan job ``index``'s)."""
-    return derive_seed(master_seed, index, MASK_STREAM)
 
 
 def model_summary(model: ShapeModel) -> dict:

@@ -13,15 +13,15 @@ import numpy as np
 
 from lesionaug.dataset.index import DatasetIndex, Sample, read_mask
 from lesionaug.errors import DatasetError
+from lesionaug.masks.features import ANALYSIS_SIDE
 from lesionaug.masks.geometry import fit_within, resize_mask
 from lesionaug.masks.shape_model import ShapeModel, ShapeModelConfig, fit_shape_model
 from lesionaug.progress import SILENT, Reporter
-from lesionaug.masks.features import ANALYSIS_SIDE
 
 HOLD_OUT_FRACTION = 0.2
 
 
-def training_samples(index: DatasetIndex) -> list[Sample]:
+def mask_fitting_samples(index: DatasetIndex) -> list[Sample]:
     """The usable training samples; a one-line error when there are none."""
     train = index.usable("train")
     if not train:
@@ -39,7 +39,7 @@ def fit_and_held_out(index: DatasetIndex, seed: int = 0) -> tuple[list[Sample], 
     Held-out masks are the validation and test splits; a dataset with only a training split holds
     out a seeded ``HOLD_OUT_FRACTION`` of it instead (by a hash of seed and id, so it is stable).
     """
-    train = training_samples(index)
+    train = mask_fitting_samples(index)
     held = index.usable("val") + index.usable("test")
     if held:
         return train, held, "val+test"

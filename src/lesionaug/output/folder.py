@@ -20,9 +20,10 @@ from lesionaug.atomic_files import (
 )
 from lesionaug.dataset.label_write import header_part, insertion_point, render_rows
 from lesionaug.dataset.labels import Labels
-from lesionaug.output.manifest import MANIFEST_NAME, latest_by_index, write_manifest_sorted
-from lesionaug.progress import SILENT, Reporter
+from lesionaug.formats import MANIFEST_NAME
+from lesionaug.output.manifest import latest_by_index, write_manifest_sorted
 from lesionaug.output.run_record import OWN_FILES, write_run_record
+from lesionaug.progress import SILENT, Reporter
 
 STYLE_ROWS = 50  # rows of an input label file kept to decide how new rows are written
 

@@ -16,8 +16,8 @@ from typing import Self
 
 from lesionaug.atomic_files import temporary_name
 from lesionaug.errors import ConfigError
+from lesionaug.formats import LOCK_NAME
 
-LOCK_NAME = ".lesionaug.lock"
 FRESH_SECONDS = 10.0  # an empty lock younger than this is being written (O_EXCL fallback), not stale
 
 

@@ -18,8 +18,6 @@ from typing import Self
 from lesionaug.atomic_files import write_text_atomic
 from lesionaug.errors import ConfigError
 
-MANIFEST_NAME = "lesionaug-manifest.jsonl"
-
 # The keys of every manifest line, in the order they are written.
 MANIFEST_KEYS: tuple[str, ...] = (
     "id",

@@ -11,12 +11,17 @@ import time
 from pathlib import Path
 
 from lesionaug.atomic_files import link_or_copy
-from lesionaug.output.folder import finish_output, label_target_from_record
 from lesionaug.errors import ConfigError
-from lesionaug.output.manifest import MANIFEST_NAME, latest_by_index, read_manifest
+from lesionaug.formats import MANIFEST_NAME
+from lesionaug.output.folder import finish_output, label_target_from_record
 from lesionaug.output.lock import OutputLock
+from lesionaug.output.manifest import latest_by_index, read_manifest
+from lesionaug.output.run_record import (
+    check_output_folder,
+    read_run_record,
+    write_run_record,
+)
 from lesionaug.progress import SILENT, Reporter
-from lesionaug.output.run_record import check_output_folder, read_run_record, write_run_record
 
 
 def _shard_record(folder: Path) -> dict:

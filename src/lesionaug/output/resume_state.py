@@ -13,12 +13,13 @@ from pathlib import Path
 
 from lesionaug.atomic_files import sha256_file
 from lesionaug.errors import ConfigError
+from lesionaug.formats import MANIFEST_NAME
 from lesionaug.output.manifest import (
-    MANIFEST_NAME,
     latest_by_index,
     read_manifest,
     write_manifest_sorted,
 )
+from lesionaug.plan.jobs import plan_hash
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -86,8 +87,6 @@ def only_n_changed(previous: dict | None, identity: dict, jobs: dict, plan) -> b
     Job k depends only on (seed, k), so a run grown from 1,000 to 3,000 pairs keeps the first 1,000.
     """
     from dataclasses import replace
-
-    from lesionaug.plan.jobs import plan_hash
 
     if previous is None:
         return False

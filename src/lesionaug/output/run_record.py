@@ -13,11 +13,8 @@ from pathlib import Path
 
 from lesionaug.atomic_files import is_temporary, write_text_atomic
 from lesionaug.errors import ConfigError
-from lesionaug.output.manifest import MANIFEST_NAME
-from lesionaug.output.lock import LOCK_NAME
+from lesionaug.formats import LOCK_NAME, MANIFEST_NAME, RUN_NAME, RUN_SCHEMA
 
-RUN_NAME = "lesionaug-run.json"
-RUN_SCHEMA = "lesionaug.run/1"
 OWN_FILES = frozenset({RUN_NAME, MANIFEST_NAME, LOCK_NAME})
 
 

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from lesionaug.errors import ConfigError, DatasetError
-
-MODEL_CARD = "lesionaug.json"
+from lesionaug.formats import CARD_NAME as MODEL_CARD
+from lesionaug.formats import MANIFEST_NAME, RUN_NAME
+from lesionaug.output.manifest import latest_by_index, read_manifest
+from lesionaug.output.run_record import read_run_record
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,6 @@ class SyntheticSource:
 
 def read_synthetic_source(folder: Path) -> SyntheticSource:
     """Read the manifest and the provenance of an augmented folder; check every pair's files exist."""
-    from lesionaug.output.manifest import MANIFEST_NAME, latest_by_index, read_manifest
-    from lesionaug.output.run_record import RUN_NAME, read_run_record
-
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(

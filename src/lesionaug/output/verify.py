@@ -14,9 +14,10 @@ from pathlib import Path
 
 from lesionaug.atomic_files import sha256_file
 from lesionaug.errors import ConfigError
-from lesionaug.output.manifest import MANIFEST_NAME, latest_by_index, read_manifest
+from lesionaug.formats import MANIFEST_NAME, RUN_NAME
+from lesionaug.output.manifest import latest_by_index, read_manifest
+from lesionaug.output.run_record import read_run_record
 from lesionaug.progress import SILENT, Reporter
-from lesionaug.output.run_record import RUN_NAME, read_run_record
 
 DIFFERENCE_KINDS = ("missing", "changed", "extra", "not_generated")
 

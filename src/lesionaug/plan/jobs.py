@@ -18,9 +18,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from lesionaug.errors import ConfigError, UsageError
 from lesionaug.dataset.labels import Labels
-from lesionaug.masks.shape_model import MASK_SOURCES, choose_source
+from lesionaug.errors import ConfigError, UsageError
+from lesionaug.formats import PLAN_FORMAT
+from lesionaug.masks.sampling import MASK_SOURCES, choose_source
 from lesionaug.plan.prompts import (
     DEFAULT_TEMPLATE,
     LabelSampler,
@@ -36,7 +37,6 @@ from lesionaug.seeds import (
     derive_seed,
 )
 
-PLAN_FORMAT = "lesionaug.plan/1"
 DEFAULT_PREFIX = "SYN_"
 MAX_JOBS = 9_999_999  # ids have seven digits
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$|^$")

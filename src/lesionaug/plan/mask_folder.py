@@ -16,20 +16,21 @@ import numpy as np
 
 from lesionaug.atomic_files import write_bytes_atomic
 from lesionaug.dataset.index import load_dataset
+from lesionaug.errors import ConfigError
+from lesionaug.masks.features import FEATURES, shape_features
+from lesionaug.masks.model_file import save_shape_model
+from lesionaug.masks.realism import realism_from_features, sample_ellipse_mask
+from lesionaug.masks.sampling import sample_mask
+from lesionaug.masks.shape_model import model_summary
 from lesionaug.masks.training_masks import (
     fit_and_held_out,
     fit_dataset_shape_model,
     held_out_masks,
 )
-from lesionaug.errors import ConfigError
-from lesionaug.masks.shape_model import model_summary, sample_mask
 from lesionaug.plan.jobs import PlanConfig, build_plan
-from lesionaug.progress import SILENT, Reporter
 from lesionaug.plan.prompts import fit_label_sampler
-from lesionaug.masks.realism import realism_from_features, sample_ellipse_mask
+from lesionaug.progress import SILENT, Reporter
 from lesionaug.seeds import derive_seed
-from lesionaug.masks.features import FEATURES, shape_features
-from lesionaug.masks.model_file import save_shape_model
 
 MODEL_FILE = "shape_model.npz"
 ELLIPSE_STREAM = 7  # seed stream of the ellipse baseline (apart from the jobs' streams)

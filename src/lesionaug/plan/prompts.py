@@ -19,8 +19,8 @@ from typing import Iterable
 
 import numpy as np
 
-from lesionaug.errors import ConfigError
 from lesionaug.dataset.labels import ATTRIBUTES, DIAGNOSES, Labels, diagnosis_code
+from lesionaug.errors import ConfigError
 
 DEFAULT_TEMPLATE = "a dermoscopic image of {diagnosis} {attributes} {site}"
 GENERIC_PROMPT = "a dermoscopic image of a skin lesion"

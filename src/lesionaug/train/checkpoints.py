@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from lesionaug.atomic_files import TMP_MARK
 from lesionaug.errors import ModelError
+from lesionaug.formats import TMP_MARK
 
 CHECKPOINTS = "checkpoints"
 _STEP = re.compile(r"^step-(\d+)$")

@@ -1,7 +1,7 @@
-"""``lesionaug train``: a dataset's training split + a base model -> a model folder.
+"""``TrainConfig``: everything that determines a training run, and the checks it must pass.
 
     config = TrainConfig(base="compact", model_size="tiny", steps=50)
-    result = train_model(load_dataset("./isic"), "model/", config)
+    result = train_model(load_dataset("./isic"), "model/", config)   # lesionaug.train.run
 
 Bases: ``compact`` builds a small pixel-space model from nothing and trains it in two stages by the
 same loop (1: UNet + text encoder as text-to-image, 2: a ControlNet with that base locked); a Stable
@@ -15,13 +15,10 @@ through ``accelerate``, so ``accelerate launch -m lesionaug train ...`` trains o
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-from typing import Any
 
-from lesionaug.errors import ConfigError, DatasetError
+from lesionaug.errors import ConfigError
+from lesionaug.plan.prompts import DEFAULT_TEMPLATE, check_template
 from lesionaug.train.networks import COMPACT_SIZES, MODEL_SIZES, PREDICTION_TYPES
-from lesionaug.progress import SILENT, Reporter
-from lesionaug.plan.prompts import DEFAULT_TEMPLATE, build_prompt, check_template
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
@@ -168,77 +165,4 @@ def check_resolution(resolution: int, multiple: int, base: str) -> None:
         )
 
 
-def training_samples(index: Any, batch_size: int, processes: int = 1) -> list[Any]:
-    """The training split's usable pairs; refuses when there are none or too few for one batch."""
-    samples = index.usable("train")
-    if not samples:
-        counts = ", ".join(f"{k} {v}" for k, v in index.split_counts().items())
-        raise DatasetError(
-            f"no usable training pairs (image + mask) in the training split ({counts})",
-            path=index.root,
-            fix="add masks (--masks DIR) or a train split folder",
-        )
-    need = batch_size * processes
-    if len(samples) < need:
-        raise DatasetError(
-            f"only {len(samples)} training pairs, fewer than one batch of {need}",
-            path=index.root,
-            fix=f"pass --batch-size {max(1, len(samples) // processes)} or add training pairs",
-        )
-    return samples
-
-
-def label_vocabulary(samples: list[Any]) -> dict:
-    """The diagnoses and attributes seen in training, code -> readable name."""
-    from lesionaug.dataset.labels import ATTRIBUTES, DIAGNOSES
-
-    diagnoses = sorted({s.labels.diagnosis for s in samples if s.labels.diagnosis})
-    attributes = sorted({a for s in samples for a in s.labels.attributes})
-    return {
-        "diagnoses": {d: DIAGNOSES.get(d, d) for d in diagnoses},
-        "attributes": {a: ATTRIBUTES.get(a, a.replace("_", " ")) for a in attributes},
-    }
-
-
-def train_model(
-    dataset_index: Any,
-    out_dir: str | Path,
-    config: TrainConfig,
-    reporter: Reporter = SILENT,
-    *,
-    resume: bool = False,
-    force: bool = False,
-) -> dict:
-    """Train on the training split of ``dataset_index`` and write the model folder ``out_dir``."""
-    from lesionaug.train.data import load_training_set
-    from lesionaug.train.run import Provenance, load_parts, run_training
-
-    # 1. Check the inputs (cheap, nothing written).
-    config = config.resolved()
-    samples = training_samples(dataset_index, config.batch_size)
-    prompts = [build_prompt(s.labels, config.prompt_template) for s in samples]
-    # 2. Build or load the networks (no side effects) and check the resolution against them.
-    parts = load_parts(config, prompts)
-    check_resolution(config.resolution, parts.size_multiple, "compact" if config.compact else "Stable Diffusion")
-    # 3. Read the pairs: training split, plus validation masks for the sample grids.
-    provenance = Provenance(
-        split_fingerprint=dataset_index.subset_fingerprint(samples),
-        dataset_fingerprint=dataset_index.fingerprint,
-        train_ids=[str(s.id) for s in samples],
-        label_vocabulary=label_vocabulary(samples),
-    )
-    val_samples = dataset_index.usable("val")[: config.num_samples] or samples[: config.num_samples]
-    return run_training(
-        parts,
-        lambda: load_training_set(samples, config.resolution, config.prompt_template, reporter),
-        lambda: load_training_set(val_samples, config.resolution, config.prompt_template),
-        Path(out_dir),
-        config,
-        provenance,
-        reporter,
-        resume=resume,
-        force=force,
-    )
-
-
-__all__ = ["TrainConfig", "check_config", "label_vocabulary", "train_model", "training_samples"]
+__all__ = ["BUDGETS", "Budget", "TrainConfig", "check_config", "check_resolution"]

@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from lesionaug.dataset.index import read_image as _read_image
+from lesionaug.dataset.index import read_mask as _read_mask
 from lesionaug.errors import DatasetError
-from lesionaug.progress import SILENT, Reporter
 from lesionaug.plan.prompts import build_prompt
+from lesionaug.progress import SILENT, Reporter
 
 
 def resize_and_crop(image: np.ndarray, mask: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
@@ -84,9 +86,6 @@ def load_training_set(
     import torch
 
     if read_image is None or read_mask is None:
-        from lesionaug.dataset.index import read_image as _read_image
-        from lesionaug.dataset.index import read_mask as _read_mask
-
         read_image, read_mask = read_image or _read_image, read_mask or _read_mask
     n = len(samples)
     images = torch.empty((n, 3, resolution, resolution), dtype=torch.uint8)

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from lesionaug.train.checkpoints import load_training_state, restore_random_states
-from lesionaug.train.networks import ModelParts, build_controlnet
 from lesionaug.train.data import TrainingSet
+from lesionaug.train.networks import ModelParts, build_controlnet
 
 
 def derive_seed(*parts: int) -> int:

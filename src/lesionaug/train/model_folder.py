@@ -19,13 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lesionaug.atomic_files import TMP_MARK, write_text_atomic
+from lesionaug.atomic_files import write_text_atomic
 from lesionaug.errors import ConfigError, ModelError
+from lesionaug.formats import CARD_NAME as MODEL_INFO
+from lesionaug.formats import MODEL_FORMAT, TMP_MARK
+from lesionaug.formats import TRAIN_RUN_FORMAT as RUN_FORMAT
+from lesionaug.formats import TRAIN_RUN_MARKER as RUN_MARKER
+from lesionaug.train.networks import quiet_library_progress
 
-MODEL_FORMAT = "lesionaug.model/1"
-MODEL_INFO = "lesionaug.json"
-RUN_MARKER = "lesionaug-train.json"
-RUN_FORMAT = "lesionaug.train.config-run/1"
 COMPONENTS = ("unet", "controlnet", "text_encoder", "tokenizer", "scheduler", "vae")
 OWNED = (*COMPONENTS, MODEL_INFO, RUN_MARKER, "shape_model.npz", "checkpoints", "samples")
 
@@ -149,8 +150,6 @@ def save_component(out_dir: Path, name: str, obj: Any) -> Path:
 
 def write_model_folder(out_dir: Path, parts: Any, info: dict) -> Path:
     """Save every network of ``parts``, then ``lesionaug.json`` last."""
-    from lesionaug.train.networks import quiet_library_progress
-
     quiet_library_progress()
     out_dir = Path(out_dir)
     (out_dir / MODEL_INFO).unlink(missing_ok=True)

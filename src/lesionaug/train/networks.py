@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lesionaug.errors import ConfigError, ModelError
 from lesionaug.dataset.labels import ATTRIBUTES, DIAGNOSES
+from lesionaug.errors import ConfigError, ModelError
 from lesionaug.plan.prompts import GENERIC_PROMPT
 
 MODEL_SIZES = ("tiny", "small", "base")

@@ -1,7 +1,7 @@
 """A training run end to end: output folder, stages, checkpoints, sample grids, the model folder.
 
 ``run_training`` takes networks and already-preprocessed pairs, so tests and library users can train
-on tensors without a dataset folder; ``train.train_model`` is the dataset-folder front end.
+on tensors without a dataset folder; ``train_model`` (below) is the dataset-folder front end.
 """
 
 from __future__ import annotations
@@ -12,23 +12,34 @@ from pathlib import Path
 from typing import Any
 
 from lesionaug import __version__
+from lesionaug.dataset.labels import ATTRIBUTES, DIAGNOSES
+from lesionaug.errors import BackendError, ConfigError, DatasetError
+from lesionaug.errors import ConfigError as ShapeError
+from lesionaug.masks.model_file import save_shape_model
+from lesionaug.masks.shape_model import fit_shape_model
+from lesionaug.plan.prompts import build_prompt
+from lesionaug.progress import SILENT, Reporter
 from lesionaug.train.checkpoints import (
     latest_checkpoint,
     load_network_weights,
     read_checkpoint_info,
     save_checkpoint,
 )
-from lesionaug.errors import BackendError, ConfigError
-from lesionaug.train.model_folder import prepare_output, write_model_folder, write_run_marker
+from lesionaug.train.config import TrainConfig, check_resolution
+from lesionaug.train.data import TrainingSet, load_training_set
+from lesionaug.train.loop import StagePlan, derive_seed, run_stage
+from lesionaug.train.model_folder import (
+    prepare_output,
+    write_model_folder,
+    write_run_marker,
+)
 from lesionaug.train.networks import (
     ModelParts,
     build_compact_model,
     build_controlnet,
     load_base,
 )
-from lesionaug.progress import Reporter
-from lesionaug.train.data import TrainingSet
-from lesionaug.train.loop import StagePlan, derive_seed, run_stage
+from lesionaug.train.sample_grids import write_sample_grid
 
 
 @dataclass(frozen=True)
@@ -99,10 +110,6 @@ SHAPE_MODEL_FILE = "shape_model.npz"
 def write_shape_model(out_dir: Path, data: TrainingSet, fingerprint: str, reporter: Reporter) -> str | None:
     """Fit the mask shape model on the training masks as the model sees them (cropped, at the
     training resolution) and save it beside the networks; None when the masks cannot support one."""
-    from lesionaug.errors import ConfigError as ShapeError
-    from lesionaug.masks.shape_model import fit_shape_model
-    from lesionaug.masks.model_file import save_shape_model
-
     masks = (m[0].numpy().astype(bool) for m in data.masks)
     try:
         model = fit_shape_model(masks, data.diagnoses, fingerprint=fingerprint)
@@ -251,8 +258,6 @@ def run_training(
 
 
 def write_grid(parts: ModelParts, val: TrainingSet, path: Path, config: Any) -> Path:
-    from lesionaug.train.sample_grids import write_sample_grid
-
     index = list(range(min(len(val), config.num_samples)))
     return write_sample_grid(
         path,
@@ -263,3 +268,73 @@ def write_grid(parts: ModelParts, val: TrainingSet, path: Path, config: Any) -> 
         guidance=config.sample_guidance,
         seed=derive_seed(config.seed, 5),
     )
+
+
+def usable_training_pairs(index: Any, batch_size: int, processes: int = 1) -> list[Any]:
+    """The training split's usable pairs; refuses when there are none or too few for one batch."""
+    samples = index.usable("train")
+    if not samples:
+        counts = ", ".join(f"{k} {v}" for k, v in index.split_counts().items())
+        raise DatasetError(
+            f"no usable training pairs (image + mask) in the training split ({counts})",
+            path=index.root,
+            fix="add masks (--masks DIR) or a train split folder",
+        )
+    need = batch_size * processes
+    if len(samples) < need:
+        raise DatasetError(
+            f"only {len(samples)} training pairs, fewer than one batch of {need}",
+            path=index.root,
+            fix=f"pass --batch-size {max(1, len(samples) // processes)} or add training pairs",
+        )
+    return samples
+
+
+def label_vocabulary(samples: list[Any]) -> dict:
+    """The diagnoses and attributes seen in training, code -> readable name."""
+    diagnoses = sorted({s.labels.diagnosis for s in samples if s.labels.diagnosis})
+    attributes = sorted({a for s in samples for a in s.labels.attributes})
+    return {
+        "diagnoses": {d: DIAGNOSES.get(d, d) for d in diagnoses},
+        "attributes": {a: ATTRIBUTES.get(a, a.replace("_", " ")) for a in attributes},
+    }
+
+
+def train_model(
+    dataset_index: Any,
+    out_dir: str | Path,
+    config: TrainConfig,
+    reporter: Reporter = SILENT,
+    *,
+    resume: bool = False,
+    force: bool = False,
+) -> dict:
+    """Train on the training split of ``dataset_index`` and write the model folder ``out_dir``."""
+    # 1. Check the inputs (cheap, nothing written).
+    config = config.resolved()
+    samples = usable_training_pairs(dataset_index, config.batch_size)
+    prompts = [build_prompt(s.labels, config.prompt_template) for s in samples]
+    # 2. Build or load the networks (no side effects) and check the resolution against them.
+    parts = load_parts(config, prompts)
+    check_resolution(config.resolution, parts.size_multiple, "compact" if config.compact else "Stable Diffusion")
+    # 3. Read the pairs: training split, plus validation masks for the sample grids.
+    provenance = Provenance(
+        split_fingerprint=dataset_index.subset_fingerprint(samples),
+        dataset_fingerprint=dataset_index.fingerprint,
+        train_ids=[str(s.id) for s in samples],
+        label_vocabulary=label_vocabulary(samples),
+    )
+    val_samples = dataset_index.usable("val")[: config.num_samples] or samples[: config.num_samples]
+    return run_training(
+        parts,
+        lambda: load_training_set(samples, config.resolution, config.prompt_template, reporter),
+        lambda: load_training_set(val_samples, config.resolution, config.prompt_template),
+        Path(out_dir),
+        config,
+        provenance,
+        reporter,
+        resume=resume,
+        force=force,
+    )
+
+

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from lesionaug.atomic_files import write_bytes_atomic
-from lesionaug.train.networks import ModelParts
 from lesionaug.train.loop import encode_texts
+from lesionaug.train.networks import ModelParts
 
 
 def generate_images(

@@ -21,7 +21,13 @@ from lesionaug.dataset.layouts.pairing import (
     pair,
     split_from_name,
 )
-from lesionaug.dataset.layouts.records import Candidate, LabelFile, LayoutRead, LayoutSpec, Problem
+from lesionaug.dataset.layouts.records import (
+    Candidate,
+    LabelFile,
+    LayoutRead,
+    LayoutSpec,
+    Problem,
+)
 from lesionaug.dataset.layouts.tree import Tree
 
 _MAX_BASE_DEPTH = 3

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from lesionaug.dataset.label_read import labels_by_id
-from lesionaug.dataset.layouts.pairing import attach_labels, common_suffix, mask_suffix_of, pair
+from lesionaug.dataset.layouts.pairing import (
+    attach_labels,
+    common_suffix,
+    mask_suffix_of,
+    pair,
+)
 from lesionaug.dataset.layouts.records import LabelFile, LayoutRead, LayoutSpec, Problem
 from lesionaug.dataset.layouts.tree import Tree
 

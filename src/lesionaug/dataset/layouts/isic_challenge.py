@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lesionaug.errors import DatasetError
-from lesionaug.dataset.labels import Labels
+from lesionaug.dataset.files import mask_has_foreground, read_image
 from lesionaug.dataset.label_read import isic2016_labels, labels_by_id
+from lesionaug.dataset.labels import Labels
 from lesionaug.dataset.layouts.pairing import (
     attach_labels,
     common_suffix,
@@ -23,9 +23,15 @@ from lesionaug.dataset.layouts.pairing import (
     split_from_name,
     split_images_and_masks,
 )
-from lesionaug.dataset.layouts.records import Candidate, LabelFile, LayoutRead, LayoutSpec, Problem
+from lesionaug.dataset.layouts.records import (
+    Candidate,
+    LabelFile,
+    LayoutRead,
+    LayoutSpec,
+    Problem,
+)
 from lesionaug.dataset.layouts.tree import Tree
-from lesionaug.dataset.files import mask_has_foreground
+from lesionaug.errors import DatasetError
 
 _S = r"(?P<s>Training|Validation|Test_v2|Test)"
 TASK2_ATTRIBUTES = ("globules", "milia_like_cyst", "negative_network", "pigment_network", "streaks")
@@ -171,8 +177,6 @@ def rasterise_features(features_json: str | Path, superpixels_png: str | Path) -
     The superpixel PNG is an RGB label map decoded as ``R + (G << 8) + (B << 16)``; an attribute mask
     is ``np.isin(labels, np.flatnonzero(values))`` (DATASETS.md).
     """
-    from lesionaug.dataset.files import read_image
-
     values = json.loads(Path(features_json).read_text())
     rgb = read_image(superpixels_png).astype(np.int64)
     label_map = rgb[..., 0] + (rgb[..., 1] << 8) + (rgb[..., 2] << 16)

@@ -13,12 +13,18 @@ import zipfile
 from pathlib import Path
 from xml.etree import ElementTree
 
-from lesionaug.errors import DatasetError
-from lesionaug.dataset.labels import Labels
 from lesionaug.dataset.label_read import PH2_CLINICAL, ph2_labels
+from lesionaug.dataset.labels import Labels
 from lesionaug.dataset.layouts.pairing import attach_labels, common_suffix
-from lesionaug.dataset.layouts.records import Candidate, LabelFile, LayoutRead, LayoutSpec, Problem
+from lesionaug.dataset.layouts.records import (
+    Candidate,
+    LabelFile,
+    LayoutRead,
+    LayoutSpec,
+    Problem,
+)
 from lesionaug.dataset.layouts.tree import Tree
+from lesionaug.errors import DatasetError
 
 _CASE = re.compile(r"IMD\d{3,}")
 

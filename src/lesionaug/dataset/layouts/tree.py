@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lesionaug.dataset.layouts.records import Problem
 from lesionaug.dataset.files import IMAGE_SUFFIXES
+from lesionaug.dataset.layouts.records import Problem
 
 # Deep enough for PH2 (4 levels) inside a doubly nested download (3 more).
 MAX_DEPTH = 8

@@ -1,0 +1,80 @@
+"""``lesionaug demo-data``: the example cases written in one layout, atomically.
+
+    write_demo_dataset("example", n=120, layout="isic2018", size=128, seed=0)
+
+The folder appears whole or not at all (written beside it, then renamed); a folder that holds
+earlier demo data is replaced, any other non-empty folder is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from lesionaug.demo.cases import DEMO_LAYOUTS, draw_cases
+from lesionaug.demo.layouts import WRITERS
+from lesionaug.errors import ConfigError
+from lesionaug.formats import DEMO_MARKER
+
+
+def _is_earlier_demo(folder: Path) -> bool:
+    try:
+        return json.loads((folder / DEMO_MARKER).read_text()).get("tool") == "lesionaug demo-data"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_demo_target(out: Path) -> None:
+    """Refuse a file, or a non-empty folder that is not earlier demo output."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError("output path is a file", path=out, fix="choose a folder name for the demo data")
+    if out.is_dir() and any(out.iterdir()) and not _is_earlier_demo(out):
+        raise ConfigError(
+            "output folder is not empty and is not earlier demo data",
+            path=out,
+            fix="choose a new folder, or empty this one",
+        )
+
+
+def check_demo_options(out: str | Path, n: int, layout: str, size: int) -> Path:
+    """Validate the demo options and the target folder; the absolute target path."""
+    if layout not in DEMO_LAYOUTS:
+        raise ConfigError(f"unknown demo layout {layout!r}", fix=f"use one of {', '.join(DEMO_LAYOUTS)}")
+    if n < 1 or not 32 <= size <= 2048:
+        raise ConfigError(f"need n >= 1 and 32 <= size <= 2048 (got n={n}, size={size})", fix="change --n or --size")
+    out = Path(out).expanduser().absolute()
+    check_demo_target(out)
+    return out
+
+
+def write_demo_dataset(
+    out: str | Path,
+    n: int = 40,
+    layout: str = "isic2018",
+    size: int = 128,
+    seed: int = 0,
+    progress: Callable[[], None] | None = None,
+) -> Path:
+    """Write ``n`` example pairs in ``layout`` to ``out`` (atomically) and return its absolute path."""
+    out = check_demo_options(out, n, layout, size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        cases = draw_cases(n, layout, seed)
+        WRITERS[layout](tmp, cases, size, seed, progress or (lambda: None))
+        marker = {"tool": "lesionaug demo-data", "layout": layout, "n": n, "size": size, "seed": seed}
+        (tmp / DEMO_MARKER).write_text(json.dumps(marker, sort_keys=True) + "\n")
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

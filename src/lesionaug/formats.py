@@ -1,0 +1,35 @@
+"""Every file name and format tag lesionaug reads or writes, defined once.
+
+A folder's kind is told by its card (``lesionaug.json``) and the ``format`` tag inside it; the
+augmented folder's records and the training run's marker have fixed names. Change a tag's version
+only together with a reader for the old one.
+"""
+
+from __future__ import annotations
+
+# Cards: the model folder's and the engine folder's ``lesionaug.json``.
+CARD_NAME = "lesionaug.json"
+MODEL_FORMAT = "lesionaug.model/1"
+ENGINE_FORMAT = "lesionaug.engine/1"
+
+# A training run's output folder.
+TRAIN_RUN_MARKER = "lesionaug-train.json"
+TRAIN_RUN_FORMAT = "lesionaug.train-run/1"
+SHAPE_MODEL_FORMAT = "lesionaug.shape_model/1"
+
+# An augmented folder: one manifest line per synthetic pair, the run record, the writer's lock.
+MANIFEST_NAME = "lesionaug-manifest.jsonl"
+RUN_NAME = "lesionaug-run.json"
+RUN_SCHEMA = "lesionaug.run/1"
+LOCK_NAME = ".lesionaug.lock"
+PLAN_FORMAT = "lesionaug.plan/1"
+
+# Files being written carry this in their temporary name.
+TMP_MARK = ".lesionaug-tmp-"
+
+# Reports and the command line's ``--json`` envelope.
+REPORT_SCHEMA = "lesionaug.report/1"
+RESULT_SCHEMA = "lesionaug.result/1"
+
+# Example data written by ``lesionaug demo-data``.
+DEMO_MARKER = ".lesionaug-demo.json"
