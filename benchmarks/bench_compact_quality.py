@@ -196,7 +196,7 @@ def run_variant(name: str, options: dict, index, segmenter, test, work: Path, ar
     from lesionaug.dataset.files import read_image, read_mask
     from lesionaug.engine import Engine
     from lesionaug.engine.sampler import SamplerSettings, generate
-    from lesionaug.evaluate.segmenter import resize_image
+    from lesionaug.evaluate.segmenter import square_image as resize_image
     from lesionaug.export.run import export_model
     from lesionaug.masks.geometry import resize_mask
     from lesionaug.plan.prompts import DEFAULT_TEMPLATE, build_prompt
@@ -298,7 +298,7 @@ def references(test, segmenter) -> dict:
     """The measures on the real images themselves (ceiling) and on a flat skin-coloured image (floor)."""
     from lesionaug.dataset.files import read_image, read_mask
     from lesionaug.evaluate.metrics import dice_coefficient
-    from lesionaug.evaluate.segmenter import resize_image
+    from lesionaug.evaluate.segmenter import square_image as resize_image
     from lesionaug.masks.geometry import resize_mask
 
     out = {}

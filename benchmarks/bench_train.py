@@ -56,16 +56,16 @@ def synthetic_pairs(n: int, resolution: int, seed: int = 0):
 def time_stage(parts, data, stage_name: str, config, steps: int, warmup: int) -> dict:
     """Run ``warmup`` steps, then ``steps`` timed steps of one stage; samples/s of the timed part."""
     from lesionaug.progress import SILENT
-    from lesionaug.train.loop import StagePlan, run_stage
+    from lesionaug.train.loop import TrainingStage, run_stage
     from lesionaug.train.run import make_accelerator
 
     accelerator = make_accelerator(config.mixed_precision)
     index = 0 if stage_name == "base" or not config.compact else 1
     start = time.perf_counter()
     if warmup:
-        run_stage(parts, data, StagePlan(stage_name, index, 0, warmup, 1e-4), config, accelerator, SILENT)
+        run_stage(parts, data, TrainingStage(stage_name, index, 0, warmup, 1e-4), config, accelerator, SILENT)
     setup_and_warmup = time.perf_counter() - start
-    result = run_stage(parts, data, StagePlan(stage_name, index, 0, steps, 1e-4), config, accelerator, SILENT)
+    result = run_stage(parts, data, TrainingStage(stage_name, index, 0, steps, 1e-4), config, accelerator, SILENT)
     return {
         "stage": stage_name,
         "steps": steps,
@@ -125,7 +125,7 @@ def bench_sd_cache(name: str, write, resolution: int, batch_size: int, steps: in
 
     from lesionaug.progress import SILENT
     from lesionaug.train.config import TrainConfig
-    from lesionaug.train.loop import StagePlan, run_stage
+    from lesionaug.train.loop import TrainingStage, run_stage
     from lesionaug.train.run import load_parts, make_accelerator
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,7 +142,7 @@ def bench_sd_cache(name: str, write, resolution: int, batch_size: int, steps: in
         per_round = max(1, steps // args.rounds)
         for round_index in range(args.rounds + 1):  # round 0 warms both modes up
             for cache, (config, parts) in modes.items():
-                stage = StagePlan("controlnet", 0, 0, per_round, 1e-4)
+                stage = TrainingStage("controlnet", 0, 0, per_round, 1e-4)
                 result = run_stage(parts, data, stage, config, accelerator, SILENT)
                 if round_index:
                     rates[cache].append(result.samples_per_second)

@@ -177,10 +177,10 @@ def test_fp16_text_encoder_is_half_precision_and_verifies(pixel_model, tmp_path)
     import onnx
 
     from lesionaug.export import graphs as g
-    from lesionaug.export.parts import graph_specs, load_parts
+    from lesionaug.export.parts import graph_specs, load_export_parts
     from lesionaug.export.run import read_model_card, verify_graph
 
-    parts = load_parts(pixel_model, read_model_card(pixel_model))
+    parts = load_export_parts(pixel_model, read_model_card(pixel_model))
     spec, reference = graph_specs(parts, "fp16")[g.TEXT_ENCODER]
     example = g.sample_inputs(g.TEXT_ENCODER, parts.geometry, batch=2, units=(1, 1), seed=0, vocab_size=8)
     path = tmp_path / spec.filename

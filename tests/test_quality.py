@@ -53,7 +53,7 @@ def test_ssim_compares_the_image_generated_from_each_mask_with_its_real_image(qu
     from lesionaug.engine import Engine
     from lesionaug.engine.sampler import SamplerSettings, generate
     from lesionaug.evaluate.metrics import structural_similarity
-    from lesionaug.evaluate.segmenter import resize_image
+    from lesionaug.evaluate.segmenter import square_image as resize_image
     from lesionaug.masks.geometry import resize_mask
     from lesionaug.plan.prompts import build_prompt
 

@@ -25,7 +25,7 @@ from lesionaug.train.data import (
     resize_and_crop,
     tensor_training_set,
 )
-from lesionaug.train.loop import StageObjective, StagePlan, batch_indices, run_stage
+from lesionaug.train.loop import StageObjective, TrainingStage, batch_indices, run_stage
 from lesionaug.train.run import Provenance, load_parts, make_accelerator, run_training
 
 PROMPTS = ["a dermoscopic image of melanoma", "a dermoscopic image of melanocytic nevus"]
@@ -117,7 +117,7 @@ def test_loss_falls_when_overfitting_one_batch(prediction_type):
     data = blob_set(n=2)
     parts = load_parts(config, data.prompts)
     assert parts.noise_scheduler.config.prediction_type == prediction_type
-    stage = StagePlan("base", 0, 0, 25, 3e-3)
+    stage = TrainingStage("base", 0, 0, 25, 3e-3)
 
     def held_out_loss() -> float:
         """The loss on the same 16 draws of noise and timesteps, before and after training."""
@@ -138,7 +138,7 @@ def test_controlnet_stage_leaves_the_base_bit_identical():
     data = blob_set()
     parts = load_parts(config, data.prompts)
     before = {"unet": state_hash(parts.unet), "text_encoder": state_hash(parts.text_encoder)}
-    run_stage(parts, data, StagePlan("controlnet", 1, 0, 3, 1e-3), config, make_accelerator("no"), SILENT)
+    run_stage(parts, data, TrainingStage("controlnet", 1, 0, 3, 1e-3), config, make_accelerator("no"), SILENT)
     assert {"unet": state_hash(parts.unet), "text_encoder": state_hash(parts.text_encoder)} == before
     assert not any(p.requires_grad for p in parts.unet.parameters())
     assert parts.controlnet is not None
@@ -170,7 +170,7 @@ def test_masks_reach_the_controlnet_as_zeros_and_ones_only():
     data = blob_set()
     parts = load_parts(config, data.prompts)
     seen = []
-    stage = StagePlan("controlnet", 1, 0, 2, 1e-3)
+    stage = TrainingStage("controlnet", 1, 0, 2, 1e-3)
     from lesionaug.train.loop import stage_networks
 
     stage_networks(parts, stage)
@@ -257,7 +257,7 @@ def test_latent_cache_changes_speed_not_results(tmp_path):
     for cache in (True, False):
         config = TrainConfig(base=str(base), resolution=32, steps=3, batch_size=2, cache_latents=cache).resolved()
         parts = load_parts(config, data.prompts)
-        result = run_stage(parts, data, StagePlan("controlnet", 0, 0, 3, 1e-4), config, make_accelerator("no"), SILENT)
+        result = run_stage(parts, data, TrainingStage("controlnet", 0, 0, 3, 1e-4), config, make_accelerator("no"), SILENT)
         losses.append(result.losses)
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
 
@@ -327,7 +327,7 @@ def test_bf16_mixed_precision_runs_on_cpu_and_the_precision_can_change_between_r
         parts = load_parts(config, data.prompts)
         accelerator = make_accelerator(precision)
         assert accelerator.mixed_precision == precision
-        result = run_stage(parts, data, StagePlan("controlnet", 1, 0, 1, 1e-3), config, accelerator, SILENT)
+        result = run_stage(parts, data, TrainingStage("controlnet", 1, 0, 1, 1e-3), config, accelerator, SILENT)
         assert np.isfinite(result.losses).all()
 
 

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from lesionaug.cards import find_card, model_card_of, read_card
 from lesionaug.engine.registry import cache_root
 from lesionaug.errors import ConfigError, ModelError
 from lesionaug.export.run import export_model
@@ -60,14 +61,6 @@ class ResolvedModel:
         }
 
 
-def _read_card(folder: Path) -> dict | None:
-    try:
-        card = json.loads((Path(folder) / CARD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return card if isinstance(card, dict) else None
-
-
 def model_hash(model_card: dict) -> str:
     """The model's identity: its card (training config, data fingerprints, training ids, steps)."""
     return hashlib.sha256(json.dumps(model_card, sort_keys=True, default=str).encode()).hexdigest()
@@ -93,7 +86,7 @@ def engine_hash(engine_dir: Path, card: dict) -> str:
 
 
 def _engine(engine_dir: Path, model_dir: Path | None, source: str) -> ResolvedModel:
-    card = _read_card(engine_dir)
+    card = find_card(engine_dir)
     if card is None or card.get("format") != ENGINE_FORMAT:
         raise ModelError("not a lesionaug engine folder", path=engine_dir, fix="re-export it with `lesionaug export`")
     model_card = card.get("model") or {}
@@ -115,7 +108,7 @@ def _locked_export(model_dir: Path, engine_dir: Path, precision: str, reporter: 
     locks = cache_root() / "locks" / engine_dir.name
     locks.mkdir(parents=True, exist_ok=True)
     with OutputLock(locks, command="export"):
-        card = _read_card(engine_dir)
+        card = find_card(engine_dir)
         if card is not None and card.get("format") == ENGINE_FORMAT:
             return
         reporter.info(f"exporting {model_dir} to ONNX ({precision}) into the cache: {engine_dir}")
@@ -124,26 +117,14 @@ def _locked_export(model_dir: Path, engine_dir: Path, precision: str, reporter: 
 
 def engine_for_model(model_dir: Path, precision: str, reporter: Reporter = SILENT) -> ResolvedModel:
     """A model folder's engine from the cache, exported there first when missing."""
-    card = _read_card(model_dir)
+    card = find_card(model_dir)
     if card is None or card.get("format") != MODEL_FORMAT:
         raise ModelError("not a finished lesionaug model folder", path=model_dir, fix="pass a folder `lesionaug train` wrote")
     engine_dir = cache_root() / "engines" / f"{model_hash(card)[:24]}-{precision}"
-    exists = (_read_card(engine_dir) or {}).get("format") == ENGINE_FORMAT
+    exists = (find_card(engine_dir) or {}).get("format") == ENGINE_FORMAT
     if not exists:
         _locked_export(model_dir, engine_dir, precision, reporter)
     return _engine(engine_dir, Path(model_dir), "cached" if exists else "exported")
-
-
-def _given_card(path: Path) -> dict:
-    """The lesionaug.json of a ``--model`` folder, or a ModelError saying what to pass instead."""
-    card = _read_card(path)
-    if not path.is_dir() or card is None:
-        raise ModelError(
-            "not a lesionaug model or engine folder (no readable lesionaug.json)",
-            path=path,
-            fix="pass a folder written by `lesionaug train` or `lesionaug export`",
-        )
-    return card
 
 
 def generator_resolution(model: Path | None, model_size: str | None, train_steps: int | None) -> int:
@@ -152,8 +133,8 @@ def generator_resolution(model: Path | None, model_size: str | None, train_steps
     if model is None:
         return default_budget(model_size, train_steps).config().resolved().resolution
     path = Path(model).expanduser().resolve()
-    card = _given_card(path)
-    model_card = card.get("model") if card.get("format") == ENGINE_FORMAT else card
+    card = read_card(path, MODEL_FORMAT, ENGINE_FORMAT)
+    model_card = model_card_of(card)
     resolution = (model_card or {}).get("resolution")
     if not isinstance(resolution, int) or resolution < 1:
         raise ModelError("its lesionaug.json records no resolution", path=path / CARD,
@@ -164,7 +145,7 @@ def generator_resolution(model: Path | None, model_size: str | None, train_steps
 def resolve_given_model(path: Path, precision: str, reporter: Reporter = SILENT) -> ResolvedModel:
     """``--model PATH``: an engine folder, or a model folder exported on the fly."""
     path = Path(path).expanduser().resolve()
-    card = _given_card(path)
+    card = read_card(path, MODEL_FORMAT, ENGINE_FORMAT)
     if card.get("format") == ENGINE_FORMAT:
         return _engine(path, None, "engine")
     if card.get("format") == MODEL_FORMAT:
@@ -225,9 +206,9 @@ def dataset_model(
     split_fingerprint = index.subset_fingerprint(train)
     folder = cache_root() / "datasets" / budget.key(split_fingerprint)
     model_dir, engine_dir = folder / "model", folder / f"engine-{precision}"
-    if (_read_card(engine_dir) or {}).get("format") == ENGINE_FORMAT:
+    if (find_card(engine_dir) or {}).get("format") == ENGINE_FORMAT:
         return _engine(engine_dir.resolve(), model_dir if model_dir.is_dir() else None, "cached")
-    if (_read_card(model_dir) or {}).get("format") != MODEL_FORMAT:
+    if (find_card(model_dir) or {}).get("format") != MODEL_FORMAT:
         if no_train:
             raise ModelError(
                 f"no trained model is cached for this dataset's training split ({len(train)} pairs) and --no-train is set",
@@ -261,7 +242,7 @@ def _train_into_cache(index, model_dir: Path, budget: TrainingBudget, seed: int,
     )
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     with OutputLock(model_dir.parent, command="train"):
-        if (_read_card(model_dir) or {}).get("format") == MODEL_FORMAT:
+        if (find_card(model_dir) or {}).get("format") == MODEL_FORMAT:
             return  # another run trained it while we waited
         started = time.time()
         try:

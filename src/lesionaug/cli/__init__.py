@@ -11,11 +11,12 @@ from typing import Annotated
 
 import typer
 
-from lesionaug.cli._click import exceptions as click_exceptions
 from lesionaug.cli._app import SCHEMA, app, envelope, print_envelope, version_callback
+from lesionaug.cli._click import exceptions as click_exceptions
 from lesionaug.errors import EXIT_INTERRUPTED, EXIT_USAGE
 
-# Command modules register themselves on ``app`` when imported.
+# Command modules register themselves on ``app`` when imported, in this order (the order of --help).
+# isort: off
 from lesionaug.cli import info as _info  # noqa: F401,E402
 from lesionaug.cli import masks as _masks  # noqa: F401,E402
 from lesionaug.cli import augment as _augment  # noqa: F401,E402

@@ -12,6 +12,7 @@ import csv
 import re
 from pathlib import Path
 
+from lesionaug.dataset.label_columns import AGE_COLUMNS, ID_COLUMNS, SITE_COLUMNS
 from lesionaug.dataset.labels import (
     ATTRIBUTES,
     DIAGNOSIS_ALIASES,
@@ -21,9 +22,6 @@ from lesionaug.dataset.labels import (
 from lesionaug.errors import DatasetError
 
 ONE_HOT_CODES = ("mel", "nv", "bcc", "akiec", "ak", "bkl", "df", "vasc", "scc", "unk")
-ID_COLUMNS = ("image", "image_id", "isic_id", "image_name", "id", "name", "filename", "file")
-_SITE_COLUMNS = ("localization", "anatom_site_1", "anatom_site_general", "anatom_site_general_challenge", "site")
-_AGE_COLUMNS = ("age", "age_approx", "age_approximate")
 _EXTRA_COLUMNS = (
     "lesion_id",
     "dx_type",
@@ -153,8 +151,8 @@ def parse_sex(text: str | None) -> str | None:
 def labels_from_row(row: dict[str, str]) -> Labels:
     """Normalised labels of one label-file row (keys lower-case)."""
     attributes = tuple(a for a in ATTRIBUTES if a in row and row[a].strip().lower() in _TRUE)
-    site = next((normalise_site(row[c]) for c in _SITE_COLUMNS if not _missing(row.get(c))), None)
-    age = next((parse_age(row[c]) for c in _AGE_COLUMNS if not _missing(row.get(c))), None)
+    site = next((normalise_site(row[c]) for c in SITE_COLUMNS if not _missing(row.get(c))), None)
+    age = next((parse_age(row[c]) for c in AGE_COLUMNS if not _missing(row.get(c))), None)
     sex = parse_sex(row.get("sex") or row.get("gender"))
     extra = tuple((k, row[k]) for k in _EXTRA_COLUMNS if not _missing(row.get(k)))
     return Labels(diagnosis=diagnosis_from_row(row), attributes=attributes, site=site, age=age, sex=sex, extra=extra)

@@ -12,13 +12,11 @@ import csv
 import io
 from collections.abc import Iterable
 
+from lesionaug.dataset.label_columns import AGE_COLUMNS, ID_COLUMNS, SITE_COLUMNS
 from lesionaug.dataset.labels import ATTRIBUTES, DIAGNOSES, DIAGNOSIS_ALIASES, Labels
 
 HEADERLESS_FORMATS = frozenset({"isic2016_csv", "ph2_txt"})
 _MALIGNANT = frozenset({"malignant", "mel", "bcc", "scc", "akiec"})
-_ID_COLUMNS = ("image", "image_id", "isic_id", "image_name", "name", "id", "filename", "file")
-_AGE_COLUMNS = ("age", "age_approx", "age_approximate")
-_SITE_COLUMNS = ("site", "localization", "anatom_site_general", "anatom_site_general_challenge", "anatom_site_1", "location")
 _DIAGNOSIS_COLUMNS = ("diagnosis", "dx", "label", "class", "diagnosis_3")
 _ONE_HOT_ALIASES = {"melanoma": "mel", "seborrheic_keratosis": "sk", "nevus": "nv"}
 
@@ -56,13 +54,13 @@ def _uses_codes(rows: list[list[str]], column: int) -> bool:
 def _cell(column: str, col_index: int, rows: list[list[str]], pair_id: str, labels: Labels, key: str) -> str:
     """The value of one column for a synthetic pair, inferred from the column's name and contents."""
     name = column.strip().lower()
-    if (key and name == key.lower()) or (not key and name in _ID_COLUMNS):
+    if (key and name == key.lower()) or (not key and name in ID_COLUMNS):
         return pair_id
-    if name in _AGE_COLUMNS:
+    if name in AGE_COLUMNS:
         return "" if labels.age is None else str(labels.age)
     if name == "sex":
         return labels.sex or ""
-    if name in _SITE_COLUMNS:
+    if name in SITE_COLUMNS:
         return labels.site or ""
     if name in _DIAGNOSIS_COLUMNS:
         if labels.diagnosis is None:

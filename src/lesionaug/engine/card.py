@@ -6,11 +6,11 @@ onnxruntime or torch.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lesionaug.cards import read_card
 from lesionaug.errors import ConfigError, ModelError
 from lesionaug.formats import CARD_NAME, ENGINE_FORMAT
 
@@ -35,26 +35,7 @@ class EngineCard:
     @classmethod
     def read(cls, engine_dir: str | Path) -> EngineCard:
         engine_dir = Path(engine_dir)
-        card_path = engine_dir / CARD_NAME
-        if not engine_dir.is_dir():
-            raise ModelError("engine folder not found", path=engine_dir, fix="run `lesionaug export MODEL_DIR --out ENGINE_DIR`")
-        if not card_path.is_file():
-            raise ModelError(
-                "not a lesionaug engine folder (no lesionaug.json)",
-                path=engine_dir,
-                fix="run `lesionaug export MODEL_DIR --out ENGINE_DIR` to make one",
-            )
-        try:
-            raw = json.loads(card_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"unreadable engine card ({exc})", path=card_path, fix="re-export the engine") from None
-        if not isinstance(raw, dict) or raw.get("format") != ENGINE_FORMAT:
-            fmt = raw.get("format") if isinstance(raw, dict) else None
-            raise ModelError(
-                f"engine card format is {fmt!r}, expected {ENGINE_FORMAT!r}",
-                path=card_path,
-                fix="re-export the engine with this version of lesionaug",
-            )
+        raw = read_card(engine_dir, ENGINE_FORMAT)
         try:
             card = cls(
                 path=engine_dir,
@@ -71,7 +52,7 @@ class EngineCard:
                 raw=raw,
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"engine card is missing or has a bad field ({exc})", path=card_path,
+            raise ModelError(f"engine card is missing or has a bad field ({exc})", path=engine_dir / CARD_NAME,
                              fix="re-export the engine") from None
         for name, graph in card.graphs.items():
             if not (engine_dir / graph["file"]).is_file():

@@ -32,7 +32,7 @@ from lesionaug.evaluate.feature_distance import (
 )
 from lesionaug.evaluate.metrics import dice_coefficient, structural_similarity
 from lesionaug.evaluate.report import write_report
-from lesionaug.evaluate.segmenter import SegmenterConfig, resize_image, train_segmenter
+from lesionaug.evaluate.segmenter import SegmenterConfig, square_image, train_segmenter
 from lesionaug.masks.geometry import resize_mask
 from lesionaug.plan.prompts import DEFAULT_TEMPLATE, build_prompt
 from lesionaug.progress import SILENT, Reporter
@@ -93,10 +93,55 @@ def _summary(values: list[float]) -> dict:
     }
 
 
+@dataclass
+class QualityInputs:
+    """What the measurement needs, checked before anything expensive runs."""
+
+    samples: list  # the split's usable samples, by id
+    train: list  # the training split's, for the fidelity segmenter
+    extractor: object | None  # FID/KID features, when weights were given
+    resolved: object  # the model or engine resolved from --model
+    engine: object
+    size: int
+    template: str
+    notes: list[str]
+
+
+@dataclass
+class Measurements:
+    rows: list[dict] = field(default_factory=list)  # one per image
+    grid: list[tuple] = field(default_factory=list)  # (mask, generated, real) for the report's grid
+    distances: FeatureDistances | None = None
+    prior: np.ndarray | None = None  # the segmenter's mask for a lesion-free image
+    seconds: float = 0.0
+
+
 def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
     """Generate for every real mask of the split, measure, write the report; return the ``--json`` data."""
     # 1. Check inputs, cheapest first: settings, dataset, feature extractor, then the engine.
     settings = SamplerSettings(scheduler=config.scheduler, steps=config.steps, guidance=config.guidance)
+    inputs = check_quality_inputs(config, reporter)
+    # 2. The fidelity segmenter, trained on the real training split.
+    segmenter = None
+    if config.fidelity:
+        segmenter = train_segmenter([(s.image, s.mask) for s in inputs.train], config.segmenter, reporter)
+    # 3. Generate batch by batch and measure as images arrive.
+    measured = Measurements(distances=FeatureDistances(inputs.extractor, len(inputs.samples)) if inputs.extractor else None)
+    started = time.perf_counter()
+    with reporter.task(f"generating {config.split} images", total=len(inputs.samples)) as task:
+        for start in range(0, len(inputs.samples), config.batch_size):
+            batch = inputs.samples[start : start + config.batch_size]
+            measure_batch(batch, start, inputs, segmenter, settings, config.seed, measured)
+            task.advance(len(batch))
+    measured.seconds = time.perf_counter() - started
+    # 4. Summaries, FID/KID, plots and the report.
+    section = quality_section(config, inputs, measured)
+    path = write_report(config.out, "quality", section, quality_plots(measured, config.fidelity))
+    keys = ("ssim", "mask_fidelity", "segmenter_on_real", "segmenter_prior", "fid", "n", "size", "engine", "notes")
+    return {**{k: section[k] for k in keys}, "report": str(path)}
+
+
+def check_quality_inputs(config: QualityConfig, reporter: Reporter) -> QualityInputs:
     index = load_dataset(config.dataset, config.masks, config.split_seed, reporter=reporter)
     index.check()
     samples = sorted(index.usable(config.split), key=lambda s: s.id)[: config.limit]
@@ -115,12 +160,10 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
         )
     extractor = load_feature_extractor(config.fid_weights) if config.fid_weights else None
     resolved = resolve_given_model(config.model, "fp32", reporter)  # a model folder is exported once, cached
-    engine_dir = resolved.engine_dir
-    engine = Engine.load(engine_dir, config.provider, reporter=reporter)
+    engine = Engine.load(resolved.engine_dir, config.provider, reporter=reporter)
     size = config.size or _model_resolution(engine)
     engine.check_size(size, size)
     model_card = engine.card.model
-    template = model_card.get("prompt_template") or DEFAULT_TEMPLATE
     notes = []
     seen = sorted({s.id for s in samples} & set(model_card.get("train_ids") or []))
     if seen:
@@ -129,101 +172,88 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
             "their SSIM measures memorisation, not generalisation"
         )
         reporter.warn(notes[-1])
+    template = model_card.get("prompt_template") or DEFAULT_TEMPLATE
+    return QualityInputs(samples, train, extractor, resolved, engine, size, template, notes)
 
-    # 2. The fidelity segmenter, trained on the real training split.
-    segmenter = None
-    if config.fidelity:
-        segmenter = train_segmenter([(s.image, s.mask) for s in train], config.segmenter, reporter)
 
-    # 3. Generate batch by batch and measure as images arrive.
-    distances = FeatureDistances(extractor, len(samples)) if extractor is not None else None
-    rows, grid = [], []
-    prior = None  # the segmenter's mask for a lesion-free image
-    started = time.perf_counter()
-    with reporter.task(f"generating {config.split} images", total=len(samples)) as task:
-        for start in range(0, len(samples), config.batch_size):
-            batch = samples[start : start + config.batch_size]
-            masks = [resize_mask(read_mask(s.mask), (size, size)) for s in batch]
-            reals = [resize_image(read_image(s.image), size) for s in batch]
-            prompts = [build_prompt(s.labels, template) for s in batch]
-            seeds = [derive_seed(config.seed, start + k, NOISE_STREAM) for k in range(len(batch))]
-            images = generate(engine, prompts, masks, seeds, settings, SILENT)
-            fidelity = segmenter.predict(list(images)) if segmenter is not None else [None] * len(batch)
-            on_real = segmenter.predict(reals) if segmenter is not None else [None] * len(batch)
-            if segmenter is not None and prior is None:
-                # What the segmenter predicts with no lesion to see: a flat image of the skin's mean colour.
-                flat = np.broadcast_to(np.mean(reals, axis=(0, 1, 2)).round().astype(np.uint8), reals[0].shape)
-                prior = segmenter.predict([np.ascontiguousarray(flat)])[0]
-            for k, sample in enumerate(batch):
-                rows.append(
-                    {
-                        "id": sample.id,
-                        "prompt": prompts[k],
-                        "noise_seed": seeds[k],
-                        "ssim": structural_similarity(images[k], reals[k]),
-                        "fidelity_dice": None if fidelity[k] is None else dice_coefficient(masks[k], fidelity[k]),
-                        "real_dice": None if on_real[k] is None else dice_coefficient(masks[k], on_real[k]),
-                        "prior_dice": None if prior is None else dice_coefficient(masks[k], prior),
-                    }
-                )
-                if len(grid) < GRID_ROWS:
-                    grid.append((masks[k], images[k], reals[k]))
-            if distances is not None:
-                distances.update(reals, real=True)
-                distances.update(list(images), real=False)
-            task.advance(len(batch))
-    seconds = time.perf_counter() - started
+def measure_batch(batch, start: int, inputs: QualityInputs, segmenter, settings, seed: int, measured: Measurements) -> None:
+    """Generate one batch from its real masks and add a row per image to ``measured``."""
+    size = inputs.size
+    masks = [resize_mask(read_mask(s.mask), (size, size)) for s in batch]
+    reals = [square_image(read_image(s.image), size) for s in batch]
+    prompts = [build_prompt(s.labels, inputs.template) for s in batch]
+    seeds = [derive_seed(seed, start + k, NOISE_STREAM) for k in range(len(batch))]
+    images = generate(inputs.engine, prompts, masks, seeds, settings, SILENT)
+    fidelity = segmenter.predict(list(images)) if segmenter is not None else [None] * len(batch)
+    on_real = segmenter.predict(reals) if segmenter is not None else [None] * len(batch)
+    if segmenter is not None and measured.prior is None:
+        # What the segmenter predicts with no lesion to see: a flat image of the skin's mean colour.
+        flat = np.broadcast_to(np.mean(reals, axis=(0, 1, 2)).round().astype(np.uint8), reals[0].shape)
+        measured.prior = segmenter.predict([np.ascontiguousarray(flat)])[0]
+    prior = measured.prior
+    for k, sample in enumerate(batch):
+        measured.rows.append(
+            {
+                "id": sample.id,
+                "prompt": prompts[k],
+                "noise_seed": seeds[k],
+                "ssim": structural_similarity(images[k], reals[k]),
+                "fidelity_dice": None if fidelity[k] is None else dice_coefficient(masks[k], fidelity[k]),
+                "real_dice": None if on_real[k] is None else dice_coefficient(masks[k], on_real[k]),
+                "prior_dice": None if prior is None else dice_coefficient(masks[k], prior),
+            }
+        )
+        if len(measured.grid) < GRID_ROWS:
+            measured.grid.append((masks[k], images[k], reals[k]))
+    if measured.distances is not None:
+        measured.distances.update(reals, real=True)
+        measured.distances.update(list(images), real=False)
 
-    # 4. Summaries, FID/KID, plots and the report.
-    ssim = _summary([r["ssim"] for r in rows])
-    fidelity_summary = _summary([r["fidelity_dice"] for r in rows if r["fidelity_dice"] is not None])
-    real_summary = _summary([r["real_dice"] for r in rows if r["real_dice"] is not None])
-    prior_summary = _summary([r["prior_dice"] for r in rows if r["prior_dice"] is not None])
-    if distances is not None:
-        fid = {"status": "ok", "weights": str(config.fid_weights), **distances.compute()}
+
+def quality_section(config: QualityConfig, inputs: QualityInputs, measured: Measurements) -> dict:
+    """The report's ``quality`` section: summaries, FID/KID when measured, and every image's row."""
+    rows, seconds = measured.rows, measured.seconds
+
+    def summary(key: str) -> dict:
+        return _summary([r[key] for r in rows if r[key] is not None])
+
+    if measured.distances is not None:
+        fid = {"status": "ok", "weights": str(config.fid_weights), **measured.distances.compute()}
     else:
         fid = {"status": "skipped", "message": f"skipped: {ENABLE_HINT}"}
-    section = {
+    resolved = inputs.resolved
+    return {
         "config": config.to_dict(),
-        "engine": str(engine_dir),
+        "engine": str(resolved.engine_dir),
         "model_source": resolved.source,
         "model_hash": resolved.model_hash,
         "engine_hash": resolved.engine_hash,
-        "provider": engine.provider,
+        "provider": inputs.engine.provider,
         "split": config.split,
         "n": len(rows),
-        "size": size,
+        "size": inputs.size,
         "steps": config.steps,
-        "ssim": ssim,
-        "mask_fidelity": fidelity_summary,
-        "segmenter_on_real": real_summary if config.fidelity else None,
-        "segmenter_prior": prior_summary if config.fidelity else None,
+        "ssim": summary("ssim"),
+        "mask_fidelity": summary("fidelity_dice"),
+        "segmenter_on_real": summary("real_dice") if config.fidelity else None,
+        "segmenter_prior": summary("prior_dice") if config.fidelity else None,
         "fid": fid,
-        "notes": notes,
+        "notes": inputs.notes,
         "seconds": round(seconds, 1),
         "images_per_second": round(len(rows) / seconds, 3) if seconds > 0 else None,
         "per_image": rows,
     }
+
+
+def quality_plots(measured: Measurements, fidelity: bool) -> dict:
+    rows = measured.rows
     distributions = {"SSIM against the real image": [r["ssim"] for r in rows]}
-    if config.fidelity:
+    if fidelity:
         distributions["mask fidelity Dice"] = [r["fidelity_dice"] for r in rows]
         distributions["segmenter Dice on the real images"] = [r["real_dice"] for r in rows]
-    plots = {
-        "quality_distributions": report_plots.distributions(distributions, xlabel="per-image value"),
-        "quality_grid": report_plots.triplet_grid(grid, ("mask", "generated image", "real image of that mask")),
-    }
-    path = write_report(config.out, "quality", section, plots)
     return {
-        "ssim": ssim,
-        "mask_fidelity": fidelity_summary,
-        "segmenter_on_real": section["segmenter_on_real"],
-        "segmenter_prior": section["segmenter_prior"],
-        "fid": fid,
-        "n": len(rows),
-        "size": size,
-        "engine": str(engine_dir),
-        "notes": notes,
-        "report": str(path),
+        "quality_distributions": report_plots.distributions(distributions, xlabel="per-image value"),
+        "quality_grid": report_plots.triplet_grid(measured.grid, ("mask", "generated image", "real image of that mask")),
     }
 
 

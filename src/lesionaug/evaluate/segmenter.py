@@ -114,13 +114,13 @@ def load_pairs(
     masks = np.empty((len(pairs), size, size), dtype=bool)
     with reporter.task(f"reading {what}", total=len(pairs)) as task:
         for i, (image_path, mask_path) in enumerate(pairs):
-            images[i] = resize_image(read_image(image_path), size).transpose(2, 0, 1)
-            masks[i] = resize_mask(read_mask(mask_path), size)
+            images[i] = square_image(read_image(image_path), size).transpose(2, 0, 1)
+            masks[i] = square_mask(read_mask(mask_path), size)
             task.advance()
     return images, masks
 
 
-def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+def square_image(image: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
 
     if image.shape[:2] == (size, size):
@@ -128,7 +128,7 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
 
 
-def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+def square_mask(mask: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
 
     if mask.shape == (size, size):
@@ -171,7 +171,7 @@ class Segmenter:
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
                 chunk = images[start : start + batch_size]
-                batch = np.stack([resize_image(np.asarray(im), size).transpose(2, 0, 1) for im in chunk])
+                batch = np.stack([square_image(np.asarray(im), size).transpose(2, 0, 1) for im in chunk])
                 logits = self.network(_normalise(torch.from_numpy(batch).to(self.device)))
                 lesion = torch.softmax(logits.float(), dim=1)[:, 1:2]
                 for k, (image, prob) in enumerate(zip(chunk, lesion)):

@@ -18,7 +18,7 @@ from lesionaug.export import graphs as g
 
 
 @dataclass
-class ModelParts:
+class ExportParts:
     """The loaded PyTorch modules of one model folder and the geometry they share."""
 
     text_encoder: nn.Module
@@ -42,7 +42,7 @@ def _load(kind: str, loader, folder: Path) -> Any:
                          fix="the model folder must hold diffusers/transformers save_pretrained output") from None
 
 
-def load_parts(model_dir: Path, card: dict[str, Any]) -> ModelParts:
+def load_export_parts(model_dir: Path, card: dict[str, Any]) -> ExportParts:
     """Load the text encoder, UNet, ControlNet (and VAE) and derive their shared geometry."""
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel
@@ -64,7 +64,7 @@ def load_parts(model_dir: Path, card: dict[str, Any]) -> ModelParts:
             module.requires_grad_(False)
 
     geometry = derive_geometry(model_dir, card, unet, controlnet, text_encoder, tokenizer, vae)
-    return ModelParts(text_encoder, unet, controlnet, vae, geometry, int(text_encoder.config.vocab_size))
+    return ExportParts(text_encoder, unet, controlnet, vae, geometry, int(text_encoder.config.vocab_size))
 
 
 def derive_geometry(model_dir: Path, card: dict, unet, controlnet, text_encoder, tokenizer, vae) -> g.Geometry:
@@ -116,7 +116,7 @@ def _half(module: nn.Module) -> nn.Module:
     return g.keep_norms_in_float32(copy.deepcopy(module).half())
 
 
-def graph_specs(parts: ModelParts, precision: str) -> dict[str, tuple[g.GraphSpec, g.GraphSpec]]:
+def graph_specs(parts: ExportParts, precision: str) -> dict[str, tuple[g.GraphSpec, g.GraphSpec]]:
     """name -> (spec to export, float32 reference spec to verify against), text encoder first."""
     geo = parts.geometry
     specs: dict[str, tuple[g.GraphSpec, g.GraphSpec]] = {}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionaug import __version__
+from lesionaug.cards import read_card
 from lesionaug.engine.card import EngineCard
 from lesionaug.engine.registry import register_engine
 from lesionaug.engine.session import verification_session
@@ -65,19 +66,8 @@ class ExportResult:
 
 def read_model_card(model_dir: Path) -> dict[str, Any]:
     """``MODEL_DIR/lesionaug.json``, checked for the fields export needs."""
-    if not model_dir.is_dir():
-        raise ModelError("model folder not found", path=model_dir, fix="pass the folder `lesionaug train --out` wrote")
-    card_path = model_dir / "lesionaug.json"
-    if not card_path.is_file():
-        raise ModelError("not a lesionaug model folder (no lesionaug.json)", path=model_dir,
-                         fix="pass the folder `lesionaug train --out` wrote")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"unreadable model card ({exc})", path=card_path, fix="retrain or restore the file") from None
-    if not isinstance(card, dict) or card.get("format") != MODEL_FORMAT:
-        raise ModelError(f"model card format is not {MODEL_FORMAT!r}", path=card_path,
-                         fix="pass a folder written by `lesionaug train`")
+    card = read_card(model_dir, MODEL_FORMAT)
+    card_path = model_dir / CARD_NAME
     if not isinstance(card.get("latent"), bool):
         raise ModelError("model card has no boolean 'latent' field", path=card_path, fix="retrain the model")
     needed = ["unet", "controlnet", "text_encoder", "tokenizer", "scheduler"] + (["vae"] if card["latent"] else [])
@@ -164,10 +154,10 @@ def export_model(
     tmp = _prepare_target(engine_dir, settings.force)
     try:
         # 2. Load the PyTorch parts and work out the geometry every graph shares.
-        from lesionaug.export.parts import graph_specs, load_parts
+        from lesionaug.export.parts import graph_specs, load_export_parts
 
         with reporter.task("loading model", total=None):
-            parts = load_parts(model_dir, model_card)
+            parts = load_export_parts(model_dir, model_card)
         specs = graph_specs(parts, settings.precision)
 
         # 3. Export and verify each graph.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from lesionaug.output.folder import LabelTarget, label_target, list_originals
-from lesionaug.output.pair_writer import IMAGE_FORMATS, PairLayout
+from lesionaug.output.pair_writer import PairLayout
 
 _FORMAT_OF_EXT = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".bmp": "bmp"}
 
@@ -90,7 +90,3 @@ def plan_output(index, image_format: str | None, *, synthetic_only: bool, masks_
             mroot = Path(masks_dir)
             originals += [(mroot / rel, f"{external}/{rel}") for rel in list_originals(mroot, exclude=set())]
     return OutputPlan(layout, targets, tuple(originals), external)
-
-
-def image_extension(layout: PairLayout) -> str:
-    return IMAGE_FORMATS[layout.image_format]

@@ -9,11 +9,11 @@ training through the generator and inflate the score.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from lesionaug.cards import find_card
 from lesionaug.errors import ConfigError, DatasetError
 from lesionaug.formats import CARD_NAME as MODEL_CARD
 from lesionaug.formats import MANIFEST_NAME, RUN_NAME
@@ -110,15 +110,13 @@ def _find_train_ids(record: dict, folder: Path) -> tuple[frozenset[str] | None, 
         if not isinstance(value, str) or not any(w in part.lower() for part in path for w in ("model", "engine")):
             continue
         for base in (Path(value), folder / value):
-            card = base / MODEL_CARD
-            if card.is_file():
-                try:
-                    ids, fingerprint = _card_ids(json.loads(card.read_text(encoding="utf-8")))
-                except (OSError, ValueError):
-                    continue
-                if ids is not None:
-                    return frozenset(ids), fingerprint, f"{card}"
-                tried.append(str(card))
+            card = find_card(base)
+            if card is None:
+                continue
+            ids, fingerprint = _card_ids(card)
+            if ids is not None:
+                return frozenset(ids), fingerprint, f"{base / MODEL_CARD}"
+            tried.append(str(base / MODEL_CARD))
     if tried:
         return None, None, f"{tried[0]} has no train_ids"
     return None, None, "the run record names no model or engine folder with a lesionaug.json"

@@ -23,13 +23,13 @@ from lesionaug.train.data import TrainingSet
 from lesionaug.train.networks import ModelParts, build_controlnet
 
 
-def derive_seed(*parts: int) -> int:
+def stage_seed(*parts: int) -> int:
     """A 32-bit seed from (master seed, stage, rank, ...), never from loop position."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
 @dataclass(frozen=True)
-class StagePlan:
+class TrainingStage:
     """One stage: trains ``base`` (UNet + text encoder) or ``controlnet``, for global steps
     ``first_step + 1 .. first_step + steps``."""
 
@@ -58,7 +58,7 @@ class StageResult:
 def _epoch_order(n: int, seed: int, stage: int, epoch: int):
     import torch
 
-    return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, stage, epoch, 7)))
+    return torch.randperm(n, generator=torch.Generator().manual_seed(stage_seed(seed, stage, epoch, 7)))
 
 
 def batch_indices(n: int, batch: int, world: int, rank: int, seed: int, stage: int, micro: int) -> list[int]:
@@ -88,7 +88,7 @@ def vae_moments(parts: ModelParts, pixels: Any) -> tuple[Any, Any]:
 class StageObjective:
     """Computes the loss of one micro-batch; holds the caches of what the stage never changes."""
 
-    def __init__(self, parts: ModelParts, data: TrainingSet, stage: StagePlan, config: Any, device: Any, reporter):
+    def __init__(self, parts: ModelParts, data: TrainingSet, stage: TrainingStage, config: Any, device: Any, reporter):
         import torch
 
         self.parts, self.data, self.stage, self.config, self.device = parts, data, stage, config, device
@@ -169,7 +169,7 @@ class StageObjective:
         return F.mse_loss(prediction.float(), target.float())
 
 
-def stage_networks(parts: ModelParts, stage: StagePlan) -> dict[str, Any]:
+def stage_networks(parts: ModelParts, stage: TrainingStage) -> dict[str, Any]:
     """The networks a stage trains; everything else in ``parts`` is locked (no grad, eval mode)."""
     if stage.name == "controlnet" and parts.controlnet is None:
         parts.controlnet = build_controlnet(parts)
@@ -189,7 +189,7 @@ def stage_networks(parts: ModelParts, stage: StagePlan) -> dict[str, Any]:
 def run_stage(
     parts: ModelParts,
     data: TrainingSet,
-    stage: StagePlan,
+    stage: TrainingStage,
     config: Any,
     accelerator: Any,
     reporter: Any,
@@ -203,7 +203,7 @@ def run_stage(
 
     device = accelerator.device
     # A new ControlNet's conditioning embedding is drawn from the global generator: seed it.
-    torch.manual_seed(derive_seed(config.seed, stage.index, 11))
+    torch.manual_seed(stage_seed(config.seed, stage.index, 11))
     trained = stage_networks(parts, stage)
     for network in (parts.unet, parts.text_encoder, parts.vae, parts.controlnet):
         if network is not None:
@@ -240,7 +240,7 @@ def run_stage(
         if done:
             task.advance(done)
         for step in range(done, stage.steps):
-            generator.manual_seed(derive_seed(config.seed, stage.index, rank, step))
+            generator.manual_seed(stage_seed(config.seed, stage.index, rank, step))
             total = 0.0
             for micro in range(config.grad_accum):
                 index = batch_indices(

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionaug.atomic_files import write_text_atomic
-from lesionaug.errors import ConfigError, ModelError
+from lesionaug.errors import ConfigError
 from lesionaug.formats import CARD_NAME as MODEL_INFO
 from lesionaug.formats import MODEL_FORMAT, TMP_MARK
 from lesionaug.formats import TRAIN_RUN_FORMAT as RUN_FORMAT
@@ -29,24 +29,6 @@ from lesionaug.train.networks import quiet_library_progress
 
 COMPONENTS = ("unet", "controlnet", "text_encoder", "tokenizer", "scheduler", "vae")
 OWNED = (*COMPONENTS, MODEL_INFO, RUN_MARKER, "shape_model.npz", "checkpoints", "samples")
-
-
-def read_model_info(model_dir: Path) -> dict:
-    """``lesionaug.json`` of a finished model folder, checked for its format."""
-    path = Path(model_dir) / MODEL_INFO
-    if not path.is_file():
-        raise ModelError(
-            "not a finished lesionaug model folder (no lesionaug.json)",
-            path=model_dir,
-            fix="train one with `lesionaug train DATASET --out MODEL_DIR`, or finish it with --resume",
-        )
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"unreadable lesionaug.json ({exc})", path=path) from None
-    if info.get("format") != MODEL_FORMAT:
-        raise ModelError(f"unknown model format {info.get('format')!r}", path=path, fix=f"expected {MODEL_FORMAT}")
-    return info
 
 
 def read_run_marker(out_dir: Path) -> dict | None:

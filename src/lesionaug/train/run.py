@@ -27,7 +27,7 @@ from lesionaug.train.checkpoints import (
 )
 from lesionaug.train.config import TrainConfig, check_resolution
 from lesionaug.train.data import TrainingSet, load_training_set
-from lesionaug.train.loop import StagePlan, derive_seed, run_stage
+from lesionaug.train.loop import TrainingStage, run_stage, stage_seed
 from lesionaug.train.model_folder import (
     prepare_output,
     write_model_folder,
@@ -58,7 +58,7 @@ def load_parts(config: Any, prompts: list[str]) -> ModelParts:
 
     config = config.resolved()
     if config.compact:
-        torch.manual_seed(derive_seed(config.seed, 0xBA5E))
+        torch.manual_seed(stage_seed(config.seed, 0xBA5E))
         return build_compact_model(
             config.model_size,
             config.resolution,
@@ -69,13 +69,13 @@ def load_parts(config: Any, prompts: list[str]) -> ModelParts:
     return load_base(config.base, allow_pickle=config.allow_pickle)
 
 
-def stage_plans(config: Any) -> list[StagePlan]:
+def stage_plans(config: Any) -> list[TrainingStage]:
     if config.compact:
         return [
-            StagePlan("base", 0, 0, config.base_steps, config.base_lr),
-            StagePlan("controlnet", 1, config.base_steps, config.steps, config.lr),
+            TrainingStage("base", 0, 0, config.base_steps, config.base_lr),
+            TrainingStage("controlnet", 1, config.base_steps, config.steps, config.lr),
         ]
-    return [StagePlan("controlnet", 0, 0, config.steps, config.lr)]
+    return [TrainingStage("controlnet", 0, 0, config.steps, config.lr)]
 
 
 def make_accelerator(mixed_precision: str) -> Any:
@@ -183,7 +183,7 @@ def run_training(
         if done >= stage.last_step:
             continue
 
-        def on_step(step: int, optimizer: Any, lr_scheduler: Any, stage: StagePlan = stage) -> None:
+        def on_step(step: int, optimizer: Any, lr_scheduler: Any, stage: TrainingStage = stage) -> None:
             every = config.checkpoint_every
             if step != stage.last_step and not (every and step % every == 0):
                 return
@@ -266,7 +266,7 @@ def write_grid(parts: ModelParts, val: TrainingSet, path: Path, config: Any) -> 
         [val.prompts[i] for i in index],
         steps=config.sample_steps,
         guidance=config.sample_guidance,
-        seed=derive_seed(config.seed, 5),
+        seed=stage_seed(config.seed, 5),
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lesionaug.dataset.labels import Labels
 from lesionaug.dataset.layouts.records import Candidate, Problem
-from lesionaug.dataset.layouts.tree import is_image_name, scan_tree
+from lesionaug.dataset.layouts.tree import scan_tree
 
 # A mask's stem is the image's stem, optionally followed by one of these (case-insensitive).
 MASK_SUFFIX = re.compile(r"(?i)_(mask|segmentation|seg|lesion|label|gt)$")
@@ -134,7 +134,3 @@ def split_images_and_masks(files: list[Path]) -> tuple[list[Path], list[Path]]:
     images = [f for f in files if not is_mask_name(f)]
     masks = [f for f in files if is_mask_name(f)]
     return images, masks
-
-
-def image_files_in(paths: list[Path]) -> list[Path]:
-    return [p for p in paths if is_image_name(p.name)]
