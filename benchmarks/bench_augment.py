@@ -40,7 +40,7 @@ def build_engine(dataset: Path, folder: Path, model_size: str) -> Path:
     from lesionaug.train.run import train_model
 
     config = TrainConfig(model_size=model_size, steps=1, base_steps=1, batch_size=2, num_samples=1, sample_steps=1)
-    train_model(load_dataset(dataset), folder / "model", config)
+    train_model(load_dataset(dataset, labels=[Path(dataset) / "isic_archive_metadata.csv"]), folder / "model", config)
     export_model(folder / "model", folder / "engine", "fp32", True)
     return folder / "engine"
 

@@ -352,7 +352,7 @@ def main() -> None:
         data = work / "demo"
         if not (data / "ISIC2018_Task1-2_Training_Input").is_dir():
             data = write_demo_dataset(data, n=args.pairs, layout="isic2018", size=128, seed=0)
-        index = load_dataset(data)
+        index = load_dataset(data, labels=[Path(data) / "isic_archive_metadata.csv"])  # the Task 1 diagnoses
         train, test = index.usable("train"), sorted(index.usable("test"), key=lambda s: s.id)[: args.limit]
         started = time.perf_counter()
         segmenter = fidelity_segmenter(train, args.segmenter_epochs, args.work)

@@ -78,7 +78,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = write_demo_dataset(Path(tmp) / "demo", n=200, layout="isic2018", size=128, seed=0)
-        index = load_dataset(data)
+        index = load_dataset(data, labels=[Path(data) / "isic_archive_metadata.csv"])  # the Task 1 diagnoses
         train = mask_fitting_samples(index)
         start = time.perf_counter()
         model = fit_dataset_shape_model(index, train)

@@ -1,148 +1,156 @@
 #!/usr/bin/env bash
-# GPU check for lesionaug, in one call on a lent GPU machine.
+# GPU check for lesionaug: engines exported here, measured on a lent GPU machine in one short run.
 #
-# It installs onnxruntime-gpu from wheel parts carried to the machine (the wheel is ~255 MB, one
-# call carries at most 64 MiB, so it travels split over consecutive calls and is joined here),
-# installs any other carried wheels the machine lacks, loads CUDA/cuDNN from torch's CUDA build
-# (onnxruntime.preload_dlls), then runs benchmarks/gpu_bench.py: a Stable-Diffusion-shaped model
-# built from configs, exported fp16, images/s at 512x512, 20 steps, batch 1 and 8 on the TensorRT EP
-# (reported as absent when TensorRT is not installed), the CUDA EP and diffusers fp16, with NaN and
-# black-image counts. JSON goes to benchmarks/results/gpu_check.json (written after every stage).
+# What it checks (benchmarks/gpu_check.py): the compact "small" model and a mid-size latent model,
+# each exported fp32 and fp16 here on the CPU, loaded on the TensorRT provider (built for a 1..8 job
+# profile, with a timing cache; reported absent with the reason where TensorRT is not installed) and
+# the CUDA provider; parity (compact: against its images on the CPU provider, made here; latent:
+# against diffusers' StableDiffusionControlNetPipeline on CUDA torch, fp32 and fp16); the throughput
+# table (batch 1 and 8, images/s and the share of a measured fp16 matmul peak) against diffusers fp16;
+# and CUDA graphs forced once on the exported denoiser. JSON: benchmarks/results/gpu_check.json.
+#
+# How onnxruntime-gpu reaches a machine without a package registry: the machine has CUDA torch
+# (and with it the nvidia-* CUDA 13 / cuDNN 9 libraries onnxruntime-gpu loads through
+# onnxruntime.preload_dlls) and the CPU onnxruntime, but not onnxruntime-gpu, whose wheel
+# (1.31.1, CUDA 13, cp312) is 256 MB, mostly libonnxruntime_providers_cuda.so, while one call
+# carries at most 64 MiB with the working tree. So the wheel travels in parts, one per call, kept
+# on the warm machine between calls (carried files stay until named again), joined and checked
+# against its sha256 there, and installed with pip --no-index --target /tmp/site, which goes first
+# on PYTHONPATH (the machine's CPU onnxruntime is left alone: uninstalling one of the two breaks
+# the other). diffusers, importlib_metadata and platformdirs, which the machine lacks, travel as
+# wheels beside the last part. TensorRT itself (tensorrt-cu13-libs, over 1 GB) cannot travel; its
+# provider is reported absent unless the machine has libnvinfer.
 #
 # Usage:
-#   benchmarks/gpu_check.sh --prepare dist/gpu-wheels     # here, with a package registry: fetch cp312
-#                                                         # wheels, split onnxruntime-gpu into 60 MB parts
-#   (carry dist/gpu-wheels/<one part> per call; every part stays on the warm machine)
-#   benchmarks/gpu_check.sh [--wheels dist/gpu-wheels] [--out FILE] [-- gpu_bench.py options]
-#   benchmarks/gpu_check.sh --cpu-smoke                   # toy size, CPU provider, no installs: proves
-#                                                         # the script works on a machine without a GPU
-# Environment: PYTHON (default python3), GPU_CHECK_TIMEOUT (seconds for the benchmark, default 540).
+#   benchmarks/gpu_check.sh --prepare     # here (CPU + registry): engines, references and wheels in
+#                                         # .gpu-check/ (in .gitignore: it travels only when carried),
+#                                         # the big wheel in parts
+#   benchmarks/gpu_check.sh --carry-plan  # the device calls to make: what each carries, what it runs
+#   benchmarks/gpu_check.sh               # on the GPU machine (the last call): install, then check
+#   benchmarks/gpu_check.sh --cpu-smoke   # here: every step but the GPU ones, at toy settings
+# Environment: PYTHON (default python3), GPU_CHECK_TIMEOUT (seconds for the check, default 540),
+# PART_BYTES (wheel part size, default 53 MiB: a part and the working tree fit in one call).
+# Device time: the first call starts the machine (1-2 min), the other four part calls take seconds
+# each, and the last runs the check (GPU_CHECK_TIMEOUT, 9 min at most): under 12 minutes in all.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
-WHEELS="dist/gpu-wheels"
-OUT=""
+ROOT=".gpu-check"
+ORT_WHEEL_VERSION="${ORT_VERSION:-1.31.1}"
+SMALL_WHEELS=("diffusers==0.42.1" "importlib_metadata" "platformdirs")
 MODE="gpu"
-PREPARE_DIR=""
-EXTRA=()
-ORT_VERSION="${ORT_VERSION:-1.31.1}"
-
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --cpu-smoke) MODE="cpu-smoke"; shift ;;
-    --prepare) MODE="prepare"; PREPARE_DIR="$2"; shift 2 ;;
-    --wheels) WHEELS="$2"; shift 2 ;;
-    --out) OUT="$2"; shift 2 ;;
-    --) shift; EXTRA=("$@"); break ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
-    *) echo "gpu_check.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
-
-if [[ -z "$OUT" ]]; then
-  if [[ "$MODE" == "cpu-smoke" ]]; then OUT="benchmarks/results/gpu_check_cpu_smoke.json"; else OUT="benchmarks/results/gpu_check.json"; fi
-fi
+case "${1:-}" in
+  --prepare) MODE="prepare" ;;
+  --carry-plan) MODE="carry-plan" ;;
+  --cpu-smoke) MODE="cpu-smoke" ;;
+  -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+  "") ;;
+  *) echo "gpu_check.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+esac
 
 log() { echo "[gpu_check] $*" >&2; }
 
-prepare() {
-  # Fetch wheels for the GPU machine (Python 3.12, manylinux x86-64) and split the large one.
-  local dir="$1"
+fetch_wheels() {  # <dir> <requirement>...: cp312 manylinux wheels for the GPU machine, no dependencies
+  local dir="$1"; shift
   mkdir -p "$dir"
-  local pins=()
-  for pkg in diffusers transformers onnx onnxscript platformdirs typer rich huggingface-hub tokenizers \
-             safetensors; do
-    local v
-    v="$("$PY" -c "from importlib.metadata import version; print(version('$pkg'))" 2>/dev/null || true)"
-    [[ -n "$v" ]] && pins+=("$pkg==$v")
-  done
-  "$PY" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform any -d "$dir" "onnxruntime-gpu==$ORT_VERSION" "${pins[@]}"
-  local wheel
-  wheel="$(ls "$dir"/onnxruntime_gpu-*.whl | head -n 1)"
-  sha256sum "$wheel" | awk '{print $1}' > "$wheel.sha256"
-  split -b 60M -d "$wheel" "$wheel.part-"
-  rm -f "$wheel"
-  log "wheels in $dir; carry each $wheel.part-NN in its own call (plus the .sha256 and small wheels)"
-  ls -l "$dir" >&2
+    --platform manylinux2014_x86_64 -d "$dir" "$@"
 }
 
-install_onnxruntime_gpu() {
-  if "$PY" - <<'EOF' 2>/dev/null
-import importlib.metadata as m, sys
-sys.exit(0 if any(d.metadata["Name"] == "onnxruntime-gpu" for d in m.distributions()) else 1)
-EOF
-  then
-    log "onnxruntime-gpu already installed"
-    return
-  fi
-  local parts=("$WHEELS"/onnxruntime_gpu-*.whl.part-*)
-  if [[ ! -e "${parts[0]}" ]]; then
-    log "no onnxruntime-gpu wheel parts in $WHEELS: carry them (see --prepare); CUDA/TensorRT will be absent"
-    return
-  fi
-  local wheel="${parts[0]%.part-*}"
-  local joined="/tmp/$(basename "$wheel")"
-  cat "${parts[@]}" > "$joined"
-  if [[ -f "$wheel.sha256" ]]; then
-    echo "$(cat "$wheel.sha256")  $joined" | sha256sum -c - >&2 || { log "joined wheel is corrupt"; exit 4; }
-  fi
-  # The CPU and GPU packages share one import name; removing one after installing both breaks it.
-  "$PY" -m pip uninstall -y onnxruntime >&2 || true
-  "$PY" -m pip install --no-index --no-deps --force-reinstall "$joined" >&2
-  log "installed $(basename "$joined")"
+split_wheel() {  # <wheel> <parts dir>: parts of PART_BYTES bytes plus the whole wheel's sha256
+  local wheel="$1" parts="$2"
+  mkdir -p "$parts"
+  sha256sum "$wheel" | awk '{print $1}' > "$parts/$(basename "$wheel").sha256"
+  split -b "${PART_BYTES:-55574528}" -d -a 2 "$wheel" "$parts/$(basename "$wheel").part-"
 }
 
-install_missing_modules() {
-  local missing
-  missing="$("$PY" - <<'EOF'
-import importlib.util
-mods = {"diffusers": "diffusers", "transformers": "transformers", "onnx": "onnx", "onnxscript": "onnxscript",
-        "platformdirs": "platformdirs", "typer": "typer", "rich": "rich", "safetensors": "safetensors"}
-print(" ".join(pkg for mod, pkg in mods.items() if importlib.util.find_spec(mod) is None))
-EOF
-)"
-  [[ -z "$missing" ]] && return
-  log "missing here: $missing; installing carried wheels from $WHEELS"
-  local wheels=()
-  for pkg in $missing; do
-    local pattern="${pkg//-/_}-*.whl"
-    for w in "$WHEELS"/$pattern; do [[ -e "$w" ]] && wheels+=("$w"); done
-  done
-  if [[ ${#wheels[@]} -gt 0 ]]; then
-    "$PY" -m pip install --no-index --no-deps "${wheels[@]}" >&2
+install_from_parts() {  # <parts dir> <small wheels dir> <target>: join, verify, install without an index
+  local parts="$1" small="$2" target="$3"
+  local first; first="$(ls "$parts"/*.whl.part-* 2>/dev/null | head -n 1 || true)"
+  if [[ -z "$first" ]]; then
+    log "no wheel parts in $parts: carry them first (--carry-plan); GPU providers will be absent"
+  else
+    local name; name="$(basename "${first%.part-*}")"
+    local joined="/tmp/$name"
+    cat "$parts/$name".part-* > "$joined"
+    echo "$(cat "$parts/$name.sha256")  $joined" | sha256sum -c --quiet - || { log "joined $name is corrupt"; exit 4; }
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$target" "$joined"
+    log "installed $name into $target"
+  fi
+  if compgen -G "$small/*.whl" > /dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$target" "$small"/*.whl
   fi
 }
 
-run_bench() {
-  local timeout_s="${GPU_CHECK_TIMEOUT:-540}"
-  export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-  export HF_HUB_OFFLINE=1
-  timeout "$timeout_s" "$PY" benchmarks/gpu_bench.py --out "$OUT" "$@"
+run_check() {  # <prepared dir> <out json> [gpu_check.py run options]
+  local prepared="$1" out="$2"; shift 2
+  export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+  timeout "${GPU_CHECK_TIMEOUT:-540}" "$PY" benchmarks/gpu_check.py run --prepared "$prepared" --out "$out" "$@"
 }
 
 case "$MODE" in
   prepare)
-    prepare "$PREPARE_DIR"
+    export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1
+    "$PY" benchmarks/gpu_check.py prepare --prepared "$ROOT/prepared"
+    rm -rf "$ROOT/wheels" "$ROOT/parts" "$ROOT/download"
+    fetch_wheels "$ROOT/wheels" "${SMALL_WHEELS[@]}"
+    fetch_wheels "$ROOT/download" "onnxruntime-gpu==$ORT_WHEEL_VERSION"
+    split_wheel "$(ls "$ROOT"/download/onnxruntime_gpu-*.whl)" "$ROOT/parts"
+    rm -rf "$ROOT/download"
+    du -sh "$ROOT"/prepared "$ROOT"/models "$ROOT"/wheels "$ROOT"/parts/* >&2
+    ;;
+  carry-plan)
+    # Each call carries at most 64 MiB with the working tree (about 7.6 MB): a 53 MiB part each; the
+    # last, smaller part (33 MB) with the small wheels (6.5 MB) and the latent model folder for
+    # diffusers (10 MB); then the prepared engines and references (56 MB) alone in the last call,
+    # which runs the check. Carried files stay on the warm machine until named again.
+    parts=("$ROOT"/parts/*.part-*)
+    [[ -e "${parts[0]}" ]] || { log "nothing prepared: run --prepare first"; exit 3; }
+    last=$(( ${#parts[@]} - 1 ))
+    for i in "${!parts[@]}"; do
+      extra=""
+      [[ $i -eq $last ]] && extra=", \"$ROOT/wheels\", \"$ROOT/models\""
+      echo "call $((i + 1)): carry [\"${parts[$i]}\"$extra]; command: ls -l $ROOT/parts; timeout_s 60"
+    done
+    echo "call $(( ${#parts[@]} + 1 )): carry [\"$ROOT/prepared\", \"$ROOT/parts/$(basename "${parts[0]%.part-*}").sha256\"];" \
+         "command: set -o pipefail; bash benchmarks/gpu_check.sh 2>&1 | tee \$OUT/log;" \
+         "cp benchmarks/results/gpu_check.json \$OUT/; timeout_s 600"
+    du -sh "$ROOT/prepared" "$ROOT/models" "$ROOT/wheels" >&2
     ;;
   cpu-smoke)
-    log "CPU smoke run: toy model, CPU provider, diffusers fp32"
-    run_bench --cpu-smoke --batches 1 2 --steps 2 ${EXTRA[@]+"${EXTRA[@]}"}
+    smoke=".gpu-check-smoke"
+    export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1
+    log "1/3 prepare at smoke size (the same exports as --prepare; latent model at 128 px)"
+    if [[ -f "$smoke/prepared/meta.json" && -z "${GPU_CHECK_FRESH:-}" ]]; then
+      log "kept the earlier smoke preparation (GPU_CHECK_FRESH=1 redoes it)"
+    else
+      "$PY" benchmarks/gpu_check.py prepare --prepared "$smoke/prepared" --cpu-smoke
+    fi
+    log "2/3 a wheel through the parts path: split, carry, join, verify, install without an index"
+    rm -rf "$smoke/parts" "$smoke/site"
+    wheel="$(ls "$smoke"/wheels/platformdirs-*.whl 2>/dev/null | head -n 1 || true)"
+    if [[ -z "$wheel" ]]; then fetch_wheels "$smoke/wheels" platformdirs; wheel="$(ls "$smoke"/wheels/platformdirs-*.whl)"; fi
+    PART_BYTES=40000 split_wheel "$wheel" "$smoke/parts"
+    install_from_parts "$smoke/parts" "$smoke/no-small-wheels" "$smoke/site"
+    PYTHONPATH="$smoke/site" "$PY" -c "import os, platformdirs
+assert os.path.realpath(platformdirs.__file__).startswith(os.path.realpath('$smoke/site')), platformdirs.__file__"
+    log "3/3 the check on the CPU provider (diffusers fp32 on the CPU)"
+    run_check "$smoke/prepared" benchmarks/results/gpu_check_cpu_smoke.json --cpu-smoke --steps 2 --parity-steps 2 \
+      --batches 1 2
     ;;
   gpu)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >&2 || log "nvidia-smi not found"
-    install_onnxruntime_gpu
-    install_missing_modules
+    install_from_parts "$ROOT/parts" "$ROOT/wheels" /tmp/site
+    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
     "$PY" - <<'EOF' >&2
 import contextlib, io, onnxruntime as ort
 buf = io.StringIO()
 with contextlib.redirect_stdout(buf):
     ort.preload_dlls()
-print("onnxruntime", ort.__version__, "providers", ort.get_available_providers(), buf.getvalue().strip())
+print("onnxruntime", ort.__version__, ort.__file__, "providers", ort.get_available_providers(), buf.getvalue().strip())
 EOF
-    run_bench ${EXTRA[@]+"${EXTRA[@]}"}
+    run_check "$ROOT/prepared" benchmarks/results/gpu_check.json
     ;;
 esac
-log "results: $OUT"

@@ -90,6 +90,8 @@ def trained_run() -> TrainedRun:
         proc = run_cli(
             "augment",
             dataset,
+            "--labels",  # the Task 1 images' diagnoses, from the demo's archive export
+            dataset / "isic_archive_metadata.csv",
             "--n",
             n,
             "--model-size",

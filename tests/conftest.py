@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 # No test may reach the Hugging Face Hub; tiny models are built from configs.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Nor write into the user's cache folder (engines record their graph hashes there when they load);
+# tests that need a cache of their own point LESIONAUG_CACHE at it.
+if "LESIONAUG_CACHE" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="lesionaug-test-cache-")
+    atexit.register(shutil.rmtree, _cache, True)
+    os.environ["LESIONAUG_CACHE"] = _cache
 
 
 @pytest.fixture(scope="session")

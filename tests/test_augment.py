@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
+from collections import Counter
 import socket
 import subprocess
 import sys
@@ -30,7 +32,9 @@ from PIL import Image
 
 from lesionaug.augment.run import RESULT_KEYS
 from lesionaug.dataset.index import load_dataset
+from lesionaug.dataset.labels import Labels
 from lesionaug.formats import LOCK_NAME, MANIFEST_NAME, RUN_NAME
+from lesionaug.output.lock import process_state
 from lesionaug.output.manifest import MANIFEST_KEYS, read_manifest
 
 pytestmark = pytest.mark.slow
@@ -66,6 +70,7 @@ def test_main_job_trains_exports_caches_and_generates(run):
 
 def test_output_reads_back_with_the_right_counts_and_labels(run):
     before, after = load_dataset(run.dataset), load_dataset(run.out)
+    assert [s.synthetic for s in after.samples].count(True) == run.n and not any(s.synthetic for s in before.samples)
     assert after.layout == before.layout
     assert after.split_counts() == {**before.split_counts(), "train": before.split_counts()["train"] + run.n}
     samples = {s.id: s for s in after.samples}
@@ -74,8 +79,13 @@ def test_output_reads_back_with_the_right_counts_and_labels(run):
     for entry in entries:
         assert list(entry) == list(MANIFEST_KEYS)
         sample = samples[entry["id"]]
-        assert sample.split == "train" and sample.mask is not None
-        assert sample.labels.diagnosis == entry["labels"].get("diagnosis")
+        assert sample.split == "train" and sample.mask is not None and sample.synthetic
+        # Its labels come back whole from the manifest: diagnosis, attributes (no Task 2 mask says them).
+        assert sample.labels == Labels.from_dict(entry["labels"]) and sample.labels.diagnosis
+        assert not list(run.out.rglob(f"{entry['id']}_attribute_*"))  # no faked Task 2 annotation
+        extra = entry["labels"]["extra"]
+        assert not {"lesion_id", "diagnosis_confirm_type", "copyright_license"} & set(extra)
+        assert extra["source_lesion_id"].startswith("IL_")  # the archive lesion its label set came from
         assert entry["image"].endswith(".jpg") and entry["mask"].endswith("_segmentation.png")
         mask = np.asarray(Image.open(run.out / entry["mask"]))
         assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
@@ -85,12 +95,18 @@ def test_output_reads_back_with_the_right_counts_and_labels(run):
     info = invoke("info", run.out, "--json", "-q")
     assert info.exit_code == 0
     assert info.envelope["data"]["n_samples"] == len(before.samples) + run.n
+    assert (info.envelope["data"]["n_real"], info.envelope["data"]["n_synthetic"]) == (len(before.samples), run.n)
+    synthetic_dx = Counter(e["labels"]["diagnosis"] for e in entries)
+    assert info.envelope["data"]["synthetic_labels"]["diagnosis"] == dict(synthetic_dx.most_common())
     assert invoke("verify", run.out, "--json", "-q").envelope["data"]["ok"] is True
 
 
 def test_cached_model_is_reused_and_no_train_refuses_without_one(run, tmp_path, monkeypatch):
     monkeypatch.setenv("LESIONAUG_CACHE", str(run.cache))
-    args = ("augment", run.dataset, "--n", "2", "--model-size", "tiny", "--train-steps", "2", *FAST, "--no-train")
+    # The same label table as the run that trained the model: joined labels are part of the training
+    # split's fingerprint, so the cached model is found only with them.
+    labels = ("--labels", run.dataset / "isic_archive_metadata.csv")
+    args = ("augment", run.dataset, *labels, "--n", "2", "--model-size", "tiny", "--train-steps", "2", *FAST, "--no-train")
     again = invoke(*args, "--out", tmp_path / "again", "--synthetic-only", "--json", "-q")
     assert again.exit_code == 0, again.stderr
     assert again.envelope["data"]["model_source"] == "cached"
@@ -107,6 +123,21 @@ def test_cached_model_is_reused_and_no_train_refuses_without_one(run, tmp_path, 
     assert "--no-train" in refused.envelope["errors"][0]["message"]
     assert "lesionaug train" in refused.envelope["errors"][0]["fix"]
     assert not (tmp_path / "never").exists()
+
+
+def test_real_count_records_the_fitted_pairs_and_warns_about_a_generator_that_saw_more(run, tmp_path):
+    from lesionaug.dataset.subsets import RealSubset, choose_real_subset
+
+    result = invoke("augment", run.dataset, "--out", tmp_path / "subset", "--model", run.engine_dir, *FAST,
+                    "--n", "2", "--real-count", "6", "--json")  # not quiet: the warning is the point
+    assert result.exit_code == 0, result.stderr
+    record = json.loads((tmp_path / "subset" / RUN_NAME).read_text())
+    chosen = [s.id for s in choose_real_subset(load_dataset(run.dataset).usable("train"), RealSubset(count=6))]
+    assert record["plan_fitted_ids"] == chosen
+    assert record["config"]["real_subset"] == {"fraction": None, "count": 6, "seed": 0}
+    assert record["environment"]["libraries"]["numpy"] == np.__version__
+    # The engine was trained on the whole training split: 14 - 6 = 8 pairs evaluate would call hidden.
+    assert "trained on 8 real pairs outside the 6 chosen by --real-count 6" in " ".join(result.stderr.split())
 
 
 def test_job_images_do_not_depend_on_n_batch_size_or_shard(run, tmp_path):
@@ -155,27 +186,43 @@ def _wait_for(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
         time.sleep(0.005)
 
 
-def test_resume_after_sigkill_is_byte_identical(run, tmp_path):
+def _wait_until_zombie(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Until the killed ``proc`` is a zombie; it is not reaped (no wait(), no poll())."""
+    deadline = time.time() + timeout
+    while process_state(proc.pid) != "Z" and time.time() < deadline:
+        time.sleep(0.005)
+    assert process_state(proc.pid) == "Z"
+
+
+def test_resume_after_sigkill_is_byte_identical_with_the_killed_runs_left_unreaped(run, tmp_path):
     args = ("--n", "10", "--batch-size", "2", "--steps", "4")
     reference = augment(run.dataset, tmp_path / "ref", *args)
     assert reference.exit_code == 0
     out = tmp_path / "killed"
     manifest = out / MANIFEST_NAME
     at_kill = []
-    # Killed right after the run record (before any pair), then after 3 and after 7 pairs.
-    for ready in (
-        lambda: (out / RUN_NAME).exists(),
-        lambda: _count_lines(manifest) >= 3,
-        lambda: _count_lines(manifest) >= 7,
-    ):
-        proc = _start(run.dataset, out, run.engine_dir, *args)
-        _wait_for(proc, ready)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        at_kill.append(_count_lines(manifest))
-    assert any(0 < k < 10 for k in at_kill), at_kill  # at least one kill landed mid-run
-    assert (out / LOCK_NAME).exists()  # a dead run's lock: taken over by the next
-    finished = augment(run.dataset, out, *args)
+    killed: list[subprocess.Popen] = []  # zombies until the end, as where nothing reaps orphans
+    try:
+        # Killed right after the run record (before any pair), then after 3 and after 7 pairs; each
+        # rerun starts at once, while the runs killed before it are zombies.
+        for ready in (
+            lambda: (out / RUN_NAME).exists(),
+            lambda: _count_lines(manifest) >= 3,
+            lambda: _count_lines(manifest) >= 7,
+        ):
+            proc = _start(run.dataset, out, run.engine_dir, *args)
+            _wait_for(proc, ready)
+            proc.send_signal(signal.SIGKILL)
+            killed.append(proc)
+            _wait_until_zombie(proc)
+            at_kill.append(_count_lines(manifest))
+        assert any(0 < k < 10 for k in at_kill), at_kill  # at least one kill landed mid-run
+        assert (out / LOCK_NAME).exists()  # a dead run's lock file: the kernel dropped its lock
+        assert all(process_state(p.pid) == "Z" for p in killed)
+        finished = augment(run.dataset, out, *args)
+    finally:
+        for proc in killed:
+            proc.wait()
     assert finished.exit_code == 0, finished.stderr
     assert finished.envelope["data"]["n_skipped_existing"] == at_kill[-1]
     assert finished.envelope["data"]["n_generated"] == 10 - at_kill[-1]
@@ -192,25 +239,39 @@ def test_sigint_finishes_writes_and_says_how_to_resume(run, tmp_path):
     _stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 130, stderr
     assert "rerun the same command to resume" in stderr
-    assert len([ln for ln in stderr.splitlines() if "error" in ln]) == 1
+    errors = [ln for ln in stderr.splitlines() if "error" in ln]
+    assert len(errors) == 1 and ": lesionaug augment " in errors[0]
+    command = shlex.split(errors[0].split(": lesionaug augment ", 1)[1])  # the command that resumes it
     record = json.loads((out / RUN_NAME).read_text())
     written = record["counts"]["n_generated"]
     assert record["status"] == "incomplete" and 0 < written < 12
     assert _count_lines(out / MANIFEST_NAME) == written  # every written pair recorded, nothing half-done
     assert not any(".lesionaug-tmp-" in p.name for p in out.rglob("*"))
-    resumed = augment(run.dataset, out, *args)
+    resumed = invoke("augment", *command, "--json")
     assert resumed.exit_code == 0 and resumed.envelope["data"]["n_skipped_existing"] == written
     assert invoke("verify", out, "-q").exit_code == 0
 
 
-def test_a_live_lock_stops_a_second_run(run, tmp_path):
+def test_a_live_lock_stops_a_second_run_and_break_lock_cannot_clear_it(run, tmp_path):
     out = tmp_path / "locked"
     out.mkdir()
-    (out / LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": "augment"}))
-    result = augment(run.dataset, out, "--n", "2")
-    assert result.exit_code == 3
-    assert "is writing to this folder" in result.envelope["errors"][0]["message"]
-    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+    record = json.dumps({"pid": 4242, "host": socket.gethostname(), "command": "augment"})
+    hold = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, sys.argv[2].encode()); print('held', flush=True); "
+            "time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(out / LOCK_NAME), record], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for extra in ((), ("--break-lock",)):
+            result = augment(run.dataset, out, "--n", "2", *extra)
+            assert result.exit_code == 3
+            message = result.envelope["errors"][0]["message"]
+            assert "(pid 4242) is writing to this folder (found by the OS file lock)" in message
+            assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_too_little_disk_space_is_refused_before_anything_is_written(run, tmp_path, monkeypatch):

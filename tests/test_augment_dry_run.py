@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from lesionaug.augment.options import AugmentOptions
 from lesionaug.cli import app
+from lesionaug.dataset.labels import DIAGNOSES
 from lesionaug.plan.jobs import PlanConfig, Shard
 from lesionaug.train.networks import COMPACT_SIZES
 
@@ -42,9 +43,14 @@ def demo(tmp_path_factory):
     return str(write_demo_dataset(tmp_path_factory.mktemp("augment") / "isic", n=40, size=64, seed=2))
 
 
+def archive(demo: str) -> tuple[str, str]:
+    """``--labels`` with the demo's archive metadata: the Task 1 images' diagnoses, as on real data."""
+    return ("--labels", f"{demo}/isic_archive_metadata.csv")
+
+
 @pytest.fixture(scope="module")
 def plan30(demo):
-    return plan_of(demo, "--n", "30", "--seed", "5")
+    return plan_of(demo, "--n", "30", "--seed", "5", *archive(demo))
 
 
 def test_dry_run_json_carries_the_plan(plan30):
@@ -63,17 +69,17 @@ def test_dry_run_json_carries_the_plan(plan30):
 
 
 def test_the_plan_is_reproducible_and_job_k_ignores_n(demo, plan30):
-    again = plan_of(demo, "--n", "30", "--seed", "5")
+    again = plan_of(demo, "--n", "30", "--seed", "5", *archive(demo))
     assert again["plan_hash"] == plan30["plan_hash"] and again["jobs"] == plan30["jobs"]
-    shorter = plan_of(demo, "--n", "12", "--seed", "5")
+    shorter = plan_of(demo, "--n", "12", "--seed", "5", *archive(demo))
     assert shorter["jobs"] == plan30["jobs"][:12]
     assert shorter["plan_hash"] != plan30["plan_hash"]
-    other_seed = plan_of(demo, "--n", "30", "--seed", "6")
+    other_seed = plan_of(demo, "--n", "30", "--seed", "6", *archive(demo))
     assert other_seed["jobs"][0]["noise_seed"] != plan30["jobs"][0]["noise_seed"]
 
 
 def test_shards_cover_the_plan(demo, plan30):
-    shards = [plan_of(demo, "--n", "30", "--seed", "5", "--shard", f"{i}/3") for i in range(3)]
+    shards = [plan_of(demo, "--n", "30", "--seed", "5", "--shard", f"{i}/3", *archive(demo)) for i in range(3)]
     assert {s["plan_hash"] for s in shards} == {plan30["plan_hash"]}
     union = sorted((job for s in shards for job in s["jobs"]), key=lambda j: j["index"])
     assert union == plan30["jobs"]
@@ -85,6 +91,7 @@ def test_diagnosis_weights_template_prefix_and_source(demo):
         demo,
         "--n", "20",
         "--diagnosis", "mel=1",
+        *archive(demo),
         "--prompt-template", "{diagnosis} {attributes}",
         "--prefix", "GEN",
         "--mask-source", "mixed",
@@ -117,8 +124,18 @@ def test_default_size_is_the_generators_resolution_so_nothing_is_resampled(demo,
     assert exit_code == 4 and "records no resolution" in error["message"] and "--size" in error["fix"]
 
 
+def test_a_joined_label_table_changes_the_fingerprint_and_the_prompts(demo, plan30):
+    bare = plan_of(demo, "--n", "30", "--seed", "5")
+    assert bare["dataset_fingerprint"] != plan30["dataset_fingerprint"]
+    assert bare["plan_hash"] != plan30["plan_hash"]
+    assert set(bare["label_counts"]["diagnosis"]) == {"none"}
+    assert "none" not in plan30["label_counts"]["diagnosis"]
+    for job in plan30["jobs"]:
+        assert job["prompt"].startswith(f"a dermoscopic image of {DIAGNOSES[job['labels']['diagnosis']]}")
+
+
 def test_balanced_labels(demo):
-    plan = plan_of(demo, "--n", "60", "--labels", "balanced")
+    plan = plan_of(demo, "--n", "60", "--label-mix", "balanced", *archive(demo))
     counts = plan["label_counts"]["diagnosis"]
     assert set(counts) == set(plan["training_diagnoses"])
 
@@ -134,7 +151,9 @@ def test_human_dry_run_shows_the_plan(demo):
     [
         (["--diagnosis", "xyz=1", "--dry-run"], 3, "unknown diagnosis code(s) xyz; known codes: mel"),
         (["--diagnosis", "mel=-1", "--dry-run"], 3, "positive"),
-        (["--labels", "balanced", "--diagnosis", "mel=1", "--dry-run"], 2, "both choose"),
+        (["--label-mix", "balanced", "--diagnosis", "mel=1", "--dry-run"], 2, "both choose"),
+        (["--labels", "balanced", "--dry-run"], 2, "--labels now names a label table"),
+        (["--labels", "/nonexistent/metadata.csv", "--dry-run"], 3, "label table is not found"),
         (["--shard", "3/3", "--dry-run"], 2, "shard 3/3 does not exist"),
         (["--shard", "x", "--dry-run"], 2, "malformed shard"),
         (["--prompt-template", "{color}", "--dry-run"], 3, "unknown field"),
@@ -149,9 +168,16 @@ def test_option_errors_are_one_line(demo, args, code, message):
 
 
 def test_a_diagnosis_missing_from_training_lists_the_known_ones(demo):
-    exit_code, error = error_of(demo, "--n", "5", "--diagnosis", "scc=1", "--dry-run")
+    exit_code, error = error_of(demo, "--n", "5", "--diagnosis", "scc=1", "--dry-run", *archive(demo))
     assert exit_code == 3
     assert "scc not in the training split; known:" in error["message"]
+
+
+def test_without_a_diagnosis_in_training_weights_are_refused_naming_labels(demo):
+    # The demo's Task 1 images have no diagnosis of their own (its Task 3 rows name other ids).
+    exit_code, error = error_of(demo, "--n", "5", "--diagnosis", "mel=1", "--dry-run")
+    assert exit_code == 3
+    assert "the training split has none" in error["message"] and "--labels FILE" in error["fix"]
 
 
 def test_without_dry_run_the_options_go_to_run_augment(demo, monkeypatch):
@@ -193,3 +219,39 @@ def test_a_dry_run_without_a_model_imports_no_torch_on_a_machine_without_nvidia(
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_training_pairs_left_out_are_counted_by_reason_and_said_in_one_line(tmp_path):
+    from pathlib import Path
+
+    import layout_fixtures as fx
+
+    train = sorted(fx.write_isic2018(tmp_path, n={"Training": 6, "Validation": 2, "Test": 2}).splits["train"])
+    masks = tmp_path / "ISIC2018_Task1_Training_GroundTruth"
+    fx.write_mask(masks / f"{train[0]}_segmentation.png", fx.blob((10, 10)))  # size mismatch
+    (masks / f"{train[1]}_segmentation.png").unlink()  # no mask
+    fx.write_mask(masks / f"{train[2]}_segmentation.png", fx.blob((12, 12)))  # size mismatch
+    data = plan_of(str(tmp_path), "--n", "4", "--size", "64")
+    assert data["n_training_skipped"] == 3
+    assert data["training_skipped"] == {"missing_mask": 1, "size_mismatch": 2}
+    assert data["training_samples"] == 3
+    loud = invoke("augment", str(tmp_path), "--n", "4", "--size", "64", "--dry-run", "--json")
+    said = " ".join(loud.stderr.split())  # Rich wraps a long line at the console's width
+    assert said.count("left out") == 1
+    assert (
+        f"warning: 3 training pair(s) left out (missing_mask 1, size_mismatch 2); "
+        f"`lesionaug info {Path(tmp_path).resolve()}` lists them"
+    ) in said
+def test_real_count_fits_the_plan_on_the_subset_evaluate_uses(demo, plan30):
+    from lesionaug.dataset.index import load_dataset
+    from lesionaug.dataset.subsets import RealSubset, choose_real_subset
+
+    subset = plan_of(demo, "--n", "30", "--seed", "5", "--real-count", "6")
+    assert subset["training_samples"] == 6 and plan30["training_samples"] == 24
+    index = load_dataset(demo)
+    chosen = choose_real_subset(index.usable("train"), RealSubset(count=6))
+    # The label sampler and shape model are fitted on those 6 pairs alone: the plan records their fingerprint.
+    assert subset["train_fingerprint"] == index.subset_fingerprint(chosen) != plan30["train_fingerprint"]
+    assert subset["plan_hash"] != plan30["plan_hash"]
+    code, error = error_of(demo, "--n", "3", "--dry-run", "--real-count", "25")
+    assert code == 3 and "training split has 24" in error["message"]

@@ -12,7 +12,7 @@ import pytest
 from lesionaug.dataset.index import load_dataset, read_image, read_mask
 from lesionaug.dataset.layouts.isic_challenge import rasterise_features
 from lesionaug.demo.cases import DEMO_LAYOUTS, assign_splits, draw_cases
-from lesionaug.demo.layouts import superpixel_map
+from lesionaug.demo.layouts import ARCHIVE_METADATA, superpixel_map
 from lesionaug.demo.write import write_demo_dataset
 from lesionaug.errors import ConfigError
 
@@ -25,6 +25,8 @@ DETECTED_AS = {
 }
 WITH_SPLITS = {"isic2018", "isic2017", "paired"}
 ATTRIBUTES_READ = {"isic2018", "isic2017", "ph2", "paired"}  # HAM10000 has no attribute labels
+# The archive names HAM's "akiec" cases by their leaf, "Solar or actinic keratosis": code ak.
+ARCHIVE_CODE = {"akiec": "ak"}
 
 
 def files_digest(root: Path) -> str:
@@ -40,14 +42,16 @@ def test_demo_layout_reads_back_with_counts_labels_and_splits(tmp_path: Path, la
     n = 14
     out = write_demo_dataset(tmp_path / layout, n=n, layout=layout, size=48, seed=3)
     cases = draw_cases(n, layout, 3)
-    idx = load_dataset(out)
+    # The isic2018 Task 1 images' diagnoses come from the archive export, as on the real release.
+    idx = load_dataset(out, labels=[out / ARCHIVE_METADATA] if layout == "isic2018" else ())
     assert idx.layout == DETECTED_AS[layout]
     assert idx.problems == () and len(idx.usable()) == n
     assert all(s.size == (48, 48) for s in idx.samples)
     by_index = _samples_by_case_index(idx, layout)
     for case in cases:
         sample = by_index[case.index]
-        assert sample.labels.diagnosis == case.diagnosis, (case, sample.labels)
+        expected = ARCHIVE_CODE.get(case.diagnosis, case.diagnosis) if layout == "isic2018" else case.diagnosis
+        assert sample.labels.diagnosis == expected, (case, sample.labels)
         if layout in ATTRIBUTES_READ:
             assert set(sample.labels.attributes) == set(case.attributes), (case, sample.labels)
         if layout in WITH_SPLITS:
@@ -99,7 +103,7 @@ def test_diagnoses_follow_the_layout_mix_exactly() -> None:
 
 
 def test_lesions_are_darker_than_skin_and_melanomas_darker_than_nevi(demo_isic2018: Path) -> None:
-    idx = load_dataset(demo_isic2018)
+    idx = load_dataset(demo_isic2018, labels=[demo_isic2018 / ARCHIVE_METADATA])
     contrast, lum = [], {}
     for s in idx.usable():
         gray = read_image(s.image).astype(float).mean(axis=2)
@@ -150,3 +154,74 @@ def test_bad_demo_options_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is a file"):
         write_demo_dataset(tmp_path / "file")
     assert not (tmp_path / "x").exists()
+
+
+RENDER_DIGEST_SCRIPT = """
+import hashlib
+from lesionaug.demo.cases import draw_cases, render_case
+h = hashlib.sha256()
+for case in draw_cases(8, "isic2018", 0):
+    rgb, mask, regions = render_case(case, 48, 0)
+    h.update(rgb.tobytes())
+    h.update(mask.tobytes())
+print(h.hexdigest())
+"""
+# The 8 images and masks above, rendered on the development machine (AMD EPYC, AVX-512). Every
+# machine must give these bits: the renderer uses only IEEE-exact arithmetic (demo/portable_math.py).
+RENDER_DIGEST = "70545f18af6bbdbc8cfc949abf89b6886b4a86d4b56368f9b42c4419c8c92990"
+
+
+def _render_digest(**env: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", RENDER_DIGEST_SCRIPT], capture_output=True, text=True, check=True,
+                          env={**os.environ, **env})
+    return proc.stdout.strip()
+
+
+def test_demo_pixels_do_not_depend_on_the_cpus_simd_paths_or_blas_kernels() -> None:
+    """numpy's SIMD dispatch and OpenBLAS's kernel choice once flipped demo pixels from machine to machine;
+    forcing numpy to its baseline code and OpenBLAS to its oldest x86 kernel must change no bit."""
+    import platform
+
+    from numpy._core import _multiarray_umath as umath
+
+    found = [name for name in umath.__cpu_dispatch__ if umath.__cpu_features__.get(name)]
+    assert _render_digest() == RENDER_DIGEST
+    forced = {"NPY_DISABLE_CPU_FEATURES": " ".join(found)} if found else {}
+    if platform.machine() in ("x86_64", "AMD64"):
+        forced["OPENBLAS_CORETYPE"] = "Prescott"
+    assert _render_digest(**forced) == RENDER_DIGEST
+
+
+def test_isic2018_task3_ids_are_disjoint_from_task1_and_the_archive_export_labels_task1(tmp_path: Path) -> None:
+    # As in the real release: Task 1/2 ids from ISIC_0000000, Task 3 (HAM10000) ids from ISIC_0024306.
+    out = write_demo_dataset(tmp_path / "d", n=14, layout="isic2018", size=48, seed=3)
+    cases = draw_cases(14, "isic2018", 3)
+    task3 = (out / "ISIC2018_Task3_Training_GroundTruth" / "ISIC2018_Task3_Training_GroundTruth.csv").read_text()
+    task3_ids = {line.split(",")[0] for line in task3.splitlines()[1:]}
+    assert task3_ids == {f"ISIC_{24306 + c.index:07d}" for c in cases if c.split == "train"}
+    bare = load_dataset(out)
+    assert {s.id for s in bare.samples} == {f"ISIC_{c.index:07d}" for c in cases}
+    assert all(s.labels.diagnosis is None for s in bare.samples)  # the Task 3 table labels none of them
+    joined = load_dataset(out, labels=[out / ARCHIVE_METADATA])
+    by_id = {s.id: s for s in joined.samples}
+    for case in cases:
+        labels = by_id[f"ISIC_{case.index:07d}"].labels
+        assert labels.diagnosis == ARCHIVE_CODE.get(case.diagnosis, case.diagnosis)
+        assert (labels.age, labels.sex) == (case.age, case.sex)
+    assert joined.fingerprint != bare.fingerprint
+    assert joined.label_tables[0]["format"] == "isic_archive" and joined.label_tables[0]["matched"] == 14
+
+
+def test_archive_metadata_only_for_layouts_with_isic_ids(tmp_path: Path) -> None:
+    from lesionaug.errors import UsageError
+
+    ham = write_demo_dataset(tmp_path / "ham", n=6, layout="ham10000", size=48, seed=1, archive_metadata=True)
+    first = (ham / ARCHIVE_METADATA).read_text().splitlines()[1].split(",")[0]
+    assert first == "ISIC_0024306"  # the archive export names HAM10000's own ids
+    assert not (write_demo_dataset(tmp_path / "p", n=6, layout="paired", size=48) / ARCHIVE_METADATA).exists()
+    with pytest.raises(UsageError, match="needs images with ISIC ids"):
+        write_demo_dataset(tmp_path / "ph2", n=6, layout="ph2", size=48, archive_metadata=True)

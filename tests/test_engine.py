@@ -15,6 +15,7 @@ from exported_engines import exported_engine  # noqa: E402
 from lesionaug.engine import providers  # noqa: E402
 from lesionaug.engine.session import (  # noqa: E402
     ShapeProfile,
+    TensorrtSettings,
     check_active_provider,
     provider_entries,
 )
@@ -79,7 +80,7 @@ def test_tensorrt_options_cache_by_shape_precision_and_version(tmp_path):
             "conditioning_scale": [1],
         }
     }
-    profile = ShapeProfile(min_batch=1, max_batch=8, height=512, width=512)
+    profile = ShapeProfile(min_batch=1, max_batch=8, height=512, width=512).scaled(2)  # guided: 2 items a job
     entries = provider_entries(
         "tensorrt",
         precision="fp16",
@@ -88,8 +89,9 @@ def test_tensorrt_options_cache_by_shape_precision_and_version(tmp_path):
         graph_io=graph_io,
         profile=profile,
         scale=8,
-        batch_factor=2,
         cuda_graph=False,
+        device_id=3,
+        tensorrt=TensorrtSettings(workspace_gib=1.5),
     )
     names = [e[0] if isinstance(e, tuple) else e for e in entries]
     assert names == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -97,11 +99,16 @@ def test_tensorrt_options_cache_by_shape_precision_and_version(tmp_path):
     assert trt["trt_fp16_enable"] and trt["trt_engine_cache_enable"] and trt["trt_timing_cache_enable"]
     cache = Path(trt["trt_engine_cache_path"])
     assert cache.parent == tmp_path / "trt_cache" and cache.is_dir()
-    assert cache.name.startswith("denoiser-fp16-trt") and cache.name.endswith("b1-8_512x512")
+    assert cache.name.startswith("denoiser-fp16-ln32-trt") and cache.name.endswith("b2-16_512x512")
+    assert Path(trt["trt_timing_cache_path"]) == tmp_path / "trt_cache"  # shared by every graph and profile
+    assert trt["device_id"] == 3 and entries[1][1]["device_id"] == 3
+    assert trt["trt_layer_norm_fp32_fallback"] is True
+    assert trt["trt_max_workspace_size"] == 1610612736  # 1.5 * 2**30
     assert trt["trt_profile_min_shapes"] == (
         "sample:2x4x64x64,timestep:2,encoder_hidden_states:2x77x768,controlnet_cond:2x3x512x512"
     )
     assert trt["trt_profile_max_shapes"].startswith("sample:16x4x64x64,timestep:16,")
+    assert trt["trt_profile_opt_shapes"] == trt["trt_profile_max_shapes"]
     other = provider_entries(
         "tensorrt",
         precision="fp32",
@@ -110,14 +117,15 @@ def test_tensorrt_options_cache_by_shape_precision_and_version(tmp_path):
         graph_io=graph_io,
         profile=profile,
         scale=8,
-        batch_factor=2,
         cuda_graph=False,
     )
     assert other[0][1]["trt_engine_cache_path"] != trt["trt_engine_cache_path"]
+    assert "trt_layer_norm_fp32_fallback" not in other[0][1]  # fp32 engines have nothing to fall back from
+    assert "trt_max_workspace_size" not in other[0][1]  # TensorRT's own default unless limited
 
 
 def test_unwritable_engine_folder_keeps_tensorrt_caches_in_the_cache_folder(tmp_path, monkeypatch):
-    from lesionaug.engine.session import tensorrt_cache_dir
+    from lesionaug.engine.provider_options import tensorrt_cache_dir
 
     # A folder nobody can create trt_cache/ in (its "parent" is a file; chmod does not stop root).
     engine = tmp_path / "engine.onnx-file"
@@ -125,7 +133,7 @@ def test_unwritable_engine_folder_keeps_tensorrt_caches_in_the_cache_folder(tmp_
     monkeypatch.setenv("LESIONAUG_CACHE", str(tmp_path / "cache"))
     path = tensorrt_cache_dir(engine, "denoiser", "fp16", None)
     assert path.is_dir() and path.is_relative_to(tmp_path / "cache" / "tensorrt")
-    assert path.name.startswith("denoiser-fp16-trt") and path.name.endswith("-dynamic")
+    assert path.name.startswith("denoiser-fp16-ln32-trt") and path.name.endswith("-dynamic")
 
 
 def test_cuda_graphs_are_asked_for_only_on_cuda(tmp_path):
@@ -137,7 +145,6 @@ def test_cuda_graphs_are_asked_for_only_on_cuda(tmp_path):
         graph_io={},
         profile=None,
         scale=8,
-        batch_factor=2,
         cuda_graph=True,
     )
     assert cuda == [
@@ -151,7 +158,6 @@ def test_cuda_graphs_are_asked_for_only_on_cuda(tmp_path):
         graph_io={},
         profile=None,
         scale=8,
-        batch_factor=2,
         cuda_graph=True,
     ) == ["CPUExecutionProvider"]
 

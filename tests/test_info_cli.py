@@ -17,7 +17,22 @@ from typer.testing import CliRunner
 
 from lesionaug.cli import app
 
-INFO_KEYS = {"layout", "root", "n_samples", "splits", "labels", "image_sizes", "fingerprint", "problems"}
+INFO_KEYS = {
+    "layout",
+    "root",
+    "n_samples",
+    "n_real",
+    "n_synthetic",
+    "splits",
+    "labels",
+    "synthetic_labels",
+    "label_tables",
+    "image_sizes",
+    "fingerprint",
+    "exif_oriented",
+    "problems",
+    "warnings",
+}
 
 
 def invoke(*args: str):
@@ -61,6 +76,8 @@ def test_info_prints_a_table_and_json_with_the_pinned_keys(tmp_path: Path) -> No
         "usable": {"train": 4, "val": 2, "test": 2},
     }
     assert data["labels"]["diagnosis"]["mel"] == 2 and data["labels"]["labelled"] == 8
+    assert (data["n_real"], data["n_synthetic"], data["synthetic_labels"], data["label_tables"]) == (8, 0, None, [])
+    assert data["labels"]["fraction"]["diagnosis"] == 1.0 and data["warnings"] == []
     assert data["image_sizes"]["most_common"] == [[24, 18, 8]]
     assert len(data["fingerprint"]) == 32 and data["problems"] == []
 
@@ -117,11 +134,14 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         ("truncated", "truncated"),
         ("corrupt", "not a readable image"),
         ("too_large", "decompression bomb"),
-        ("symlink_loop", "symlink points back"),
     ]:
         fx.write_paired(tmp_path / kind, n=3)
         damage(tmp_path / kind, kind)
         cases[kind] = ([str(tmp_path / kind)], text)
+    # A symlink loop is a reported problem, not a damaged file: it exits 3 only with --strict.
+    fx.write_paired(tmp_path / "symlink_loop", n=3)
+    damage(tmp_path / "symlink_loop", "symlink_loop")
+    cases["symlink_loop"] = ([str(tmp_path / "symlink_loop"), "--strict"], "symlink points back")
     return cases
 
 
@@ -181,7 +201,7 @@ def test_demo_data_writes_a_dataset_info_reads(tmp_path: Path) -> None:
     result = invoke("demo-data", str(out), "--n", "6", "--layout", "paired", "--size", "32", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)["data"]
-    assert data == {"out": str(out), "layout": "paired", "n": 6, "size": 32, "seed": 0}
+    assert data == {"out": str(out), "layout": "paired", "n": 6, "size": 32, "seed": 0, "archive_metadata": None}
     info = json.loads(invoke("info", str(out), "--json").stdout)["data"]
     assert info["layout"] == "paired_split" and info["n_samples"] == 6 and info["problems"] == []
     assert not [p for p in tmp_path.iterdir() if p.name != "example"]  # no temp folder left behind
@@ -189,6 +209,21 @@ def test_demo_data_writes_a_dataset_info_reads(tmp_path: Path) -> None:
     again = invoke("demo-data", str(out), "--n", "4", "--layout", "ham10000", "--size", "32")
     assert again.exit_code == 0  # earlier demo output may be replaced
     assert json.loads(invoke("info", str(out), "--json").stdout)["data"]["layout"] == "ham10000"
+
+
+def test_demo_data_isic2018_writes_its_archive_metadata_and_info_joins_it(tmp_path: Path) -> None:
+    out = tmp_path / "example"
+    result = invoke("demo-data", str(out), "--n", "10", "--size", "32", "--json")
+    table = json.loads(result.stdout)["data"]["archive_metadata"]
+    assert table == str(out / "isic_archive_metadata.csv")
+    bare = json.loads(invoke("info", str(out), "--json").stdout)["data"]
+    assert bare["labels"]["fraction"]["diagnosis"] == 0.0 and "--labels" in bare["warnings"][0]
+    joined = json.loads(invoke("info", str(out), "--labels", table, "--json").stdout)["data"]
+    assert joined["labels"]["fraction"]["diagnosis"] == 1.0 and joined["warnings"] == []
+    none = invoke("demo-data", str(tmp_path / "bare"), "--n", "4", "--size", "32", "--no-archive-metadata")
+    assert none.exit_code == 0 and not (tmp_path / "bare" / "isic_archive_metadata.csv").exists()
+    ph2 = invoke("demo-data", str(tmp_path / "ph2"), "--n", "4", "--layout", "ph2", "--archive-metadata")
+    assert ph2.exit_code == 2 and "ISIC ids" in ph2.stderr
 
 
 def test_demo_data_refuses_a_folder_with_other_files(tmp_path: Path) -> None:

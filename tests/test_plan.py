@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
+import tracemalloc
 from dataclasses import replace
 
 import numpy as np
@@ -91,9 +94,17 @@ def test_job_fields():
 
 
 def test_noise_seed_feeds_a_torch_generator():
+    """The largest noise seed of a plan is taken by torch whole: not wrapped, not truncated, and it
+    fixes the noise (the sampler draws the initial latents from exactly such a generator)."""
     torch = pytest.importorskip("torch")
     seed = max(job.noise_seed for job in _plan(200, 123).jobs)
-    torch.Generator("cpu").manual_seed(seed)
+    assert 2**62 <= seed < 2**63  # the top bit range is used, so a signed 64-bit overflow would show here
+    generator = torch.Generator("cpu").manual_seed(seed)
+    assert generator.initial_seed() == seed
+    first = torch.randn(4, generator=generator)
+    again = torch.randn(4, generator=torch.Generator("cpu").manual_seed(seed))
+    other = torch.randn(4, generator=torch.Generator("cpu").manual_seed(seed - 1))
+    assert torch.equal(first, again) and not torch.equal(first, other)
 
 
 def test_seeds_are_streams_of_a_seed_sequence():
@@ -191,3 +202,76 @@ def test_option_parsing():
     assert options.shard == Shard(1, 2)
     assert options.plan == replace(PlanConfig(n=10), size=(256, 128), template="{diagnosis}", prefix="S")
     assert json.loads(json.dumps(options.to_dict()))["shard"] == "1/2"
+
+
+# ---- lazy plans: job k as before, at any n --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "labels, source, shard, n_jobs, jobs_sha256",
+    [
+        # Pinned from the eager plans of commit f609f19 (before jobs were made on demand).
+        ("match", "mixed", None, 60, "d79e936ec6a0985dcf7435a6def57cddd7f79a941bcbd7c35b21fbf6592527bd"),
+        ("mel=0.6,nv=0.4", "model", Shard(1, 3), 20,
+         "6aaa275c8848569962fc576cfdc9ad770e1bdfcec216ef9832277892c17751f8"),
+    ],
+)
+def test_jobs_are_byte_identical_to_the_pinned_plans(labels, source, shard, n_jobs, jobs_sha256):
+    plan = _plan(60, 11, labels=parse_label_spec(labels), mask_source=source, shard=shard)
+    text = json.dumps([job.to_dict() for job in plan.jobs], sort_keys=True)
+    assert len(plan.jobs) == n_jobs
+    assert hashlib.sha256(text.encode()).hexdigest() == jobs_sha256
+
+
+def test_a_plan_of_9999999_jobs_is_made_lazily():
+    tracemalloc.start()
+    started = time.perf_counter()
+    plan = _plan(9_999_999, 3)
+    shard = plan.select(Shard(2, 5))
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 1 << 20 and seconds < 1  # eager, it was about 400 s and gigabytes
+    assert len(plan.jobs) == 9_999_999
+    assert len(shard.jobs) == 2_000_000  # 2, 7, ..., 9999997
+    assert plan.jobs[-1] == make_job(plan.config, SAMPLER, 9_999_998) and plan.jobs[-1].id == "SYN_9999999"
+    assert shard.jobs[1] == plan.jobs[7] == shard.job(7)
+    assert shard.job(8) is None and plan.job(9_999_999) is None and plan.job(-1) is None
+
+
+def test_a_lazy_plan_equals_the_same_jobs_made_eagerly():
+    plan = _plan(30, 4, mask_source="mixed")
+    eager = tuple(make_job(plan.config, SAMPLER, k) for k in range(30))
+    assert plan.jobs == eager and eager == plan.jobs
+    assert plan.jobs[5:8] == eager[5:8] and list(plan.jobs) == list(eager)
+    assert plan.jobs != eager[:-1] and plan.jobs != _plan(30, 5).jobs
+    some = build_plan(plan.config, SAMPLER, "dataset-fp", "train-fp", indices=[29, 3, 3, 40, -1])
+    assert some.jobs == (eager[3], eager[29])  # sorted, unique, inside the plan
+    assert some.job(29) == eager[29] and some.job(4) is None
+    assert plan.select(Shard(1, 4)).jobs == tuple(j for j in eager if j.index % 4 == 1)
+
+
+def test_a_job_does_not_inherit_the_real_lesions_identity():
+    real = Labels(
+        diagnosis="nv",
+        attributes=("globules",),
+        site="back",
+        extra=(
+            ("copyright_license", "CC-BY-NC"),
+            ("diagnosis_confirm_type", "histopathology"),
+            ("dx_type", "histo"),
+            ("fitzpatrick_skin_type", "II"),
+            ("lesion_id", "HAM_0000010"),
+        ),
+    )
+    job = make_job(PlanConfig(n=1), fit_label_sampler([real]), 0)
+    assert job.labels.to_dict() == {
+        "diagnosis": "nv",
+        "attributes": ["globules"],
+        "site": "back",
+        "extra": {"fitzpatrick_skin_type": "II", "source_lesion_id": "HAM_0000010"},
+    }
+    assert job.prompt == "a dermoscopic image of melanocytic nevus with globules on the back"
+    # Without a lesion id there is no source to record.
+    plain = make_job(PlanConfig(n=1), fit_label_sampler([Labels(diagnosis="mel", extra=(("dx_type", "histo"),))]), 0)
+    assert plain.labels.to_dict() == {"diagnosis": "mel"}

@@ -193,7 +193,7 @@ def test_repeated_inputs_are_read_as_the_batch_twice_over_without_a_copy():
 def test_stages_of_a_graph_with_external_weights_read_them_from_its_folder(tmp_path):
     import onnx
 
-    from lesionaug.engine.runtime import _staged_denoiser
+    from lesionaug.engine.loaders import _staged_denoiser
 
     exported = exported_engine("pixel")
     path, model = denoiser_with_external_weights(tmp_path / "engine")

@@ -14,7 +14,9 @@ import pytest
 from PIL import Image
 
 from lesionaug.atomic_files import (
+    clone_file,
     link_or_copy,
+    place_file,
     remove_temporaries,
     sha256_bytes,
     sha256_file,
@@ -26,6 +28,7 @@ from lesionaug.errors import ConfigError
 from lesionaug.formats import LOCK_NAME, TMP_MARK
 from lesionaug.output.folder import (
     LabelTarget,
+    check_link_mode,
     link_originals,
     list_originals,
     write_label_files,
@@ -130,6 +133,114 @@ def test_link_or_copy_falls_back_to_copy(tmp_path, monkeypatch):
     assert link_or_copy(src, tmp_path / "y.jpg") == "copy"
     assert (tmp_path / "y.jpg").read_bytes() == b"data"
     assert not os.path.samefile(src, tmp_path / "y.jpg")
+
+
+def _source(tmp_path, data=b"original"):
+    src = tmp_path / "in" / "x.jpg"
+    src.parent.mkdir(exist_ok=True)
+    src.write_bytes(data)
+    os.utime(src, ns=(1_600_000_000_000_000_000, 1_600_000_000_000_000_000))
+    (tmp_path / "out").mkdir(exist_ok=True)
+    return src, tmp_path / "out" / "x.jpg"
+
+
+def test_place_file_copy_is_a_separate_file_with_the_sources_times(tmp_path):
+    src, dst = _source(tmp_path)
+    assert place_file(src, dst, "copy") == "copy"
+    assert dst.read_bytes() == b"original" and not os.path.samefile(src, dst)
+    assert dst.stat().st_mtime_ns == 1_600_000_000_000_000_000
+    with open(dst, "r+b") as fh:  # editing the copy in place leaves the input alone
+        fh.write(b"EDITED")
+    assert src.read_bytes() == b"original"
+    with pytest.raises(ValueError, match="how must be one of"):
+        place_file(src, dst, "symlink")
+
+
+def test_place_file_reflink_never_falls_back_to_a_copy(tmp_path, monkeypatch):
+    from lesionaug import atomic_files
+
+    src, dst = _source(tmp_path)
+    dst.write_bytes(b"kept")
+
+    class NoClones:
+        @staticmethod
+        def ioctl(fd, request, arg):
+            assert request == atomic_files.FICLONE
+            raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr(atomic_files, "fcntl", NoClones)
+    with pytest.raises(OSError, match="not supported"):
+        place_file(src, dst, "reflink")
+    assert dst.read_bytes() == b"kept" and sorted(p.name for p in dst.parent.iterdir()) == ["x.jpg"]
+
+
+def test_place_file_reflink_clones_through_ficlone(tmp_path, monkeypatch):
+    from lesionaug import atomic_files
+
+    src, dst = _source(tmp_path)
+    calls = []
+
+    class Clones:  # what the kernel does on btrfs or XFS: the destination gets the source's content
+        @staticmethod
+        def ioctl(fd, request, arg):
+            calls.append(request)
+            os.write(fd, os.pread(arg, 1 << 20, 0))
+
+    monkeypatch.setattr(atomic_files, "fcntl", Clones)
+    assert place_file(src, dst, "reflink") == "reflink"
+    assert calls == [0x40049409] and dst.read_bytes() == b"original" and not os.path.samefile(src, dst)
+    assert dst.stat().st_mtime_ns == src.stat().st_mtime_ns
+
+
+def test_clone_file_on_this_filesystem_clones_or_fails_cleanly(tmp_path):
+    src, dst = _source(tmp_path, b"x" * 10000)
+    try:
+        clone_file(src, dst)
+    except OSError:
+        assert not dst.exists()  # ext4, tmpfs, overlayfs: no reflinks, nothing left behind
+    else:
+        assert dst.read_bytes() == src.read_bytes() and not os.path.samefile(src, dst)
+
+
+def test_link_originals_follows_the_link_mode_and_switches_between_modes(tmp_path, monkeypatch):
+    from lesionaug.output import folder
+
+    src, _ = _source(tmp_path)
+    out = tmp_path / "aug"
+    link_originals([(src, "a/x.jpg")], out)  # the default: a hard link
+    assert os.path.samefile(src, out / "a" / "x.jpg")
+    placed = []
+    real = folder.place_file
+    monkeypatch.setattr(folder, "place_file", lambda s, d, how: placed.append(how) or real(s, d, how))
+    link_originals([(src, "a/x.jpg")], out)
+    assert placed == []  # already the same inode
+    items = link_originals([(src, "a/x.jpg")], out, how="copy")  # a rerun with --link copy replaces it
+    assert placed == ["copy"] and not os.path.samefile(src, out / "a" / "x.jpg")
+    assert items == [{"path": "a/x.jpg", "size": 8, "sha256": sha256_bytes(b"original")}]
+    link_originals([(src, "a/x.jpg")], out, how="copy")
+    assert placed == ["copy"]  # same size and mtime: the copy is kept
+    link_originals([(src, "a/x.jpg")], out, how="hard")
+    assert placed == ["copy", "hard"] and os.path.samefile(src, out / "a" / "x.jpg")
+
+
+def test_check_link_mode_refuses_reflink_before_generating(tmp_path, monkeypatch):
+    from lesionaug import atomic_files
+
+    src, _ = _source(tmp_path)
+    out = tmp_path / "aug"
+    out.mkdir()
+    check_link_mode([(src, "x.jpg")], out, "hard")
+    check_link_mode([], out, "reflink")  # --synthetic-only: no originals, nothing to clone
+
+    class NoClones:
+        @staticmethod
+        def ioctl(fd, request, arg):
+            raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr(atomic_files, "fcntl", NoClones)
+    with pytest.raises(ConfigError, match="--link reflink: the output's filesystem cannot clone x.jpg") as err:
+        check_link_mode([(src, "x.jpg")], out, "reflink")
+    assert "--link copy" in err.value.fix and list(out.iterdir()) == []
 
 
 # ---- encodings ----------------------------------------------------------------------------------

@@ -10,12 +10,18 @@ so nothing in lesionaug ever opens an output file for writing in place.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import os
 import shutil
 import threading
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no reflinks
+    fcntl = None  # type: ignore[assignment]
 
 from lesionaug.formats import TMP_MARK
 
@@ -88,27 +94,70 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def link_or_copy(src: Path, dst: Path) -> str:
-    """Put ``src`` at ``dst`` by a hard link where the filesystem allows, else by an atomic copy.
+LINK_MODES = ("hard", "copy", "reflink")  # how ``place_file`` puts an existing file into an output
+FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int), a copy-on-write clone of a whole file
 
-    Returns "link" or "copy". An existing ``dst`` is replaced atomically (link to a temporary
-    name, then rename), so a linked original is never truncated through its shared inode.
+
+def clone_file(src: Path, dst: Path) -> None:
+    """Create ``dst`` as a copy-on-write clone of ``src`` (btrfs, XFS, bcachefs, ZFS 2.2+).
+
+    Raises OSError where the filesystem, or the platform, cannot clone (ext4, another filesystem
+    than the source's, no FICLONE ioctl); ``dst`` is not left behind then.
     """
+    if fcntl is None:
+        raise OSError(errno.EOPNOTSUPP, "reflinks need the Linux FICLONE ioctl", str(dst))
+    with open(src, "rb") as source:
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fcntl.ioctl(fd, FICLONE, source.fileno())
+        except BaseException:
+            os.close(fd)
+            os.unlink(dst)
+            raise
+        os.close(fd)
+
+
+def place_file(src: Path, dst: Path, how: str = "hard") -> str:
+    """Put ``src`` at ``dst`` by a hard link (else a copy), a copy, or a reflink; returns what was done.
+
+    ``how`` is "hard" (a hard link where the filesystem allows, else an atomic copy: "link" or
+    "copy" is returned), "copy" (always a separate copy) or "reflink" (a copy-on-write clone; an
+    OSError where the filesystem cannot clone, never a silent copy). An existing ``dst`` is replaced
+    atomically (the new file gets a temporary name, then is renamed), so a linked original is never
+    truncated through its shared inode. Copies and clones keep the source's mode and times.
+    """
+    if how not in LINK_MODES:
+        raise ValueError(f"how must be one of {LINK_MODES}, not {how!r}")
     dst = Path(dst)
     tmp = temporary_name(dst)
     try:
-        os.link(src, tmp)
-        how = "link"
-    except OSError:
-        shutil.copyfile(src, tmp)
-        shutil.copymode(src, tmp)
-        how = "copy"
-    try:
+        done = "copy"
+        if how == "hard":
+            try:
+                os.link(src, tmp)
+                done = "link"
+            except OSError:
+                shutil.copyfile(src, tmp)
+        elif how == "reflink":
+            clone_file(src, tmp)
+            done = "reflink"
+        else:
+            shutil.copyfile(src, tmp)
+        if done != "link":
+            shutil.copystat(src, tmp)
         os.replace(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return how
+    return done
+
+
+def link_or_copy(src: Path, dst: Path) -> str:
+    """Put ``src`` at ``dst`` by a hard link where the filesystem allows, else by an atomic copy.
+
+    Returns "link" or "copy" (``place_file`` with ``how="hard"``).
+    """
+    return place_file(src, dst, "hard")
 
 
 def remove_temporaries(root: Path) -> int:

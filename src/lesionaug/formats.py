@@ -14,7 +14,11 @@ ENGINE_FORMAT = "lesionaug.engine/1"
 
 # A training run's output folder.
 TRAIN_RUN_MARKER = "lesionaug-train.json"
+PIPELINE_INDEX_NAME = "model_index.json"  # a latent model folder as one diffusers pipeline
 TRAIN_RUN_FORMAT = "lesionaug.train-run/1"
+LOSS_LOG_NAME = "loss.csv"  # step,stage,loss,lr of every optimizer step
+LOSS_CURVE_NAME = "loss_curve.png"
+TRACKER_DIR = "logs"  # accelerate's trackers (train --report-to)
 SHAPE_MODEL_FORMAT = "lesionaug.shape_model/1"
 
 # An augmented folder: one manifest line per synthetic pair, the run record, the writer's lock.
@@ -33,3 +37,12 @@ RESULT_SCHEMA = "lesionaug.result/1"
 
 # Example data written by ``lesionaug demo-data``.
 DEMO_MARKER = ".lesionaug-demo.json"
+
+# Datalists for other segmentation stacks, written by ``lesionaug datalist``.
+DATALIST_MARKER = ".lesionaug-datalist.json"
+DATALIST_FORMATS = ("monai", "nnunet", "hf", "csv")
+MONAI_DATALIST_NAME = "datalist.json"
+CSV_DATALIST_NAME = "datalist.csv"
+NNUNET_DATASET_JSON = "dataset.json"
+NNUNET_SPLITS_NAME = "splits_final.json"
+HF_METADATA_NAME = "metadata.jsonl"

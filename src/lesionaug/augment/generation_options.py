@@ -5,16 +5,20 @@ Validated once, here, before anything expensive runs; ``AugmentOptions.generatio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lesionaug.atomic_files import LINK_MODES
+from lesionaug.engine.provider_options import TensorrtSettings
+from lesionaug.engine.providers import nvidia_gpus
 from lesionaug.engine.sampler import (
     DEFAULT_GUIDANCE,
     DEFAULT_SCHEDULER,
     DEFAULT_STEPS,
     SamplerSettings,
 )
-from lesionaug.errors import ConfigError, UsageError
+from lesionaug.errors import BackendError, ConfigError, UsageError
 
 PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
 IMAGE_FORMAT_CHOICES = ("png", "jpg")
@@ -42,6 +46,12 @@ class GenerationOptions:
     model_size: str | None = None
     workers: int | None = None  # writer threads; None: one per core (at most 8)
     durable: bool = True  # fsync every file before it is renamed into place
+    link: str = "hard"  # how originals enter the output: hard (else copy), copy or reflink
+    allow_pickle: bool = False  # accept pickle weights in a --model folder (unpickling can run code)
+    break_lock: bool = False  # clear a stale lock the pid or host check cannot (never a held OS lock)
+    device: int = 0  # the GPU a single worker runs on (CUDA device id)
+    gpus: tuple[int, ...] = ()  # one worker per listed GPU over interleaved batches; () = one worker on ``device``
+    trt_workspace_gb: float | None = None  # TensorRT build workspace limit; None: TensorRT's default
 
     def __post_init__(self) -> None:
         self.sampler_settings()  # validates scheduler, steps, guidance and control scale
@@ -57,8 +67,17 @@ class GenerationOptions:
             raise ConfigError(f"--train-steps must be a positive integer, got {self.train_steps}")
         if self.model_size is not None and self.model_size not in MODEL_SIZE_CHOICES:
             raise UsageError(f"unknown model size {self.model_size!r}", fix=f"use one of {', '.join(MODEL_SIZE_CHOICES)}")
+        if self.link not in LINK_MODES:
+            raise UsageError(f"unknown link mode {self.link!r}", fix=f"use --link {' or '.join(LINK_MODES)}")
         if self.workers is not None and (not isinstance(self.workers, int) or not 1 <= self.workers <= 64):
             raise ConfigError(f"--workers must be 1..64, got {self.workers}")
+        if not isinstance(self.device, int) or self.device < 0:
+            raise UsageError(f"--device must be a GPU index >= 0, got {self.device!r}", fix="use --device 0")
+        if self.gpus and (len(set(self.gpus)) != len(self.gpus) or min(self.gpus) < 0):
+            raise UsageError(f"--gpus lists each GPU once, by index >= 0, got {list(self.gpus)}", fix="use --gpus 0,1")
+        if self.gpus and self.device != 0:
+            raise UsageError("--device and --gpus both choose the GPUs", fix="use --device N for one GPU, --gpus for several")
+        TensorrtSettings(workspace_gib=self.trt_workspace_gb)  # validates the workspace limit
         if self.model is not None and (self.train_steps is not None or self.model_size is not None):
             raise UsageError(
                 "--train-steps and --model-size choose the model trained when --model is not given",
@@ -71,8 +90,31 @@ class GenerationOptions:
             control_scale=float(self.control_scale),
         )
 
+    @property
+    def worker_devices(self) -> tuple[int, ...]:
+        """The device of each generation worker."""
+        return self.gpus or (self.device,)
+
+    def tensorrt_settings(self) -> TensorrtSettings:
+        return TensorrtSettings(workspace_gib=self.trt_workspace_gb)
+
     def to_dict(self) -> dict:
         data = asdict(self)
+        data["gpus"] = list(self.gpus)
         for key in ("out", "model"):
             data[key] = str(data[key]) if data[key] is not None else None
         return data
+
+
+def parse_gpus(text: str, count_gpus: Callable[[], int] = lambda: len(nvidia_gpus())) -> tuple[int, ...]:
+    """``--gpus``: ``0,1,2,3`` or ``all`` (every GPU nvidia-smi lists)."""
+    if text.strip().lower() == "all":
+        found = count_gpus()
+        if found < 1:
+            raise BackendError("--gpus all found no NVIDIA GPU here (nvidia-smi lists none)",
+                               fix="list the GPUs (--gpus 0,1) or run on a machine with GPUs")
+        return tuple(range(found))
+    parts = [p.strip() for p in text.split(",")]
+    if not parts or not all(p.isdigit() for p in parts):
+        raise UsageError(f"malformed --gpus {text!r}", fix="use --gpus 0,1,2,3 or --gpus all")
+    return tuple(int(p) for p in parts)

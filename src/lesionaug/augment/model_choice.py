@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lesionaug.cards import find_card, model_card_of, read_card
+from lesionaug.dataset.subsets import RealSubset, choose_real_subset
 from lesionaug.engine.registry import cache_root
 from lesionaug.errors import ConfigError, ModelError
 from lesionaug.export.run import export_model
@@ -199,10 +200,18 @@ def _minutes(seconds: float) -> str:
 
 
 def dataset_model(
-    index, budget: TrainingBudget, precision: str, *, no_train: bool, seed: int = 0, reporter: Reporter = SILENT
+    index,
+    budget: TrainingBudget,
+    precision: str,
+    *,
+    no_train: bool,
+    seed: int = 0,
+    reporter: Reporter = SILENT,
+    real_subset: RealSubset | None = None,
 ) -> ResolvedModel:
-    """The cached compact model of this dataset's training split, trained and exported when missing."""
-    train = index.usable("train")
+    """The cached compact model of this dataset's training split (``real_subset`` of it when given),
+    trained and exported when missing."""
+    train = choose_real_subset(index.usable("train"), real_subset, root=index.root)
     split_fingerprint = index.subset_fingerprint(train)
     folder = cache_root() / "datasets" / budget.key(split_fingerprint)
     model_dir, engine_dir = folder / "model", folder / f"engine-{precision}"
@@ -216,7 +225,7 @@ def dataset_model(
                 fix=f"train one with `lesionaug train {index.root} --out MODEL_DIR` and pass --model MODEL_DIR, "
                 "or drop --no-train to train the compact model now",
             )
-        _train_into_cache(index, model_dir, budget, seed, len(train), reporter)
+        _train_into_cache(index, model_dir, budget, seed, len(train), reporter, real_subset)
         source = "trained"
     else:
         source = "cached"
@@ -231,7 +240,10 @@ def dataset_model(
                          resolved.engine_card, resolved.model_card)
 
 
-def _train_into_cache(index, model_dir: Path, budget: TrainingBudget, seed: int, n_train: int, reporter: Reporter) -> None:
+def _train_into_cache(
+    index, model_dir: Path, budget: TrainingBudget, seed: int, n_train: int, reporter: Reporter,
+    real_subset: RealSubset | None = None,
+) -> None:
     config = budget.config(seed)
     resolved = config.resolved()
     reporter.info(
@@ -246,8 +258,8 @@ def _train_into_cache(index, model_dir: Path, budget: TrainingBudget, seed: int,
             return  # another run trained it while we waited
         started = time.time()
         try:
-            train_model(index, model_dir, config, reporter, resume=True)
+            train_model(index, model_dir, config, reporter, resume=True, real_subset=real_subset)
         except ConfigError:
             # A leftover from an older, different run in this cache slot: start it over.
-            train_model(index, model_dir, config, reporter, force=True)
+            train_model(index, model_dir, config, reporter, force=True, real_subset=real_subset)
         reporter.info(f"trained the compact model in {_minutes(time.time() - started)}")

@@ -2,7 +2,7 @@
 
 ``AugmentOptions`` holds what the planning half needs (dataset, plan config, shard, dry run);
 generation options are added beside them by the generation half. Parsing helpers turn option
-strings (``--size 640x480``, ``--labels balanced``, ``--diagnosis mel=0.5,nv=0.5``) into values
+strings (``--size 640x480``, ``--label-mix balanced``, ``--diagnosis mel=0.5,nv=0.5``) into values
 and fail with one line naming the option.
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lesionaug.augment.generation_options import GenerationOptions
+from lesionaug.dataset.subsets import RealSubset
 from lesionaug.errors import UsageError
 from lesionaug.plan.jobs import PlanConfig, Shard, parse_shard
 from lesionaug.plan.prompts import (
@@ -30,20 +31,25 @@ class AugmentOptions:
     dataset: Path
     plan: PlanConfig
     masks: Path | None = None  # mask folder for layouts without masks (ISIC Archive downloads)
+    labels: tuple[Path, ...] = ()  # external label tables joined by image id (--labels)
     shard: Shard | None = None
     split_seed: int = 0
     dry_run: bool = False
     generation: GenerationOptions = field(default_factory=GenerationOptions)
+    # Only these real training pairs feed the generator, its masks and its labels (None: the whole split).
+    real_subset: RealSubset | None = None
 
     def to_dict(self) -> dict:
         return {
             "dataset": str(self.dataset),
             "masks": str(self.masks) if self.masks else None,
+            "labels": [str(p) for p in self.labels],
             "plan": self.plan.to_dict(),
             "shard": self.shard.describe() if self.shard else None,
             "split_seed": self.split_seed,
             "dry_run": self.dry_run,
             "generation": self.generation.to_dict(),
+            "real_subset": self.real_subset.to_dict() if self.real_subset else None,
         }
 
 
@@ -58,13 +64,13 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def label_spec_from_options(labels: str = "match", diagnosis: str | None = None) -> LabelSpec:
-    """Combine ``--labels`` (match, balanced or weights) and ``--diagnosis`` (weights)."""
+    """Combine ``--label-mix`` (match, balanced or weights) and ``--diagnosis`` (weights)."""
     if diagnosis is None:
         return parse_label_spec(labels)
     if labels.strip().lower() not in ("match", ""):
         raise UsageError(
-            f"--labels {labels} and --diagnosis {diagnosis} both choose the diagnoses",
-            fix="use --diagnosis weights alone, or --labels alone",
+            f"--label-mix {labels} and --diagnosis {diagnosis} both choose the diagnoses",
+            fix="use --diagnosis weights alone, or --label-mix alone",
         )
     return LabelSpec(mode="weights", weights=parse_diagnosis_weights(diagnosis))
 
@@ -82,10 +88,12 @@ def augment_options(
     size: str | None = None,
     prefix: str | None = None,
     masks: Path | None = None,
+    label_tables: tuple[Path, ...] = (),
     split_seed: int = 0,
     dry_run: bool = False,
     generation: GenerationOptions | None = None,
     generator_side: int | None = None,
+    real_subset: RealSubset | None = None,
 ) -> AugmentOptions:
     """Build and validate ``AugmentOptions`` from option strings, before any expensive step.
 
@@ -112,10 +120,12 @@ def augment_options(
         dataset=Path(dataset),
         plan=plan,
         masks=Path(masks) if masks is not None else None,
+        labels=tuple(Path(p) for p in label_tables),
         shard=parse_shard(shard) if shard else None,
         split_seed=split_seed,
         dry_run=dry_run,
         generation=generation or GenerationOptions(),
+        real_subset=real_subset,
     )
 
 

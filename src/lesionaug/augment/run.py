@@ -12,6 +12,7 @@ result is byte-identical to an uninterrupted run (except ``lesionaug-run.json``'
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import asdict
@@ -21,33 +22,43 @@ import numpy as np
 
 from lesionaug import __version__
 from lesionaug.atomic_files import remove_temporaries
-from lesionaug.augment.loop import LoopJob, run_generation
+from lesionaug.augment.loop import LoopJobs
 from lesionaug.augment.model_choice import (
     dataset_model,
     default_budget,
     resolve_given_model,
 )
-from lesionaug.augment.preparation import prepare_plan
+from lesionaug.augment.preparation import (
+    index_dataset,
+    plan_from_index,
+    training_skipped,
+)
 from lesionaug.augment.stop import StopRequest
-from lesionaug.engine import Engine
+from lesionaug.augment.workers import load_engines, run_workers
+from lesionaug.engine.card import EngineCard
+from lesionaug.engine.provider_options import ShapeProfile
 from lesionaug.engine.providers import resolve_provider
 from lesionaug.engine.sampler import generate
+from lesionaug.environment import environment_record
 from lesionaug.errors import ConfigError, Interrupted, PartialFailure
 from lesionaug.formats import MANIFEST_NAME
 from lesionaug.masks.sampling import sample_mask
 from lesionaug.output.disk_space import (
+    RUN_BYTES_PER_PAIR,
     can_hard_link,
     check_free_space,
+    check_memory,
     estimate_output_bytes,
 )
-from lesionaug.output.folder import finish_output, link_originals
+from lesionaug.output.folder import check_link_mode, finish_output, link_originals
 from lesionaug.output.layout import plan_output
 from lesionaug.output.lock import OutputLock
 from lesionaug.output.manifest import ManifestAppender
-from lesionaug.output.pair_writer import GenerationStamp, PairRecord, PairWriter
+from lesionaug.output.pair_writer import GenerationStamp, PairWriter
 from lesionaug.output.resume_state import (
     check_previous_run,
     clear_previous_outputs,
+    count_listed_pairs,
     finished_entries,
     only_n_changed,
 )
@@ -56,6 +67,7 @@ from lesionaug.output.run_record import (
     read_run_record,
     write_run_record,
 )
+from lesionaug.plan.jobs import selected_indices
 from lesionaug.progress import SILENT, Reporter
 
 RESULT_KEYS = ("out", "manifest", "n_generated", "n_skipped_existing", "n_failed", "plan_hash")
@@ -93,22 +105,28 @@ def output_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
 
 
-def _loop_jobs(plan) -> list[LoopJob]:
-    return [
-        LoopJob(
-            PairRecord(j.id, j.index, j.prompt, j.labels.to_dict(), j.mask_seed, j.mask_source, j.noise_seed),
-            j.diagnosis,
-        )
-        for j in plan.jobs
-    ]
-
-
 def _resolve_model(options, index, gen, provider: str, reporter: Reporter):
     precision = "fp16" if provider in ("cuda", "tensorrt") else "fp32"
     if gen.model is not None:
         return resolve_given_model(gen.model, precision, reporter)
     budget = default_budget(gen.model_size, gen.train_steps)
-    return dataset_model(index, budget, precision, no_train=gen.no_train, seed=options.plan.seed, reporter=reporter)
+    return dataset_model(index, budget, precision, no_train=gen.no_train, seed=options.plan.seed, reporter=reporter,
+                         real_subset=options.real_subset)
+
+
+def warn_generator_extra_data(resolved, fitted_ids: list[str], options, reporter: Reporter) -> None:
+    """A ``--model`` trained on real pairs outside ``--real-fraction``/``--real-count``'s subset is
+    allowed here, but ``evaluate`` will refuse its pairs: say so before generating."""
+    generator_ids = resolved.model_card.get("train_ids")
+    if options.real_subset is None or not isinstance(generator_ids, list):
+        return
+    extra = set(map(str, generator_ids)) - set(fitted_ids)
+    if extra:
+        reporter.warn(
+            f"the generator ({resolved.engine_dir}) was trained on {len(extra)} real pairs outside the "
+            f"{len(fitted_ids)} chosen by {options.real_subset.option()}; `lesionaug evaluate` will refuse "
+            "these pairs (or, with --allow-generator-extra-data, say so at the top of the report)"
+        )
 
 
 def run_augment(options, reporter: Reporter = SILENT) -> dict:
@@ -116,15 +134,23 @@ def run_augment(options, reporter: Reporter = SILENT) -> dict:
     gen = options.generation
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    # 1. The plan: the dataset indexed and checked, samplers fitted, jobs laid out (no model yet).
-    prepared = prepare_plan(options, reporter)
-    index, plan = prepared.index, prepared.plan
-    timings["plan_s"] = time.perf_counter() - t0
-
-    # 2. The output folder: never inside the input, never a foreign folder, the same plan unless --force.
+    # 1. The dataset, indexed and checked; then the output folder: never inside the input, never foreign.
+    index = index_dataset(options, reporter)
     out = Path(gen.out) if gen.out is not None else default_out(index.root)
     previous = check_output_folder(out, index.root)
     output = plan_output(index, gen.image_format, synthetic_only=gen.synthetic_only, masks_dir=options.masks)
+
+    # 2. Room for the run, from the counts alone: disk space and memory are checked before planning.
+    selected = selected_indices(options.plan.n, options.shard)
+    listed = 0 if previous is None else count_listed_pairs(out, selected)
+    _check_room(index, out, output, gen, options.plan.size, len(selected) - listed)
+    check_memory(len(selected), RUN_BYTES_PER_PAIR, "pairs written by one run",
+                 fix="lower --n, or split the run with --shard i/N and join the shards with `lesionaug merge`")
+
+    # 3. The plan: samplers fitted, jobs laid out (lazily; no model yet); the same plan unless --force.
+    prepared = plan_from_index(options, index, reporter)
+    plan = prepared.plan
+    timings["plan_s"] = time.perf_counter() - t0
     settings = gen.sampler_settings()
     jobs_info = {"n": plan.config.n, "shard": [plan.shard.index, plan.shard.count] if plan.shard else None}
     identity = {"plan": plan.plan_hash, "sampler": asdict(settings), "output": output.identity(),
@@ -132,31 +158,44 @@ def run_augment(options, reporter: Reporter = SILENT) -> dict:
     replacing = check_previous_run(out, previous, identity, jobs_info, force=gen.force)  # before any training
     _check_collisions(plan, output)
 
-    # 3. Free space for what is left to write (originals cost nothing when hard-linked).
-    done_before = 0 if (previous is None or replacing) else len(finished_entries(out, plan, verify_hashes=False))
-    copy_bytes = 0 if can_hard_link(index.root, out) else sum(p.stat().st_size for p, _ in output.originals)
-    estimate = estimate_output_bytes(
-        len(plan.jobs) - done_before, plan.config.size, output.layout.image_format, output.layout.mask_format,
-        copy_bytes, sum(len(t.base) for t in output.label_targets),
-    )
-    check_free_space(out, estimate)
+    # 4. Free space for what is left to write, now that the finished pairs of this plan are known.
+    # The manifest is read (and its paths checked) even when replacing: nothing is written before that.
+    found = [] if previous is None else finished_entries(out, plan, verify_hashes=False)
+    done_before = 0 if replacing else len(found)
+    estimate = _check_room(index, out, output, gen, plan.config.size, len(plan.jobs) - done_before)
 
-    # 4. Lock the output (a second run stops here), then find or make the engine.
+    # 5. Lock the output (a second run stops here), then find or make the engine.
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    lock = OutputLock(out, command="augment")
+    lock = OutputLock(out, command="augment", break_lock=gen.break_lock)
     try:
         lock.acquire()
     except ConfigError:
         if created:
             _remove_if_empty(out)
         raise
+    if lock.took_over and lock.took_over.get("pid") is not None:
+        reporter.info(f"took over the lock of {lock.took_over.get('command', 'a run')} pid {lock.took_over['pid']}, "
+                      "which no longer runs")
     try:
+        check_link_mode(list(output.originals), out, gen.link)  # --link reflink fails here, not after generating
         return _run_locked(options, prepared, out, output, identity, jobs_info, estimate, timings, t0, reporter)
     finally:
         lock.release()
         if created:
             _remove_if_empty(out)
+
+
+def _check_room(index, out: Path, output, gen, size: tuple[int, int], n_pairs: int):
+    """Raise ConfigError when ``n_pairs`` pairs and the originals would not fit; returns the estimate."""
+    linked_free = gen.link == "reflink" or (gen.link == "hard" and can_hard_link(index.root, out))
+    copy_bytes = 0 if linked_free else sum(p.stat().st_size for p, _ in output.originals)
+    estimate = estimate_output_bytes(
+        max(n_pairs, 0), size, output.layout.image_format, output.layout.mask_format,
+        copy_bytes, sum(len(t.base) for t in output.label_targets),
+    )
+    check_free_space(out, estimate)
+    return estimate
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -167,14 +206,20 @@ def _remove_if_empty(folder: Path) -> None:
 
 
 def _check_collisions(plan, output) -> None:
+    """No synthetic pair may replace an original: each original whose path names a job id is checked."""
     originals = {rel for _, rel in output.originals}
-    for job in plan.jobs:
-        for rel in (output.layout.image_path(job.id), output.layout.mask_path(job.id)):
-            if rel in originals:
-                raise ConfigError(
-                    f"synthetic pair {job.id} would replace the original {rel}",
-                    fix="choose another id prefix with --prefix",
-                )
+    named = re.compile(f"(?=({re.escape(plan.config.prefix)}\\d{{7}}))")
+    for rel in sorted(originals):
+        for k in {int(m.group(1)[-7:]) - 1 for m in named.finditer(rel)}:
+            job = plan.job(k)
+            if job is None:
+                continue
+            for path in (output.layout.image_path(job.id), output.layout.mask_path(job.id)):
+                if path in originals:
+                    raise ConfigError(
+                        f"synthetic pair {job.id} would replace the original {path}",
+                        fix="choose another id prefix with --prefix",
+                    )
 
 
 def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, timings, t0, reporter) -> dict:
@@ -183,6 +228,8 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
     t = time.perf_counter()
     provider = resolve_provider(gen.provider)
     resolved = _resolve_model(options, index, gen, provider, reporter)
+    fitted_ids = [str(s.id) for s in prepared.train]
+    warn_generator_extra_data(resolved, fitted_ids, options, reporter)
     identity = {**identity, "engine_hash": resolved.engine_hash, "provider": provider}
     previous = read_run_record(out)  # again, now that the lock is held
     replacing = check_previous_run(out, previous, identity, jobs_info, force=gen.force)
@@ -196,6 +243,8 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
         "config": options.to_dict(), "plan_hash": plan.plan_hash, "identity": identity, "jobs": jobs_info,
         "provider": provider, "sampler": identity["sampler"], "model": resolved.record(),
         "train_ids": resolved.model_card.get("train_ids"),
+        # The real pairs the plan's label sampler and shape model were fitted on (evaluate checks them too).
+        "plan_fitted_ids": fitted_ids, "environment": environment_record(),
         "outputs": {"external_masks": output.external_masks, "layout": output.identity()},
         "space_estimate": estimate.as_dict(),
     }
@@ -208,39 +257,43 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
     kept = finished_entries(out, plan, verify_hashes=True, rewrite=True)
     done = {int(e["index"]) for e in kept}
 
-    # 6. The engine; the originals are linked in the background while it generates.
+    # 6. The engine, built for the run's shapes, once per worker's GPU; the originals are linked in
+    # the background while it generates.
     t = time.perf_counter()
-    engine = Engine.load(resolved.engine_dir, provider, reporter=reporter)
+    settings = gen.sampler_settings()
+    engines, gen_size = _load_engines(resolved.engine_dir, provider, gen, len(plan.jobs), plan.config.size, reporter)
+    engine = engines[0]
     timings["engine_load_s"] = time.perf_counter() - t
     originals: list[dict] = []
     link_errors: list[BaseException] = []
 
     def link_all() -> None:
         try:
-            originals.extend(link_originals(list(output.originals), out))
+            originals.extend(link_originals(list(output.originals), out, how=gen.link))
         except BaseException as exc:  # noqa: BLE001 - raised in the main thread after the writes finish
             link_errors.append(exc)
 
     linking = threading.Thread(target=link_all, name="lesionaug-originals")
-    card = engine.card
-    gen_size = generation_size(plan.config.size, card.model.get("resolution"), card.size_multiple)
     record.update(provider=engine.provider, generation_size=list(gen_size), output_size=list(plan.config.size))
-    shape_model, settings = prepared.shape_model, gen.sampler_settings()
+    shape_model = prepared.shape_model
 
     def sample_masks(batch):
         return [sample_mask(shape_model, j.record.mask_seed, j.diagnosis, plan.config.size, j.record.mask_source)
                 for j in batch]
 
-    def generate_batch(batch, masks):
-        control = [control_mask(m, gen_size) for m in masks]
-        images = generate(engine, [j.record.prompt for j in batch], control,
-                          [j.record.noise_seed for j in batch], settings)
-        return [output_image(img, plan.config.size) for img in images]
+    def batch_generator(worker_engine):
+        def generate_batch(batch, masks):
+            control = [control_mask(m, gen_size) for m in masks]
+            images = generate(worker_engine, [j.record.prompt for j in batch], control,
+                              [j.record.noise_seed for j in batch], settings)
+            return [output_image(img, plan.config.size) for img in images]
+
+        return generate_batch
 
     # 7. Generate what is missing; the writer pool encodes and writes behind the engine.
     stamp = GenerationStamp(settings.scheduler, settings.steps, settings.guidance, settings.control_scale,
                             resolved.model_hash, resolved.engine_hash)
-    stats, tally, error = None, None, None
+    stats, tally, error, per_worker = None, None, None, []
     t, cpu = time.perf_counter(), time.process_time()
     linking.start()
     with reporter.task("generating", total=len(plan.jobs)) as task:
@@ -249,8 +302,8 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
             writer = PairWriter(out, output.layout, stamp, manifest, workers=gen.workers, durable=gen.durable,
                                 on_written=lambda _entry: task.advance())
             try:
-                stats = run_generation(_loop_jobs(plan), done, gen.batch_size, sample_masks, generate_batch,
-                                       writer, stop)
+                stats, per_worker = run_workers(LoopJobs(plan.jobs), done, gen.batch_size, sample_masks,
+                                                [batch_generator(e) for e in engines], writer, stop)
             except BaseException as exc:  # noqa: BLE001 - the writes in flight still finish and are recorded
                 error = exc
             finally:
@@ -261,6 +314,9 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
     if error is None and link_errors:
         error = link_errors[0]
     timings["generate_s"] = stats.seconds["generate"] if stats else 0.0
+    # What each engine did (a CUDA graph fallback is noted on its first run) and each worker's share.
+    record["engines"] = [e.describe() for e in engines]
+    record["workers"] = [{"device": d, "batches": w.batches} for d, w in zip(gen.worker_devices, per_worker)]
     n_written = tally.written
     counts = {"n_jobs": len(plan.jobs), "n_generated": n_written, "n_skipped_existing": len(done),
               "n_failed": len(tally.failed)}
@@ -271,6 +327,7 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
         "provider": engine.provider, "engine": str(resolved.engine_dir), "model_source": resolved.source,
         "generation_size": list(gen_size), "output_size": list(plan.config.size),
         "images_per_second": round(n_written / timings["generation_wall_s"], 3) if n_written else None,
+        **training_skipped(index), "link": gen.link,
     }
     if output.external_masks:
         result["read_with"] = f"--masks {out / output.external_masks}"
@@ -303,6 +360,20 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
     timings["total_s"] = time.perf_counter() - t0
     result["timings"] = _round(timings)
     return result
+
+
+def _load_engines(engine_dir, provider: str, gen, n_jobs: int, size: tuple[int, int], reporter: Reporter):
+    """(one engine per worker's device, the generation size), TensorRT told every shape the run uses."""
+    settings = gen.sampler_settings()
+    card = EngineCard.read(engine_dir)
+    gen_size = generation_size(size, card.model.get("resolution"), card.size_multiple)
+    per_job = 2 if settings.classifier_free_guidance else 1
+    profile = ShapeProfile.for_run(max(1, n_jobs), gen.batch_size, gen_size[1], gen_size[0],
+                                   per_call=card.max_batch // per_job)
+    engines = load_engines(engine_dir, provider, gen.worker_devices, profile=profile,
+                           guided=settings.classifier_free_guidance, tensorrt=gen.tensorrt_settings(),
+                           reporter=reporter)
+    return engines, gen_size
 
 
 def _round(timings: dict) -> dict:

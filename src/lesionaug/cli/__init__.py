@@ -21,6 +21,7 @@ from lesionaug.cli import info as _info  # noqa: F401,E402
 from lesionaug.cli import masks as _masks  # noqa: F401,E402
 from lesionaug.cli import augment as _augment  # noqa: F401,E402
 from lesionaug.cli import dataset_ops as _dataset_ops  # noqa: F401,E402
+from lesionaug.cli import datalist as _datalist  # noqa: F401,E402
 from lesionaug.cli import score as _score  # noqa: F401,E402
 from lesionaug.cli import train as _train  # noqa: F401,E402
 from lesionaug.cli import evaluate as _evaluate  # noqa: F401,E402

@@ -6,13 +6,17 @@ inside the envelope, ``render`` draws the human view on stdout. ``run_command`` 
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Iterator
+from pathlib import Path
+from typing import IO, Annotated, Any, Callable, Iterator
 
 import typer
 from rich.console import Console
@@ -26,15 +30,18 @@ from rich.progress import (
 )
 
 from lesionaug import __version__
+from lesionaug.cli._invocation import resume_command
 from lesionaug.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_UNEXPECTED,
+    ConfigError,
     Interrupted,
     LesionaugError,
     PartialFailure,
 )
 from lesionaug.formats import RESULT_SCHEMA as SCHEMA
+from lesionaug.progress import PlainTask, progress_interval
 
 app = typer.Typer(
     name="lesionaug",
@@ -52,6 +59,21 @@ app = typer.Typer(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON result envelope on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or info on stderr.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs; tracebacks on error.")]
+# Long jobs can copy their progress, warnings and errors into a file, as plain timestamped lines.
+LogFileOpt = Annotated[
+    Path | None,
+    typer.Option("--log-file", help="Also append progress lines, warnings and errors to this file (plain text)."),
+]
+# Every command that reads a dataset takes external label tables joined by image id.
+LabelTablesOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--labels",
+        help="Label table joined onto the images by id: an ISIC Archive metadata export, the ISIC 2019 "
+        "ground truth or metadata, the ISIC 2017 Part 3 table, the HAM10000 metadata, or any CSV with an "
+        "image id column (repeatable; docs/label-tables.md).",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -61,6 +83,7 @@ class Out:
     json: bool = False
     quiet: bool = False
     verbose: bool = False
+    log_file: Path | None = None
 
     @property
     def stdout(self) -> Console:
@@ -97,15 +120,73 @@ def _fields(fields: dict) -> dict:
     return {"info": text}
 
 
+class _Tasks:
+    """One task shown in several places at once (a Rich bar, plain lines, the log file)."""
+
+    def __init__(self, tasks: list[Any]):
+        self.tasks = tasks
+
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        for task in self.tasks:
+            task.advance(n, **fields)
+
+    def update(self, **fields: Any) -> None:
+        for task in self.tasks:
+            task.update(**dict(fields))
+
+
 class RichReporter:
-    """Progress bars and info lines on stderr; silent when ``--quiet``."""
+    """Progress and info lines on stderr: Rich bars on a terminal, plain lines at a steady interval
+    elsewhere (SLURM and CI logs; ``LESIONAUG_PROGRESS_INTERVAL`` seconds, default 30); silent with
+    ``--quiet``. With ``--log-file`` every line also goes to that file, timestamped, quiet or not."""
 
     def __init__(self, out: Out):
         self.out = out
         self.console = out.stderr
+        self.plain = not self.console.is_terminal
+        self.interval = progress_interval()
+        self.log: IO[str] | None = None
+
+    def open_log(self) -> None:
+        if self.out.log_file is None:
+            return
+        try:
+            path = Path(self.out.log_file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.log = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close_log
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot open the log file ({exc.strerror or exc})", path=self.out.log_file, fix="pass a writable path"
+            ) from None
+
+    def close_log(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+    def log_line(self, line: str) -> None:
+        if self.log is not None:
+            stamp = datetime.datetime.now().isoformat(timespec="seconds")
+            self.log.write(f"{stamp} {line}\n")
+            self.log.flush()
+
+    def _plain_line(self, line: str) -> None:
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     @contextmanager
-    def task(self, description: str, total: int | None = None) -> Iterator[_RichTask]:
+    def task(self, description: str, total: int | None = None) -> Iterator[_Tasks]:
+        plain: list[PlainTask] = []
+        if self.log is not None:
+            plain.append(PlainTask(description, total, self.log_line, self.interval))
+        if self.plain and not self.out.quiet:
+            plain.append(PlainTask(description, total, self._plain_line, self.interval))
+        if self.plain or self.out.quiet:
+            try:
+                yield _Tasks(list(plain))
+            finally:
+                for task in plain:
+                    task.close()
+            return
         progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -115,23 +196,29 @@ class RichReporter:
             TimeRemainingColumn(),
             TextColumn("{task.fields[info]}"),
             console=self.console,
-            disable=self.out.quiet,
             transient=False,
         )
-        with progress:
-            task_id = progress.add_task(description, total=total, info="")
-            yield _RichTask(progress, task_id)
+        try:
+            with progress:
+                task_id = progress.add_task(description, total=total, info="")
+                yield _Tasks([_RichTask(progress, task_id), *plain])
+        finally:
+            for task in plain:
+                task.close()
 
     def info(self, message: str) -> None:
+        self.log_line(message)
         if not self.out.quiet:
             self.console.print(message, markup=False, highlight=False)
 
     def warn(self, message: str) -> None:
+        self.log_line(f"warning: {message}")
         if not self.out.quiet:
             self.console.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
 
     def debug(self, message: str) -> None:
         if self.out.verbose:
+            self.log_line(message)
             self.console.print(message, style="dim", markup=False, highlight=False)
 
 
@@ -164,22 +251,26 @@ def _json_default(obj: Any) -> Any:
 Body = Callable[[RichReporter], tuple[Any, Callable[[Console], None] | None]]
 
 
-def run_command(command: str, out: Out, body: Body) -> None:
+def run_command(command: str, out: Out, body: Body, *, resume: str | None = None) -> None:
     """Run one command body; map its outcome to stdout, stderr and the exit code.
 
-    This is the only place where exceptions become exit codes.
+    This is the only place where exceptions become exit codes. ``resume`` says how an interrupted
+    run of this command continues (``_invocation.RESUME_SAME`` or ``RESUME_FLAG``): Ctrl-C, and
+    SIGTERM as batch schedulers send it at a time limit, then end with that command line.
     """
     reporter = RichReporter(out)
     try:
-        data, render = body(reporter)
+        reporter.open_log()
+        with _sigterm_interrupts(resume is not None):
+            data, render = body(reporter)
     except PartialFailure as exc:
-        _fail(command, out, exc, data=exc.data, status="partial")
+        _fail(command, out, exc, reporter, data=exc.data, status="partial")
     except Interrupted as exc:
-        _fail(command, out, exc, status="interrupted")
+        _fail(command, out, _with_resume(exc, resume), reporter, status="interrupted")
     except LesionaugError as exc:
-        _fail(command, out, exc, data=getattr(exc, "data", None))
+        _fail(command, out, exc, reporter, data=getattr(exc, "data", None))
     except KeyboardInterrupt:
-        _fail(command, out, Interrupted("interrupted"), status="interrupted")
+        _fail(command, out, _with_resume(Interrupted("interrupted"), resume), reporter, status="interrupted")
     except Exception as exc:  # noqa: BLE001 - the one place an unexpected error is reported
         if out.verbose:
             traceback.print_exc(file=sys.stderr)
@@ -187,8 +278,10 @@ def run_command(command: str, out: Out, body: Body) -> None:
             f"unexpected error: {type(exc).__name__}: {exc}",
             fix="rerun with -v for the traceback and report it",
         )
-        _fail(command, out, err)
+        _fail(command, out, err, reporter)
     else:
+        reporter.log_line(f"lesionaug {command}: done")
+        reporter.close_log()
         if out.json:
             print_envelope(envelope(command, "ok", EXIT_OK, data, []))
         elif render is not None:
@@ -196,13 +289,48 @@ def run_command(command: str, out: Out, body: Body) -> None:
         raise typer.Exit(EXIT_OK)
 
 
-def _fail(command: str, out: Out, exc: LesionaugError, *, data: Any = None, status: str = "error") -> None:
+def _with_resume(exc: Interrupted, resume: str | None) -> Interrupted:
+    """The interruption, its fix ending with the command line that continues the run."""
+    command = resume_command(resume)
+    if command is not None:
+        exc.fix = f"{exc.fix}: {command}" if exc.fix else f"resume with: {command}"
+    return exc
+
+
+@contextmanager
+def _sigterm_interrupts(enabled: bool) -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt while a resumable command runs (main thread only)."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _fail(
+    command: str,
+    out: Out,
+    exc: LesionaugError,
+    reporter: RichReporter | None = None,
+    *,
+    data: Any = None,
+    status: str = "error",
+) -> None:
     code = exc.exit_code if exc.exit_code else EXIT_UNEXPECTED
     if out.verbose and exc.__traceback__ is not None and code != EXIT_INTERRUPTED:
         traceback.print_exception(exc, file=sys.stderr)
-    out.stderr.print(
-        f"lesionaug {command}: error: {exc.one_line()}", style="red", markup=False, highlight=False, soft_wrap=True
-    )
+    line = f"lesionaug {command}: error: {exc.one_line()}"
+    out.stderr.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
+    if reporter is not None:
+        reporter.log_line(line)
+        reporter.close_log()
     if out.json:
         print_envelope(envelope(command, status, code, data, [exc.as_dict()]))
     raise typer.Exit(code)

@@ -9,17 +9,32 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lesionaug.augment.generation_options import GenerationOptions
+from lesionaug.augment.generation_options import GenerationOptions, parse_gpus
 from lesionaug.augment.model_choice import generator_resolution
-from lesionaug.augment.options import augment_options
+from lesionaug.augment.options import LABEL_MODES, augment_options
 from lesionaug.augment.preparation import prepare_plan, preview_plan
 from lesionaug.augment.run import run_augment
-from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._invocation import RESUME_SAME
 from lesionaug.cli.config_file import apply_config_file
-from lesionaug.cli.masks import MasksDirOpt, MaskSourceOpt, SplitSeedOpt
+from lesionaug.cli.masks import MasksDirOpt, MaskSourceOpt, RealCountOpt, RealFractionOpt, SplitSeedOpt
+from lesionaug.dataset.subsets import real_subset_from_options
 from lesionaug.errors import UsageError
 
 PREVIEW_ROWS = 10
+
+
+def check_label_tables(values: list[Path] | None) -> tuple[Path, ...]:
+    """``--labels`` names label tables; a label mix there (its old meaning) says where it went."""
+    tables = tuple(values or ())
+    for value in tables:
+        text = str(value)
+        if not Path(value).exists() and (text.lower() in LABEL_MODES or "=" in text):
+            raise UsageError(
+                f"--labels {text}: --labels now names a label table (a CSV joined by image id)",
+                fix=f"choose the diagnoses of the new pairs with --label-mix {text}",
+            )
+    return tables
 
 
 def render_plan(data: dict, console: Console) -> None:
@@ -84,7 +99,12 @@ def augment(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Master seed; pair k depends only on (seed, k).")] = 0,
     shard: Annotated[
-        str | None, typer.Option("--shard", help="Only the jobs k with k mod N == i, written as i/N.")
+        str | None,
+        typer.Option(
+            "--shard",
+            help="Only the jobs k with k mod N == i, written as i/N; auto: from SLURM_ARRAY_TASK_ID or "
+            "JOB_COMPLETION_INDEX (with auto/N or LESIONAUG_SHARD_COUNT); see docs/cluster.md.",
+        ),
     ] = None,
     prompt_template: Annotated[
         str | None,
@@ -94,10 +114,10 @@ def augment(
             "default: 'a dermoscopic image of {diagnosis} {attributes} {site}'.",
         ),
     ] = None,
-    labels: Annotated[
+    label_mix: Annotated[
         str,
         typer.Option(
-            "--labels",
+            "--label-mix",
             help="match (as in the training split), balanced (uniform over diagnoses) or weights like mel=0.5,nv=0.5.",
         ),
     ] = "match",
@@ -114,8 +134,20 @@ def augment(
     ] = None,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Id prefix of new pairs (default SYN_).")] = None,
     masks_dir: MasksDirOpt = None,
+    labels: LabelTablesOpt = None,
     split_seed: SplitSeedOpt = 0,
+    real_fraction: RealFractionOpt = None,
+    real_count: RealCountOpt = None,
     provider: Annotated[str, typer.Option("--provider", help="auto, tensorrt, cuda or cpu (never a silent fallback).")] = "auto",
+    device: Annotated[int, typer.Option("--device", help="The GPU to generate on (CUDA device index).")] = 0,
+    gpus: Annotated[
+        str | None,
+        typer.Option("--gpus", help="Several GPUs, one worker each over interleaved batches: 0,1,2,3 or all "
+                     "(same bytes as one GPU; resumable with any number)."),
+    ] = None,
+    trt_workspace_gb: Annotated[
+        float | None, typer.Option("--trt-workspace-gb", help="TensorRT build workspace limit in GiB (default: TensorRT's).")
+    ] = None,
     scheduler: Annotated[str, typer.Option("--scheduler", help="ddim, dpm++, unipc, euler or euler-a.")] = "dpm++",
     steps: Annotated[int, typer.Option("--steps", help="Denoising steps.")] = 20,
     guidance: Annotated[
@@ -142,6 +174,23 @@ def augment(
         str | None, typer.Option("--model-size", help="tiny, small or base (default: small on CPU, base on GPU).")
     ] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Threads that encode and write files.")] = None,
+    link: Annotated[
+        str,
+        typer.Option(
+            "--link",
+            help="How the originals enter the output: hard (hard links, copied across filesystems; they share "
+            "the input's files, so editing one in place edits the input), copy, or reflink (copy-on-write "
+            "clones on btrfs/XFS; an error where the filesystem cannot clone).",
+        ),
+    ] = "hard",
+    allow_pickle: Annotated[
+        bool, typer.Option("--allow-pickle", help="Accept .bin/.pt pickle weights in a --model folder (runs their code).")
+    ] = False,
+    break_lock: Annotated[
+        bool,
+        typer.Option("--break-lock", help="Clear a stale lock left on a filesystem without file locks or by "
+                     "another host (refused while a live run holds it)."),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan (ids, prompts, label counts, mask statistics); no model.")
     ] = False,
@@ -149,6 +198,7 @@ def augment(
         Path | None,
         typer.Option("--config", help="TOML file of these options (e.g. steps = 30); the command line wins."),
     ] = None,
+    log_file: LogFileOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -158,7 +208,9 @@ def augment(
     Every pair is planned first: its id, labels, prompt, mask seed and noise seed depend only on
     the master seed and its index, so the same command gives the same pairs, in any batch size
     or shard. --dry-run prints that plan without loading a model. Rerunning the same command on
-    an interrupted output resumes it; `lesionaug verify OUT` checks the result.
+    an interrupted output resumes it; `lesionaug verify OUT` checks the result. --real-fraction or
+    --real-count fits the masks, the labels and the default model on a seeded subset of the
+    training split: pass the same option to `lesionaug evaluate` for a comparison without hidden real data.
 
     Example: lesionaug augment ./isic --n 100 --dry-run --json
     """
@@ -183,7 +235,16 @@ def augment(
             train_steps=v["train_steps"],
             model_size=v["model_size"],
             workers=v["workers"],
+            link=v["link"],
+            allow_pickle=v["allow_pickle"],
+            break_lock=v["break_lock"],
+            device=v["device"],
+            gpus=parse_gpus(v["gpus"]) if v["gpus"] is not None else (),
+            trt_workspace_gb=v["trt_workspace_gb"],
         )
+        if generation.gpus and generation.provider == "cpu":
+            raise UsageError("--gpus runs one worker per GPU, and --provider cpu uses none",
+                             fix="drop --gpus, or use --provider cuda or tensorrt")
         side = None if v["size"] is not None else generator_resolution(v["model"], v["model_size"], v["train_steps"])
         options = augment_options(
             dataset,
@@ -191,16 +252,18 @@ def augment(
             seed=v["seed"],
             shard=v["shard"],
             template=v["prompt_template"],
-            labels=v["labels"],
+            labels=v["label_mix"],
             diagnosis=v["diagnosis"],
             mask_source=v["mask_source"],
             size=v["size"],
             prefix=v["prefix"],
             masks=v["masks_dir"],
+            label_tables=check_label_tables(v["labels"]),
             split_seed=v["split_seed"],
             dry_run=v["dry_run"],
             generation=generation,
             generator_side=side,
+            real_subset=real_subset_from_options(v["real_fraction"], v["real_count"], v["split_seed"]),
         )
         if options.dry_run:
             data = preview_plan(prepare_plan(options, reporter), reporter)
@@ -208,4 +271,4 @@ def augment(
         data = run_augment(options, reporter)
         return data, lambda console: render_run(data, console)
 
-    run_command("augment", Out(json_, quiet, verbose), body)
+    run_command("augment", Out(json_, quiet, verbose, log_file), body, resume=RESUME_SAME)

@@ -57,7 +57,7 @@ def read_option_file(path: Path, allowed: Iterable[str], *, command: str | None 
     return options
 
 
-NOT_IN_FILES = frozenset({"json_", "quiet", "verbose", "config"})
+NOT_IN_FILES = frozenset({"json_", "quiet", "verbose", "config", "log_file"})
 _DEFAULTS = (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
 
 
@@ -84,6 +84,8 @@ def apply_config_file(ctx: click.Context, path: Path | None, command: str) -> di
         source = ctx.get_parameter_source(param.name)
         if source is not None and source not in (_DEFAULTS):
             continue  # given on the command line (or by environment): it wins
+        if getattr(param, "multiple", False) and isinstance(raw, str):
+            raw = [raw]  # a repeatable option given once: `labels = "metadata.csv"`
         try:
             values[param.name] = param.process_value(ctx, raw)
         except click.exceptions.BadParameter as exc:

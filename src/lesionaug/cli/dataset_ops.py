@@ -60,19 +60,25 @@ def verify_command(
 def merge_command(
     out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="New folder for the merged dataset.")],
     shard_dirs: Annotated[list[Path], typer.Argument(metavar="SHARD_DIR...", help="Outputs of augment --shard i/N.")],
+    break_lock: Annotated[
+        bool,
+        typer.Option("--break-lock", help="Clear a stale lock left on a filesystem without file locks or by "
+                     "another host (refused while a live run holds it)."),
+    ] = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Join the outputs of `augment --shard i/N` into one dataset with one manifest in job order.
 
-    Refuses shards of different plans, missing or repeated shards, and unfinished shards.
+    Refuses shards of different plans, missing or repeated shards, unfinished shards, paths that lead
+    out of a shard, and files that differ from their shard's sha256 (exit 3, before anything is written).
 
     Example: lesionaug merge ./isic-augmented ./shard-0 ./shard-1 ./shard-2
     """
 
     def body(reporter):
-        result = merge_shards(out_dir, shard_dirs, reporter)
+        result = merge_shards(out_dir, shard_dirs, reporter, break_lock=break_lock)
 
         def render(console):
             console.print(f"merged {result['n_shards']} shards, {result['n_pairs']} synthetic pairs into {result['out']}")

@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 
-from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli.masks import RealCountOpt
 from lesionaug.errors import UsageError
 from lesionaug.evaluate.run import EvaluateConfig, run_evaluation
+from lesionaug.evaluate.seg_augment import SEG_AUGMENTATIONS
 from lesionaug.evaluate.segmenter import SegmenterConfig
 
 
@@ -52,12 +54,29 @@ def evaluate(
         str, typer.Option("--channels", help="Feature widths per resolution level, comma-separated.")
     ] = "16,32,64,128,256",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    seg_augment: Annotated[
+        str,
+        typer.Option(
+            "--seg-augment",
+            help=f"Segmenter training augmentation ({', '.join(SEG_AUGMENTATIONS)}; MONAI): classic adds rotations, "
+            "affine, elastic and intensity changes to the flips. The same for real and synthetic pairs.",
+        ),
+    ] = "classic",
     real_fraction: Annotated[
-        float, typer.Option("--real-fraction", help="Fraction of the real training split to use (low-data regime).")
-    ] = 1.0,
-    seed: Annotated[int, typer.Option("--seed", help="Master seed (segmenter seeds, real subsample).")] = 0,
-    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the split when folders give none.")] = 0,
+        float | None,
+        typer.Option(
+            "--real-fraction",
+            help="Fraction of the real training split the segmenters get (low-data regime); chosen by the split "
+            "seed, as on train and augment.",
+        ),
+    ] = None,
+    real_count: RealCountOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Master seed (segmenter seeds, bootstrap).")] = 0,
+    split_seed: Annotated[
+        int, typer.Option("--split-seed", help="Seed of the split when folders give none, and of the real subset.")
+    ] = 0,
     masks: Annotated[Path | None, typer.Option("--masks", help="Folder of masks, for layouts without them.")] = None,
+    labels: LabelTablesOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Report folder (report.json, report.md, plots).")] = Path(
         "lesionaug-report"
     ),
@@ -68,17 +87,29 @@ def evaluate(
             help="Accept synthetic pairs whose generator's training images are unknown.",
         ),
     ] = False,
+    allow_generator_extra_data: Annotated[
+        bool,
+        typer.Option(
+            "--allow-generator-extra-data",
+            help="Run even when the generator saw real training pairs the segmenters do not get (the report "
+            "says how many, at its top).",
+        ),
+    ] = False,
+    log_file: LogFileOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Train segmenters on the real training split plus 0 and each count of synthetic pairs, several
     seeds each, and score them on the real test split (never on synthetic images): Dice mean and std
-    per count, and the paired gain over real-only with a 95% t interval. Every segmenter takes the
-    same number of optimizer steps, so more data never means more training. Refuses synthetic pairs from a
-    generator trained on any test image. Writes report.json, report.md and plots to --out.
+    per count, and the paired gain over real-only per test image, with a bootstrap 95% interval over
+    test images and seeds, the t interval over seeds and a Wilcoxon p-value. Every segmenter takes
+    the same number of optimizer steps and the same augmentation (--seg-augment), so more data never
+    means more training. Refuses synthetic pairs from a generator trained on any test image, or on
+    real pairs the segmenters do not get (pass the same --real-fraction or --real-count to augment).
+    Writes report.json, report.md and plots to --out.
 
-    Example: lesionaug evaluate ./example --augmented ./example-augmented --synthetic-counts 0,200 --real-fraction 0.2
+    Example: lesionaug evaluate ./example --augmented ./example-augmented --synthetic-counts 0,200 --real-count 16
     """
 
     def body(reporter):
@@ -90,6 +121,7 @@ def evaluate(
             batch_size=batch_size,
             channels=parse_int_list(channels, "--channels"),
             device=device,
+            augment=seg_augment,
             seed=seed,
         )
         config = EvaluateConfig(
@@ -97,41 +129,55 @@ def evaluate(
             augmented=augmented,
             synthetic_counts=parse_int_list(synthetic_counts, "--synthetic-counts"),
             repeats=repeats,
-            real_fraction=real_fraction,
+            real_fraction=1.0 if real_fraction is None else real_fraction,
+            real_count=real_count,
             seed=seed,
             split_seed=split_seed,
             masks=masks,
+            labels=tuple(labels or ()),
             out=out,
             allow_unknown_provenance=allow_unknown_provenance,
+            allow_generator_extra_data=allow_generator_extra_data,
             segmenter=segmenter,
         )
         data = run_evaluation(config, reporter)
         return data, lambda console: render(console, data)
 
-    run_command("evaluate", Out(json_, quiet, verbose), body)
+    run_command("evaluate", Out(json_, quiet, verbose, log_file), body)
+
+
+def _interval(ci) -> str:
+    return "-" if ci is None else f"{ci[0]:+.3f}..{ci[1]:+.3f}"
 
 
 def render(console, data: dict) -> None:
+    from rich import box
     from rich.table import Table
 
     setup = data["setup"]
+    extra = setup.get("generator_extra_real_pairs")
+    if extra:
+        console.print(f"WARNING: the generator saw {extra} real training pairs the segmenters did not get", style="bold")
     table = Table(
-        title=f"Dice on {setup['real_test']} real test images; {setup['real_train']} real training pairs; "
-        "gain: Dice minus the same seed's real-only Dice",
+        title=f"Dice on {setup['real_test']} real test images, {setup['real_train']} real training pairs, "
+        f"{setup['seg_augment']} augmentation; gain per image vs the same seed's real-only segmenter; "
+        "95% intervals over images and seeds (bootstrap) and over seeds (t); Wilcoxon p",
         title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
     )
-    for header in ("synthetic", "seeds", "Dice", "std", "Jaccard", "gain", "95% CI"):
+    for header in ("synthetic", "seeds", "Dice±std", "gain", "CI img+seeds", "CI seeds", "p"):
         table.add_column(header, justify="right", no_wrap=True)
     for r in data["results"]:
-        ci = r["delta_ci95"]
         table.add_row(
             str(r["synthetic_count"]),
             str(r["repeats"]),
-            f"{r['dice_mean']:.4f}",
-            f"{r['dice_std']:.4f}",
-            f"{r['jaccard_mean']:.4f}",
-            f"{r['delta_vs_real']:+.4f}",
-            "-" if ci is None else f"{ci[0]:+.3f}..{ci[1]:+.3f}",
+            f"{r['dice_mean']:.3f}±{r['dice_std']:.3f}",
+            f"{r['delta_vs_real']:+.3f}",
+            _interval(r["delta_ci95"]),
+            _interval(r["delta_t_ci95"]),
+            "-" if r["p_wilcoxon"] is None else f"{r['p_wilcoxon']:.2g}",
         )
     console.print(table)
     for note in data["notes"]:

@@ -10,8 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import JsonOpt, LabelTablesOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.dataset.summary import inspect_dataset
+from lesionaug.demo.layouts import ARCHIVE_METADATA
 from lesionaug.demo.write import check_demo_options, write_demo_dataset
 
 DEMO_LAYOUTS = ("isic2018", "isic2017", "ham10000", "ph2", "paired")
@@ -38,6 +39,8 @@ def render_info(data: dict, console: Console) -> None:
     table.add_column("value")
     table.add_row("layout", data["layout"])
     table.add_row("samples", f"{data['n_samples']} ({sum(splits['usable'].values())} usable)")
+    if data["n_synthetic"]:
+        table.add_row("  real / synthetic", f"{data['n_real']} / {data['n_synthetic']} (synthetic pairs are training data)")
     for split, n in splits["counts"].items():
         table.add_row(f"  {split}", f"{n} ({splits['usable'][split]} usable)")
     table.add_row("splits from", splits["source"])
@@ -46,13 +49,22 @@ def render_info(data: dict, console: Console) -> None:
         "image sizes", f"{sizes['n_distinct']} distinct, {_size(sizes['min'])} to {_size(sizes['max'])}; {common}"
     )
     table.add_row("labelled", str(labels["labelled"]))
+    fractions = ", ".join(f"{k} {v:.0%}" for k, v in labels["fraction"].items() if v is not None)
+    table.add_row("labelled fraction", fractions or "-")
+    for t in data["label_tables"]:
+        table.add_row("label table", f"{t['path']} ({t['format']}): {t['matched']} of {t['rows']} rows match")
     table.add_row("diagnosis", _counts(labels["diagnosis"]))
     table.add_row("attributes", _counts(labels["attributes"]))
     table.add_row("site", _counts(labels["site"]))
     table.add_row("sex", _counts(labels["sex"]))
     age = labels["age"]
     table.add_row("age", f"{age['n']} known, {age['min']}-{age['max']}, mean {age['mean']}" if age["n"] else "-")
+    if data["synthetic_labels"]:
+        table.add_row("synthetic diagnosis", _counts(data["synthetic_labels"]["diagnosis"]))
     table.add_row("fingerprint", data["fingerprint"])
+    if data["exif_oriented"]:
+        n_oriented = len(data["exif_oriented"])
+        table.add_row("EXIF orientation", f"applied to {n_oriented} file(s): read upright, as viewers show them")
     table.add_row("problems", str(len(data["problems"])) if data["problems"] else "none")
     console.print(table)
     if not data["problems"]:
@@ -79,6 +91,7 @@ def info(
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 3 on any problem, not only damaged files.")] = False,
     split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the split when folders give none.")] = 0,
+    labels: LabelTablesOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -86,14 +99,23 @@ def info(
     """Show what a dataset folder holds: layout, splits, labels, image sizes, fingerprint, problems.
 
     Problems are missing or orphan masks, image/mask size mismatches, empty or non-binary masks and
-    label rows without images: warnings, and those samples are skipped downstream. Damaged files
-    (unreadable, truncated, too large, symlink loops) exit 3, and so does any problem with --strict.
+    label rows without images: warnings, and those samples are skipped downstream. Folder symlinks
+    that loop or lead outside the dataset are reported and not followed. Damaged files (unreadable,
+    truncated, too large) exit 3, and so does any problem with --strict. Images are read upright:
+    an EXIF orientation tag is applied, and listed.
 
-    Example: lesionaug info ./ISIC2018 --json
+    Real images and the synthetic pairs `augment` added are counted apart; --labels joins label
+    tables by image id, and a warning says when most training images have no diagnosis.
+
+    Example: lesionaug info ./ISIC2018 --labels metadata.csv --json
     """
 
     def body(reporter):
-        data = inspect_dataset(dataset, masks=masks, split_seed=split_seed, strict=strict, reporter=reporter)
+        data = inspect_dataset(
+            dataset, masks=masks, split_seed=split_seed, strict=strict, reporter=reporter, labels=tuple(labels or ())
+        )
+        for warning in data["warnings"]:
+            reporter.warn(warning)
         if data["problems"]:
             codes = Counter(p["code"] for p in data["problems"])
             reporter.warn(f"{len(data['problems'])} problem(s): " + ", ".join(f"{c} {n}" for c, n in codes.items()))
@@ -111,6 +133,15 @@ def demo_data(
     ] = "isic2018",
     size: Annotated[int, typer.Option("--size", min=32, max=2048, help="Image width and height in pixels.")] = 128,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed writes the same bytes.")] = 0,
+    archive_metadata: Annotated[
+        bool | None,
+        typer.Option(
+            "--archive-metadata/--no-archive-metadata",
+            help="Also write isic_archive_metadata.csv, an ISIC Archive metadata export of the images to join "
+            "with --labels (default: on for isic2018, whose Task 1 images no file of the layout labels).",
+            show_default=False,
+        ),
+    ] = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -122,19 +153,38 @@ def demo_data(
     as in the real layout. The same seed writes the same bytes. OUT must not exist, be empty, or
     hold earlier demo data (which is replaced).
 
+    As in the real release, isic2018's Task 3 table names other images (ids from ISIC_0024306) than
+    Task 1's (from ISIC_0000000); the Task 1 diagnoses are in isic_archive_metadata.csv.
+
     Example: lesionaug demo-data ./example --n 120 --layout isic2018 --size 128 --seed 0
     """
 
     def body(reporter):
-        check_demo_options(out, n, layout.lower(), size)  # refuse before any progress is drawn
+        check_demo_options(out, n, layout.lower(), size, archive_metadata)  # refuse before any progress is drawn
         with reporter.task("writing demo data", total=n) as task:
             path = write_demo_dataset(
-                out, n=n, layout=layout.lower(), size=size, seed=seed, progress=lambda: task.advance()
+                out,
+                n=n,
+                layout=layout.lower(),
+                size=size,
+                seed=seed,
+                progress=lambda: task.advance(),
+                archive_metadata=archive_metadata,
             )
-        data = {"out": str(path), "layout": layout.lower(), "n": n, "size": size, "seed": seed}
+        metadata = path / ARCHIVE_METADATA
+        data = {
+            "out": str(path),
+            "layout": layout.lower(),
+            "n": n,
+            "size": size,
+            "seed": seed,
+            "archive_metadata": str(metadata) if metadata.is_file() else None,
+        }
 
         def render(console: Console) -> None:
             console.print(f"wrote {n} {layout.lower()} pairs ({size}x{size}) to {path}")
+            if data["archive_metadata"]:
+                console.print(f"their labels, as an ISIC Archive export: --labels {metadata}")
 
         return data, render
 

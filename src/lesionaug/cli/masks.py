@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lesionaug.augment.options import parse_size
-from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import JsonOpt, LabelTablesOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.plan.mask_folder import MasksConfig, export_masks
 
 MaskSourceOpt = Annotated[
@@ -25,6 +25,23 @@ MasksDirOpt = Annotated[
     Path | None, typer.Option("--masks", help="Folder of masks, for layouts without them (ISIC Archive).")
 ]
 SplitSeedOpt = Annotated[int, typer.Option("--split-seed", help="Seed of the split when folders give none.")]
+# train, augment and evaluate take the same two options, so the generator and the segmenters can be
+# given exactly the same real training pairs (dataset/subsets.py chooses them, with the split seed).
+RealFractionOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--real-fraction",
+        help="Use only this fraction of the training split's real pairs (chosen by the split seed; "
+        "the same option on train, augment and evaluate picks the same pairs).",
+    ),
+]
+RealCountOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--real-count",
+        help="Use only this many of the training split's real pairs (instead of --real-fraction).",
+    ),
+]
 
 
 def render_masks(data: dict, console: Console) -> None:
@@ -73,6 +90,7 @@ def masks(
     mask_source: MaskSourceOpt = "model",
     masks_dir: MasksDirOpt = None,
     split_seed: SplitSeedOpt = 0,
+    labels: LabelTablesOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -97,6 +115,7 @@ def masks(
             mask_source=mask_source,
             masks=masks_dir,
             split_seed=split_seed,
+            labels=tuple(labels or ()),
         )
         data = export_masks(config, reporter)
         return data, lambda console: render_masks(data, console)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.cli.evaluate import parse_int_list
 from lesionaug.evaluate.quality import QualityConfig, run_quality
 from lesionaug.evaluate.segmenter import SegmenterConfig
@@ -21,6 +21,9 @@ def quality(
     ],
     split: Annotated[str, typer.Option("--split", help="Whose masks to generate for: train, val or test.")] = "test",
     provider: Annotated[str, typer.Option("--provider", help="auto, tensorrt, cuda or cpu.")] = "auto",
+    engine_device: Annotated[
+        int, typer.Option("--engine-device", help="The GPU the generator runs on (CUDA device index).")
+    ] = 0,
     steps: Annotated[int, typer.Option("--steps", help="Denoising steps.")] = 20,
     scheduler: Annotated[str, typer.Option("--scheduler", help="ddim, dpm++, unipc, euler or euler-a.")] = "dpm++",
     guidance: Annotated[float, typer.Option("--guidance", help="Classifier-free guidance scale (1 = off).")] = 7.5,
@@ -32,6 +35,7 @@ def quality(
     seed: Annotated[int, typer.Option("--seed", help="Master seed of the noise seeds.")] = 0,
     split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the split when folders give none.")] = 0,
     masks: Annotated[Path | None, typer.Option("--masks", help="Folder of masks, for layouts without them.")] = None,
+    labels: LabelTablesOpt = None,
     fid_weights: Annotated[
         Path | None,
         typer.Option(
@@ -54,6 +58,7 @@ def quality(
     out: Annotated[Path, typer.Option("--out", help="Report folder (report.json, report.md, plots).")] = Path(
         "lesionaug-report"
     ),
+    log_file: LogFileOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -80,6 +85,7 @@ def quality(
             model=model,
             split=split,
             provider=provider,
+            engine_device=engine_device,
             steps=steps,
             scheduler=scheduler,
             guidance=guidance,
@@ -89,6 +95,7 @@ def quality(
             seed=seed,
             split_seed=split_seed,
             masks=masks,
+            labels=tuple(labels or ()),
             fid_weights=fid_weights,
             fidelity=fidelity,
             segmenter=segmenter,
@@ -97,7 +104,7 @@ def quality(
         data = run_quality(config, reporter)
         return data, lambda console: render(console, data)
 
-    run_command("quality", Out(json_, quiet, verbose), body)
+    run_command("quality", Out(json_, quiet, verbose, log_file), body)
 
 
 def render(console, data: dict) -> None:

@@ -4,9 +4,16 @@ Indexing calls ``probe_file``: it reads a file's bytes once, parses the header (
 checks that the file is complete, and hashes its content. ``read_image`` and ``read_mask`` decode
 pixels and refuse damaged or oversized files with a ``DatasetError`` naming the file.
 
-Masks come in every encoding seen in mirrors (L 0/255, 0/1, palette, RGB, 1-bit, JPEG, BMP); all are
-binarised by one rule (DATASETS.md): convert to L, then foreground = ``v > 0`` if the maximum is at
-most 1, else ``v > 127``.
+Masks come in every encoding seen in mirrors (L 0/255, 0/1, palette, RGB, 1-bit, JPEG, BMP, 16-bit
+PNG or TIFF); all are binarised by one rule (DATASETS.md): convert to 8-bit gray (16-bit and float
+values scaled by their mode's full range, not clipped), then foreground = ``v > 0`` if the maximum
+is at most 1, else ``v > 127``. The soft-mask check of ``info`` looks at the same 8-bit values, so a
+soft mask is reported whatever its bit depth.
+
+EXIF orientation is applied as viewers apply it (``PIL.ImageOps.exif_transpose``): a camera JPEG
+stored sideways with orientation 6 is read upright, header-only probes report the upright size,
+and the image/mask size check compares upright sizes. The tag is read from the header before
+decoding, so the probe and the decoded pixels always agree.
 
 Content hash (used by the dataset fingerprint): blake2b over the file size and its bytes. Files up to
 ``FULL_HASH_BYTES`` (4 MiB: every mask, HAM10000 and PH2 images, most ISIC JPEGs) are hashed whole, so
@@ -39,18 +46,54 @@ _N_BLOCKS = 64
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
 
-# Problem codes for damaged files; the index records them and ``info`` refuses them (exit 3).
-DAMAGE_CODES = frozenset({"unreadable", "corrupt", "truncated", "too_large", "symlink_loop"})
+# Problem codes for damaged files; the index records them and ``info`` refuses them (exit 3). Symlink
+# loops and folder symlinks leading outside the dataset are reported but are not damage: no image is lost.
+DAMAGE_CODES = frozenset({"unreadable", "corrupt", "truncated", "too_large"})
+
+
+# EXIF orientation (tag 0x0112) -> the transpose that shows the image upright, as in
+# PIL.ImageOps.exif_transpose; 1 (or no tag) means as stored. 5 to 8 swap width and height.
+ORIENTATION_TAG = 0x0112
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True)
 class FileProbe:
     """What indexing learns about one file without decoding its pixels."""
 
-    size: tuple[int, int] | None  # (width, height) from the header; None when damaged
+    size: tuple[int, int] | None  # upright (width, height) from the header; None when damaged
     digest: str  # content hash (hex); "" when the file could not be read
     format: str | None = None  # Pillow format name, e.g. "JPEG"
     problem: tuple[str, str] | None = None  # (code, message) when the file is damaged
+    orientation: int = 1  # the EXIF orientation applied (1: none)
+
+
+def exif_orientation(im: Image.Image) -> int:
+    """The EXIF orientation tag (2..8) of an opened image, 1 when absent or invalid; decodes no pixels.
+
+    PNG keeps EXIF in an eXIf chunk that Pillow sees at open only when it precedes the pixel data
+    (as the PNG spec asks); asking for a later one would decode the image, so it is not looked for.
+    """
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    try:
+        value = im.getexif().get(ORIENTATION_TAG)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block is no orientation, not a damaged image
+        return 1
+    return value if isinstance(value, int) and value in _UPRIGHT else 1
+
+
+def upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    """The displayed (width, height) of a stored size under an EXIF orientation."""
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
 def read_file_bytes(path: Path, limit: int | None = None) -> bytes:
@@ -112,12 +155,12 @@ def _is_truncated(fmt: str | None, data: bytes, file_size: int) -> bool:
     return False
 
 
-def _open_header(source: io.BytesIO | Path) -> tuple[tuple[int, int], str | None]:
-    """Parse only the header; refuse decompression bombs instead of warning or crashing."""
+def _open_header(source: io.BytesIO | Path) -> tuple[tuple[int, int], str | None, int]:
+    """Parse only the header (size, format, EXIF orientation); refuse decompression bombs."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(source) as im:
-            return im.size, im.format
+            return im.size, im.format, exif_orientation(im)
 
 
 def probe_file(path: Path) -> FileProbe:
@@ -137,7 +180,7 @@ def probe_file(path: Path) -> FileProbe:
     if file_size == 0:
         return FileProbe(None, digest, None, ("truncated", "the file is empty (0 bytes)"))
     try:
-        size, fmt = _open_header(source)
+        size, fmt, orientation = _open_header(source)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         return FileProbe(None, digest, None, ("too_large", f"refused as a possible decompression bomb ({exc})"))
     except UnidentifiedImageError:
@@ -149,13 +192,14 @@ def probe_file(path: Path) -> FileProbe:
         return FileProbe(None, digest, fmt, ("too_large", msg))
     if size[0] <= 0 or size[1] <= 0:
         return FileProbe(None, digest, fmt, ("corrupt", f"image header says {size[0]}x{size[1]} pixels"))
+    size = upright_size(size, orientation)
     if _is_truncated(fmt, data, file_size):
-        return FileProbe(size, digest, fmt, ("truncated", f"{fmt} file is truncated (no end marker)"))
-    return FileProbe(size, digest, fmt)
+        return FileProbe(size, digest, fmt, ("truncated", f"{fmt} file is truncated (no end marker)"), orientation)
+    return FileProbe(size, digest, fmt, None, orientation)
 
 
 def _load(path: Path, what: str) -> Image.Image:
-    """Decode one file fully, turning every failure into a DatasetError that names it."""
+    """Decode one file fully and turn it upright (EXIF); every failure becomes a DatasetError naming it."""
     path = Path(path)
     fix = f"re-download or delete the {what}, then rerun"
     try:
@@ -170,8 +214,13 @@ def _load(path: Path, what: str) -> Image.Image:
                     path=path,
                     fix=f"resize or remove the {what}",
                 )
+            orientation = exif_orientation(im)  # from the header, as ``probe_file`` read it
             im.load()
-            return im
+            if orientation == 1:
+                return im
+            upright = im.transpose(_UPRIGHT[orientation])
+            im.close()
+            return upright
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise DatasetError(f"{what} refused as a possible decompression bomb ({exc})", path=path, fix=fix) from None
     except FileNotFoundError:
@@ -197,13 +246,38 @@ def read_image(path: str | Path) -> np.ndarray:
         im.close()
 
 
+def full_scale(mode: str, top: float) -> float:
+    """The value a mask of ``mode`` uses for full white, given its largest value ``top``.
+
+    16-bit modes: 65535. Mode ``I`` (32-bit, how some readers give 16-bit files): 65535 when a value
+    is above 255, else 255 (8-bit values in a wider container). Float ``F``: 1.0 when every value is
+    at most 1, else 255.
+    """
+    if mode.startswith("I;16"):
+        return 65535.0
+    if mode == "F":
+        return 1.0 if top <= 1.0 else 255.0
+    return 65535.0 if top > 255 else 255.0
+
+
 def mask_to_gray(im: Image.Image) -> np.ndarray:
-    """Any mask encoding as a uint8 (H, W) array (1-bit becomes 0/255, palette its gray levels)."""
+    """Any mask encoding as a uint8 (H, W) array (1-bit becomes 0/255, palette its gray levels).
+
+    16-bit and float masks are scaled by their full range (``full_scale``), so 32768/65535 becomes
+    128, as the same mask saved in 8 bits reads; integer masks holding only 0 and 1 stay 0/1.
+    """
     if im.mode == "1":
         return np.asarray(im, dtype=np.uint8) * np.uint8(255)
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"):
         arr = np.asarray(im)
-        return np.clip(arr, 0, 255).astype(np.uint8) if arr.max() > 1 else arr.astype(np.uint8)
+        if arr.size == 0:
+            return arr.astype(np.uint8)
+        top = float(arr.max())
+        if im.mode != "F" and top <= 1 and arr.min() >= 0:
+            return arr.astype(np.uint8)  # a 0/1 mask: the 0/1 rule of ``binarise`` applies
+        scale = full_scale(im.mode, top)
+        scaled = np.clip(arr, 0, scale).astype(np.float32) * np.float32(255.0 / scale)
+        return np.rint(scaled).astype(np.uint8)
     if im.mode != "L":
         im = im.convert("RGBA").convert("L") if im.mode in ("P", "PA", "LA") else im.convert("L")
     return np.asarray(im, dtype=np.uint8)

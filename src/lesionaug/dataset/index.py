@@ -6,7 +6,8 @@
     idx.spec.image_path(idx.root, "SYN_0000001")  # where a writer puts a new pair (LayoutSpec)
 
 Indexing reads each file's bytes once to hash it and parses only its header (``PIL.Image.open(...).size``),
-never decoding pixels, so 10,000 images index in seconds. Problems with single files or rows are
+never decoding pixels, so 10,000 images index in seconds. Sizes are upright: a file's EXIF orientation
+is applied (``exif_oriented`` lists where), as it is when the pixels are read. Problems with single files or rows are
 recorded, not raised; ``DatasetIndex.check`` turns them into a ``DatasetError`` where a command
 needs that. Nothing is ever written: reading a dataset has no side effects on disk.
 
@@ -14,9 +15,15 @@ Splits come from folder names (Training / Validation / Test, train / val / test)
 at least two splits; otherwise every sample gets a seeded split, 70/10/20 train/val/test by a hash of
 (seed, lesion id or image id), stable when samples are added or removed (``split_source`` records it).
 
+Labels: the layout's own label files, then each external table of ``labels=`` (``--labels FILE``,
+``label_tables.py``) joined by image id (``label_join.py``: conflicts are a ``DatasetError``). The
+pairs ``lesionaug augment`` added (its manifest lists them) are marked ``synthetic`` and get the
+labels they were generated from, from the manifest, whatever the layout's files can say about them.
+
 Fingerprint: each sample's digest hashes its id, the content hashes of its image and mask
 (``maskio.content_digest``) and its normalised labels; the dataset fingerprint hashes the sorted
-sample digests, so it changes when any image, mask or label changes, and not when files are copied.
+sample digests, so it changes when any image, mask or label changes (a joined label table too),
+and not when files are copied.
 """
 
 from __future__ import annotations
@@ -25,8 +32,9 @@ import hashlib
 import json
 import os
 import zipfile
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lesionaug.dataset.files import (
@@ -37,6 +45,8 @@ from lesionaug.dataset.files import (
     read_image,
     read_mask,
 )
+from lesionaug.dataset.label_join import join_label_tables
+from lesionaug.dataset.label_tables import read_label_tables
 from lesionaug.dataset.labels import Labels
 from lesionaug.dataset.layouts import LAYOUT_TABLE, LAYOUTS, detect_layout
 from lesionaug.dataset.layouts.pairing import apply_external_masks
@@ -105,6 +115,17 @@ class DatasetIndex:
     fingerprint: str
     split_source: str  # "folders" or "seeded(seed=N)"
     spec: LayoutSpec
+    exif_oriented: tuple[tuple[str, int], ...] = ()  # (path, EXIF orientation) of files read turned upright
+    label_tables: tuple[dict, ...] = field(default=(), compare=False)  # --labels: path, format, rows, matched, unknown
+
+    @property
+    def real(self) -> list[Sample]:
+        return [s for s in self.samples if not s.synthetic]
+
+    @property
+    def synthetic(self) -> list[Sample]:
+        """The pairs ``lesionaug augment`` added, in job order."""
+        return sorted((s for s in self.samples if s.synthetic), key=lambda s: (s.source.get("job_index", 0), s.id))
 
     def usable(self, split: str | None = None) -> list[Sample]:
         """Samples with a mask and no problem, optionally of one split ('train', 'val', 'test')."""
@@ -114,6 +135,19 @@ class DatasetIndex:
         return [
             s for s in self.samples if s.mask is not None and s.id not in bad and (split is None or s.split == split)
         ]
+
+    def left_out(self, split: str) -> dict[str, int]:
+        """Samples of ``split`` that ``usable`` leaves out, counted by their first problem's code."""
+        first: dict[str, str] = {}
+        for p in self.problems:
+            if p.sample_id is not None:
+                first.setdefault(p.sample_id, p.code)
+        reasons = Counter(
+            first.get(s.id, "missing_mask")
+            for s in self.samples
+            if s.split == split and (s.mask is None or s.id in first)
+        )
+        return dict(sorted(reasons.items()))
 
     def split_counts(self) -> dict[str, int]:
         return {split: sum(1 for s in self.samples if s.split == split) for split in SPLITS}
@@ -131,7 +165,7 @@ class DatasetIndex:
 
     @property
     def damaged(self) -> list[Problem]:
-        """Problems that mean a file is unreadable, corrupt, truncated, too large or a symlink loop."""
+        """Problems that mean a file is unreadable, corrupt, truncated or too large."""
         return [p for p in self.problems if p.code in DAMAGE_CODES]
 
     def check(self, strict: bool = False) -> None:
@@ -191,28 +225,46 @@ def _probe_candidate(c: Candidate, problems: list[Problem], missing_hint: str) -
     return image, mask
 
 
-def synthetic_ids(root: Path) -> set[str]:
-    """Ids of the pairs ``lesionaug augment`` added to this folder (its manifest), if any."""
-    ids: set[str] = set()
+def synthetic_entries(root: Path) -> dict[str, tuple[int, Labels]]:
+    """The pairs ``lesionaug augment`` added to this folder (its manifest): id -> (job index, labels).
+
+    Read leniently: a line that is not a whole JSON object naming an id is skipped (``verify``
+    reports it); a later line for the same id wins, as in the manifest itself.
+    """
+    entries: dict[str, tuple[int, Labels]] = {}
     try:
         lines = (Path(root) / MANIFEST_NAME).read_text(encoding="utf-8").splitlines()
     except OSError:
-        return ids
+        return entries
     for line in lines:
         try:
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and isinstance(entry.get("id"), str):
-            ids.add(entry["id"])
-    return ids
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            continue
+        labels = entry.get("labels")
+        try:
+            parsed = Labels.from_dict(labels) if isinstance(labels, dict) else Labels()
+        except (TypeError, ValueError, AttributeError):
+            parsed = Labels()
+        index = entry.get("index")
+        entries[entry["id"]] = (index if isinstance(index, int) else len(entries), parsed)
+    return entries
 
 
 def load_dataset(
-    path: str | Path, masks: str | Path | None = None, split_seed: int = 0, *, reporter: Reporter = SILENT
+    path: str | Path,
+    masks: str | Path | None = None,
+    split_seed: int = 0,
+    *,
+    labels: Sequence[str | Path] = (),
+    reporter: Reporter = SILENT,
 ) -> DatasetIndex:
-    """Detect the layout of ``path`` and index it; ``masks`` overrides where masks are read from."""
-    # 1. Check the inputs.
+    """Detect the layout of ``path`` and index it; ``masks`` overrides where masks are read from,
+    ``labels`` are external label tables joined by image id (``--labels``)."""
+    # 1. Check the inputs (label tables first: a wrong --labels fails before any folder is listed).
+    tables = read_label_tables(labels)
     root = _check_folder(path, "dataset folder")
     masks_dir = _check_folder(masks, "masks folder") if masks is not None else None
     try:
@@ -245,31 +297,21 @@ def load_dataset(
             f"found the {read.layout} layout but no images in it", path=root, fix="check that the images were extracted"
         )
 
-    # 3. Read headers and hash contents; record problems per file.
-    missing_hint = "" if spec.mask_template else " (this layout has no masks: pass --masks DIR)"
-    seen: set[str] = set()
+    # 3. Labels: synthetic pairs get theirs from the manifest; real samples get the tables joined.
+    synthetic = synthetic_entries(root)
+    table_summaries = _apply_labels(read.candidates, synthetic, tables, spec)
+    _report_tables(table_summaries, reporter)
+
+    # 4. Read headers and hash contents; record problems per file.
     folder_splits = {c.split for c in read.candidates if c.split is not None}
     use_folders = len(folder_splits) >= 2
     split_source = "folders" if use_folders else f"seeded(seed={split_seed})"
-    samples: list[Sample] = []
-    synthetic = synthetic_ids(root)
-    with reporter.task("indexing", total=len(read.candidates)) as task:
-        for c in read.candidates:
-            task.advance()
-            if c.id in seen:
-                problems.append(Problem("duplicate_id", str(c.image), f"a second image with id {c.id}; skipped"))
-                continue
-            seen.add(c.id)
-            image, mask = _probe_candidate(c, problems, missing_hint)
-            group = dict(c.labels.extra).get("lesion_id") or c.id
-            split = c.split if use_folders and c.split else seeded_split(group, split_seed)
-            if c.id in synthetic:
-                split = "train"  # pairs added by `augment` are training data, never val or test
-            digest = _sample_digest(c.id, image.digest, mask.digest if mask else "", c.labels)
-            size = image.size or (0, 0)
-            samples.append(Sample(c.id, c.image, c.mask, split, c.labels, size, dict(c.source), digest))
+    oriented: list[tuple[str, int]] = []  # (path, EXIF orientation) of files read turned upright
+    samples = _index_candidates(
+        read.candidates, set(synthetic), spec, use_folders, split_seed, problems, oriented, reporter
+    )
 
-    # 4. Fingerprint the content.
+    # 5. Fingerprint the content.
     fingerprint = _combine((s.id, s.digest) for s in samples)
     return DatasetIndex(
         layout=read.layout,
@@ -279,4 +321,72 @@ def load_dataset(
         fingerprint=fingerprint,
         split_source=split_source,
         spec=spec,
+        exif_oriented=tuple(oriented),
+        label_tables=tuple(table_summaries),
     )
+
+
+def _apply_labels(candidates: list[Candidate], synthetic: dict, tables: list, spec: LayoutSpec) -> list[dict]:
+    """Manifest labels onto the synthetic pairs, label tables onto the rest; the tables' summaries."""
+    for c in candidates:
+        if c.id in synthetic:
+            c.source["job_index"], c.labels = synthetic[c.id]
+    own = ", ".join(f.path for f in spec.label_files) or "the dataset's own labels"
+    return join_label_tables([c for c in candidates if c.id not in synthetic], tables, own)
+
+
+def _index_candidates(
+    candidates: list[Candidate],
+    synthetic: set[str],
+    spec: LayoutSpec,
+    use_folders: bool,
+    split_seed: int,
+    problems: list[Problem],
+    oriented: list[tuple[str, int]],
+    reporter: Reporter,
+) -> list[Sample]:
+    """Each candidate probed, split and digested into a ``Sample`` (duplicates and problems recorded)."""
+    missing_hint = "" if spec.mask_template else " (this layout has no masks: pass --masks DIR)"
+    seen: set[str] = set()
+    samples: list[Sample] = []
+    with reporter.task("indexing", total=len(candidates)) as task:
+        for c in candidates:
+            task.advance()
+            if c.id in seen:
+                problems.append(Problem("duplicate_id", str(c.image), f"a second image with id {c.id}; skipped"))
+                continue
+            seen.add(c.id)
+            image, mask = _probe_candidate(c, problems, missing_hint)
+            oriented += [(str(path), probe.orientation) for path, probe in ((c.image, image), (c.mask, mask))
+                         if probe is not None and probe.orientation != 1]
+            group = dict(c.labels.extra).get("lesion_id") or c.id
+            split = c.split if use_folders and c.split else seeded_split(group, split_seed)
+            if c.id in synthetic:
+                split = "train"  # pairs added by `augment` are training data, never val or test
+            digest = _sample_digest(c.id, image.digest, mask.digest if mask else "", c.labels)
+            size = image.size or (0, 0)
+            samples.append(
+                Sample(c.id, c.image, c.mask, split, c.labels, size, dict(c.source), digest, c.id in synthetic)
+            )
+    return samples
+
+
+def _report_tables(summaries: list[dict], reporter: Reporter) -> None:
+    """One warning per table that labels nothing here or holds values without a prompt equivalent."""
+    for table in summaries:
+        if table["matched"] == 0:
+            reporter.warn(
+                f"--labels {table['path']}: none of its {table['rows']} rows names an image of this dataset "
+                "(ISIC 2018 Task 3 / HAM10000 ids ISIC_0024306.. label no Task 1 image; use an ISIC Archive "
+                "metadata export or the ISIC 2019 ground truth)"
+            )
+        unknown = table["unknown_values"]
+        if unknown:
+            n = sum(sum(values.values()) for values in unknown.values())
+            shown = ", ".join(
+                f'{column} "{value}" ({count})' for column, values in unknown.items() for value, count in values.items()
+            )
+            reporter.warn(
+                f"--labels {table['path']}: {n} value(s) with no equivalent in the prompt vocabulary were left "
+                f"out (see docs/label-tables.md): {shown[:300]}"
+            )

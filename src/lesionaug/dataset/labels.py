@@ -6,7 +6,7 @@ text. Codes are lower-case ASCII; readable names follow DATASETS.md section 4.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Diagnosis code -> readable name used in prompts.
 DIAGNOSES: dict[str, str] = {
@@ -49,12 +49,16 @@ ATTRIBUTES: dict[str, str] = {
 # Canonical order of attributes in prompts (stable, so the same labels give the same text).
 ATTRIBUTE_ORDER: tuple[str, ...] = tuple(ATTRIBUTES)
 
-# Free-text diagnosis spellings seen in ISIC Archive metadata and CSVs -> code.
+# Free-text diagnosis spellings seen in ISIC Archive metadata and CSVs -> code: the hierarchical
+# ``diagnosis_1..5`` values (isic-metadata's DiagnosisEnum), the legacy flat ``diagnosis`` values and
+# the readable names above. Keys are lower case with commas dropped and spaces collapsed (as
+# ``label_read`` normalises a cell). docs/label-tables.md lists them; a test keeps the two equal.
 DIAGNOSIS_ALIASES: dict[str, str] = {
     "melanoma": "mel",
     "melanoma invasive": "mel",
     "melanoma in situ": "mel",
     "melanoma nos": "mel",
+    "melanoma metastasis": "mel",
     "malignant melanocytic proliferations (melanoma)": "mel",
     "nevus": "nv",
     "melanocytic nevus": "nv",
@@ -69,11 +73,15 @@ DIAGNOSIS_ALIASES: dict[str, str] = {
     "solar or actinic keratosis": "ak",
     "squamous cell carcinoma": "scc",
     "squamous cell carcinoma in situ": "scc",
+    "squamous cell carcinoma invasive": "scc",
+    "squamous cell carcinoma nos": "scc",
     "dermatofibroma": "df",
     "vascular lesion": "vasc",
     "hemangioma": "vasc",
+    "angioma": "vasc",
     "angiokeratoma": "vasc",
     "pyogenic granuloma": "vasc",
+    "benign soft tissue proliferations - vascular": "vasc",
     "benign": "benign",
     "malignant": "malignant",
     "common nevus": "common_nevus",
@@ -147,3 +155,21 @@ class Labels:
             sex=data.get("sex"),
             extra=tuple(sorted((data.get("extra") or {}).items())),
         )
+
+
+# Extras that belong to one real lesion, patient or image file. A synthetic pair drawn from a real
+# lesion's label set does not inherit them: grouping by lesion_id would put it in that lesion's group,
+# and a confirmation or licence describes an image it is not.
+LESION_IDENTITY_EXTRAS = frozenset(
+    {"lesion_id", "patient_id", "diagnosis_confirm_type", "dx_type", "histology", "copyright_license", "attribution"}
+)
+
+
+def synthetic_labels(labels: Labels) -> Labels:
+    """The labels a synthetic pair gets from a real label set: the same diagnosis, attributes, site,
+    age and sex, none of ``LESION_IDENTITY_EXTRAS``, and ``source_lesion_id`` where the set had a lesion id."""
+    extra = dict(labels.extra)
+    kept = {k: v for k, v in extra.items() if k not in LESION_IDENTITY_EXTRAS and k != "source_lesion_id"}
+    if extra.get("lesion_id"):
+        kept["source_lesion_id"] = extra["lesion_id"]
+    return replace(labels, extra=tuple(sorted(kept.items())))

@@ -1,24 +1,34 @@
 """What ``lesionaug info`` reports about a dataset: counts, label distributions, sizes, problems.
 
+Sizes are upright: files whose EXIF orientation tag was applied are listed in ``exif_oriented``.
+
 ``inspect_dataset`` indexes the folder, then reads every usable mask once to find the pixel-level
 problems plain indexing does not look for (empty masks, masks that are not binary), and returns the
 JSON-ready summary. ``strict`` turns any problem into a ``DatasetError``; damaged files always are.
+
+Real samples and the synthetic pairs ``augment`` added are counted apart: ``labels`` describes the
+real ones (with the fraction of them that has each field), ``synthetic_labels`` the synthetic ones.
+``diagnosis_warning`` says when most real training images have no diagnosis, so their prompts would
+not name one, and how to join a label table.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lesionaug.dataset.files import mask_pixel_problem
 from lesionaug.dataset.index import DatasetIndex, Problem, load_dataset, problems_error
-from lesionaug.dataset.layouts.records import SPLITS
+from lesionaug.dataset.layouts.records import SPLITS, Sample
 from lesionaug.errors import DatasetError
 from lesionaug.progress import SILENT, Reporter
 
 NO_LABEL = "(none)"
+LABEL_FIELDS = ("diagnosis", "attributes", "site", "age", "sex")
+DIAGNOSIS_WARN_BELOW = 0.5  # warn when fewer than half the real training images have a diagnosis
 
 
 @dataclass(frozen=True)
@@ -48,9 +58,8 @@ def check_mask_pixels(index: DatasetIndex, reporter: Reporter = SILENT) -> list[
     return found
 
 
-def label_distributions(index: DatasetIndex) -> dict:
-    """Counts of each diagnosis, attribute, site and sex; age range and mean."""
-    samples = index.samples
+def label_distributions(samples: Sequence[Sample]) -> dict:
+    """Counts of each diagnosis, attribute, site and sex; age range and mean; the labelled fraction per field."""
     diagnosis = Counter(s.labels.diagnosis or NO_LABEL for s in samples)
     attributes = Counter(a for s in samples for a in s.labels.attributes)
     site = Counter(s.labels.site or NO_LABEL for s in samples)
@@ -61,12 +70,42 @@ def label_distributions(index: DatasetIndex) -> dict:
         age.update(min=min(ages), max=max(ages), mean=round(statistics.fmean(ages), 1))
     return {
         "labelled": sum(1 for s in samples if not s.labels.is_empty),
+        "fraction": label_fractions(samples),
         "diagnosis": dict(diagnosis.most_common()),
         "attributes": dict(attributes.most_common()),
         "site": dict(site.most_common()),
         "sex": dict(sex.most_common()),
         "age": age,
     }
+
+
+def label_fractions(samples: Sequence[Sample]) -> dict[str, float | None]:
+    """The fraction of ``samples`` that has each label field (None when there are no samples)."""
+    if not samples:
+        return dict.fromkeys(LABEL_FIELDS)
+    has = {
+        "diagnosis": lambda lab: lab.diagnosis is not None,
+        "attributes": lambda lab: bool(lab.attributes),
+        "site": lambda lab: lab.site is not None,
+        "age": lambda lab: lab.age is not None,
+        "sex": lambda lab: lab.sex is not None,
+    }
+    return {name: round(sum(1 for s in samples if test(s.labels)) / len(samples), 4) for name, test in has.items()}
+
+
+def diagnosis_warning(index: DatasetIndex) -> str | None:
+    """A warning when most real training images have no diagnosis (their prompts would name none)."""
+    train = [s for s in index.usable("train") if not s.synthetic]
+    if not train:
+        return None
+    with_dx = sum(1 for s in train if s.labels.diagnosis)
+    if with_dx >= DIAGNOSIS_WARN_BELOW * len(train):
+        return None
+    return (
+        f"only {with_dx} of {len(train)} real training images have a diagnosis, so the prompts of the others "
+        "would name none; join a label table by image id with --labels FILE (an ISIC Archive metadata export, "
+        "the ISIC 2019 ground truth, the ISIC 2017 Part 3 table or the HAM10000 metadata; docs/label-tables.md)"
+    )
 
 
 def image_size_summary(index: DatasetIndex) -> dict:
@@ -90,19 +129,26 @@ def summary(inspection: Inspection) -> dict:
     index = inspection.index
     usable = index.usable()
     bad_ids = {p.sample_id for p in inspection.pixel_problems}
+    warning = diagnosis_warning(index)
     return {
         "layout": index.layout,
         "root": str(index.root),
         "n_samples": len(index.samples),
+        "n_real": len(index.real),
+        "n_synthetic": len(index.synthetic),
         "splits": {
             "source": index.split_source,
             "counts": index.split_counts(),
             "usable": {split: sum(1 for s in usable if s.split == split and s.id not in bad_ids) for split in SPLITS},
         },
-        "labels": label_distributions(index),
+        "labels": label_distributions(index.real),
+        "synthetic_labels": label_distributions(index.synthetic) if index.synthetic else None,
+        "label_tables": list(index.label_tables),
         "image_sizes": image_size_summary(index),
         "fingerprint": index.fingerprint,
+        "exif_oriented": [{"path": path, "orientation": tag} for path, tag in index.exif_oriented],
         "problems": [p.as_dict() for p in inspection.problems],
+        "warnings": [warning] if warning else [],
     }
 
 
@@ -112,9 +158,10 @@ def inspect_dataset(
     split_seed: int = 0,
     strict: bool = False,
     reporter: Reporter = SILENT,
+    labels: Sequence[str | Path] = (),
 ) -> dict:
     """Index a dataset, check its masks' pixels, and summarise it; raises DatasetError on bad input."""
-    index = load_dataset(path, masks=masks, split_seed=split_seed, reporter=reporter)
+    index = load_dataset(path, masks=masks, split_seed=split_seed, labels=labels, reporter=reporter)
     inspection = Inspection(index, tuple(check_mask_pixels(index, reporter)))
     data = summary(inspection)
     error = problems_error(index.root, inspection.problems, strict)

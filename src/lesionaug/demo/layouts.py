@@ -34,12 +34,69 @@ CONFIRM_TYPE = {
 }
 
 
+TASK3_FIRST_ID = 24306  # the real release: Task 1/2 ids start at 0, Task 3 (HAM10000) ids here
+ARCHIVE_METADATA = "isic_archive_metadata.csv"
+
+# The archive's hierarchical diagnosis (diagnosis_1:diagnosis_2:diagnosis_3) of each demo code.
+ARCHIVE_DIAGNOSIS = {
+    "mel": ("Malignant", "Malignant melanocytic proliferations (Melanoma)", "Melanoma Invasive"),
+    "nv": ("Benign", "Benign melanocytic proliferations", "Nevus"),
+    "bkl": ("Benign", "Benign epidermal proliferations", "Pigmented benign keratosis"),
+    "sk": ("Benign", "Benign epidermal proliferations", "Seborrheic keratosis"),
+    "bcc": ("Malignant", "Malignant adnexal epithelial proliferations - Follicular", "Basal cell carcinoma"),
+    "akiec": ("Indeterminate", "Indeterminate epidermal proliferations", "Solar or actinic keratosis"),
+    "df": ("Benign", "Benign soft tissue proliferations - Fibro-histiocytic", "Dermatofibroma"),
+    "vasc": ("Benign", "Benign soft tissue proliferations - Vascular", "Hemangioma"),
+}
+ARCHIVE_DIAGNOSIS["nevus"] = ARCHIVE_DIAGNOSIS["nv"]
+# The demo's HAM-style sites in the archive's anatom_site_general vocabulary.
+ARCHIVE_SITE = {
+    "back": "posterior torso",
+    "trunk": "anterior torso",
+    "abdomen": "anterior torso",
+    "chest": "anterior torso",
+    "face": "head/neck",
+    "neck": "head/neck",
+    "scalp": "head/neck",
+    "foot": "lower extremity",
+}
+ARCHIVE_COLUMNS = (
+    "isic_id,attribution,copyright_license,age_approx,anatom_site_general,diagnosis_1,diagnosis_2,"
+    "diagnosis_3,diagnosis_confirm_type,image_type,lesion_id,sex"
+)
+
+
 def isic_id(k: int, start: int = 0) -> str:
     return f"ISIC_{start + k:07d}"
 
 
+def write_archive_metadata(path: Path, cases: list[DemoCase], start: int) -> None:
+    """An ISIC Archive metadata export (``isic image download``'s metadata.csv) for the cases' images.
+
+    Columns as isic-cli writes them (``isic_id,attribution,copyright_license``, then the sorted
+    metadata keys), the hierarchical diagnosis, ``anatom_site_general``, ``age_approx``, ``sex``.
+    """
+    rows = [ARCHIVE_COLUMNS]
+    for case in cases:
+        d1, d2, d3 = ARCHIVE_DIAGNOSIS[case.diagnosis]
+        if case.diagnosis == "mel" and case.index % 2:
+            d3 = "Melanoma in situ"
+        confirm = CONFIRM_TYPE[HAM_DX_TYPE.get(case.diagnosis, "consensus")]
+        site = ARCHIVE_SITE.get(case.site, case.site)
+        rows.append(
+            f"{isic_id(case.index, start)},lesionaug demo-data,CC-0,{case.age},{site},{d1},"
+            f'"{d2}",{d3},{confirm},dermoscopic,IL_{case.lesion:07d},{case.sex}'
+        )
+    write_text(path, rows)
+
+
 def write_isic2018(root: Path, cases: list[DemoCase], size: int, seed: int, progress: Progress) -> None:
-    """Task 1 images + masks, Task 2 attribute masks (five per image) and Task 3 CSVs, per split."""
+    """Task 1 images + masks, Task 2 attribute masks (five per image) and Task 3 CSVs, per split.
+
+    As in the real release the Task 3 ground truth and lesion groupings name other images (ids from
+    ISIC_0024306, HAM10000's): they label no Task 1 image. The diagnoses of the Task 1 images come
+    from an external table (``write_archive_metadata``, joined with ``--labels``).
+    """
     task3: dict[str, list[str]] = {s: ["image," + ",".join(TASK3_CODES)] for s in ISIC_WORDS}
     groupings = ["image,lesion_id,diagnosis_confirm_type"]
     for split, word in ISIC_WORDS.items():
@@ -55,9 +112,10 @@ def write_isic2018(root: Path, cases: list[DemoCase], size: int, seed: int, prog
             region = regions.get(attribute, np.zeros_like(mask))
             save_mask(root / _task2_dir(word) / f"{image_id}_attribute_{attribute}.png", region)
         hot = ",".join("1.0" if code.lower() == case.diagnosis else "0.0" for code in TASK3_CODES)
-        task3[case.split].append(f"{image_id},{hot}")
+        task3_id = isic_id(case.index, TASK3_FIRST_ID)
+        task3[case.split].append(f"{task3_id},{hot}")
         dx_type = HAM_DX_TYPE.get(case.diagnosis, "consensus")
-        groupings.append(f"{image_id},HAM_{case.lesion:07d},{CONFIRM_TYPE[dx_type]}")
+        groupings.append(f"{task3_id},HAM_{case.lesion:07d},{CONFIRM_TYPE[dx_type]}")
         progress()
     for split, word in ISIC_WORDS.items():
         write_text(root / f"ISIC2018_Task3_{word}_GroundTruth" / f"ISIC2018_Task3_{word}_GroundTruth.csv", task3[split])
@@ -142,7 +200,7 @@ def write_ham10000(root: Path, cases: list[DemoCase], size: int, seed: int, prog
     write_notices(root, seed)
     half = (len(cases) + 1) // 2
     for case in cases:
-        image_id = isic_id(case.index, start=24306)
+        image_id = isic_id(case.index, start=TASK3_FIRST_ID)
         part = 1 if case.index < half else 2
         rgb, mask, _ = render_case(case, size, seed)
         save_image(root / f"HAM10000_images_part_{part}" / f"{image_id}.jpg", rgb)

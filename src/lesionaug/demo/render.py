@@ -7,7 +7,9 @@ with random Fourier terms; irregular for melanoma, round for nevi; some clipped 
 pigment colours mixed by smooth noise; the diagnosis's own texture (crusts, lacunae, vessels, scale,
 a scar); attribute textures where the labels say (pigment network, negative network, globules,
 streaks, milia-like cysts); hairs; the dermatoscope's dark circular vignette; sensor noise.
-Numpy and scipy only, vectorised: a 128 px image takes a few milliseconds.
+Numpy and scipy only, vectorised: a 128 px image takes a few milliseconds. Every exponential,
+sine, angle, power, Gaussian kernel and matrix product goes through ``portable_math``, so the same
+seed gives the same bytes on every machine (numpy's and OpenBLAS's CPU-chosen kernels do not).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage
+
+from lesionaug.demo import portable_math as pm
 
 RGB = tuple[int, int, int]
 LIGHT_BROWN: RGB = (172, 118, 78)
@@ -77,15 +81,16 @@ def pixel_grid(size: int) -> np.ndarray:
 def _upsampler(size: int, cells: int) -> np.ndarray:
     """(size, cells + 2) weights that spread a coarse grid smoothly over ``size`` pixels."""
     pos = (np.arange(size, dtype=np.float32) + 0.5) / size * cells + 0.5
-    w = np.exp(-((pos[:, None] - np.arange(cells + 2, dtype=np.float32)[None, :]) ** 2) / (2 * 0.55**2))
-    return w / w.sum(axis=1, keepdims=True)
+    w = pm.exp(-((pos[:, None] - np.arange(cells + 2, dtype=np.float32)[None, :]) ** 2) / (2 * 0.55**2))
+    w = w / w.sum(axis=1, keepdims=True)
+    return w.astype(np.float32)
 
 
 def smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """Zero-mean, unit-std noise with features about size/cells pixels across."""
     grid = rng.standard_normal((cells + 2, cells + 2)).astype(np.float32)
     w = _upsampler(size, cells)
-    field = w @ grid @ w.T
+    field = pm.fixed_order_matmul(pm.fixed_order_matmul(w, grid), w.T).astype(np.float32)
     return (field - field.mean()) / (field.std() + 1e-6)
 
 
@@ -125,7 +130,8 @@ def skin(rng: np.random.Generator, size: int) -> np.ndarray:
     blotch = smooth_noise(rng, size, 4)
     img = img * (1 + 0.05 * blotch[..., None]) + np.array([6, -2, -3], np.float32) * blotch[..., None]
     f1, f2 = worley(rng, size, max(4.0, size / 14))
-    furrows = np.exp(-(((f2 - f1) / max(0.8, size / 160)) ** 2)) * (smooth_noise(rng, size, 5) > -0.3)
+    furrows = pm.exp(-(((f2 - f1) / max(0.8, size / 160)) ** 2)).astype(np.float32)
+    furrows *= smooth_noise(rng, size, 5) > -0.3
     img *= 1 - 0.035 * furrows[..., None]
     img *= 1 + 0.025 * rng.standard_normal((size, size, 1)).astype(np.float32)
     yy, xx = (pixel_grid(size) - size / 2) / size
@@ -139,20 +145,20 @@ def outline(rng: np.random.Generator, size: int, look: Look) -> tuple[np.ndarray
     radius = size * (rng.uniform(0.42, 0.6) if clipped else rng.uniform(*look.radius))
     if clipped:  # centre pushed towards a side so the frame cuts the lesion
         angle = rng.uniform(0, 2 * np.pi)
-        centre = size / 2 + np.array([np.sin(angle), np.cos(angle)]) * size * rng.uniform(0.2, 0.3)
+        centre = size / 2 + np.array([pm.sin(angle), pm.cos(angle)]) * size * rng.uniform(0.2, 0.3)
     else:
         centre = size / 2 + rng.normal(0, 0.06 * size, 2)
     yy, xx = pixel_grid(size)
     dy, dx = yy - centre[0], xx - centre[1]
-    theta = np.arctan2(dy, dx)
+    theta = pm.arctan2(dy, dx)
     k = np.arange(2, 10)
-    amps = look.irregularity * rng.standard_normal(k.size) / k**0.8
+    amps = look.irregularity * rng.standard_normal(k.size) / pm.power(k, 0.8)
     amps[0] += rng.uniform(0.05, 0.25)  # elongation
     phases = rng.uniform(0, 2 * np.pi, k.size)
     table = np.linspace(-np.pi, np.pi, 721)
-    edge_table = 1 + (amps[:, None] * np.cos(k[:, None] * table[None] + phases[:, None])).sum(axis=0)
+    edge_table = 1 + (amps[:, None] * pm.cos(k[:, None] * table[None] + phases[:, None])).sum(axis=0)
     edge = np.interp(theta, table, edge_table)
-    inside = np.hypot(dy, dx) <= radius * np.clip(edge, 0.35, None)
+    inside = pm.hypot(dy, dx) <= radius * np.clip(edge, 0.35, None)
     inside = ndimage.binary_opening(inside, iterations=1) if inside.sum() > 50 else inside
     labels, n = ndimage.label(inside)
     if n > 1:  # keep one region, like the ISIC 2018 masks
@@ -166,14 +172,14 @@ def _zones(rng: np.random.Generator, size: int, n: int, radius: float) -> np.nda
     """n soft weight maps summing to 1, patches about a lesion radius across."""
     cells = max(2, int(size / max(radius, 4.0) * 1.5))
     fields = np.stack([smooth_noise(rng, size, cells) for _ in range(n)])
-    weights = np.exp(2.5 * fields)
-    return weights / weights.sum(axis=0, keepdims=True)
+    weights = pm.exp(2.5 * fields)
+    return (weights / weights.sum(axis=0, keepdims=True)).astype(np.float32)
 
 
 def network_lines(rng: np.random.Generator, size: int, cell: float, width: float) -> np.ndarray:
     """A reticular honeycomb: 1 on the cell walls of a Worley pattern, 0 in the holes."""
     f1, f2 = worley(rng, size, cell)
-    return np.exp(-(((f2 - f1) / width) ** 2)).astype(np.float32)
+    return pm.exp(-(((f2 - f1) / width) ** 2)).astype(np.float32)
 
 
 def dots(rng: np.random.Generator, size: int, region: np.ndarray, count: int, radius: float) -> np.ndarray:
@@ -188,7 +194,7 @@ def dots(rng: np.random.Generator, size: int, region: np.ndarray, count: int, ra
         y0, y1 = max(0, int(ys[p] - 2 * r - 1)), min(size, int(ys[p] + 2 * r + 2))
         x0, x1 = max(0, int(xs[p] - 2 * r - 1)), min(size, int(xs[p] + 2 * r + 2))
         yy, xx = np.mgrid[y0:y1, x0:x1]
-        spot = np.clip(1.5 - np.hypot(yy - ys[p], xx - xs[p]) / r, 0, 1)
+        spot = np.clip(1.5 - pm.hypot(yy - ys[p], xx - xs[p]) / r, 0, 1)
         out[y0:y1, x0:x1] = np.maximum(out[y0:y1, x0:x1], spot)
     return out
 
@@ -199,14 +205,14 @@ def radial_streaks(rng: np.random.Generator, signed: np.ndarray, radius: float, 
     ys, xs = np.nonzero(signed > 0)
     cy, cx = ys.mean(), xs.mean()
     yy, xx = pixel_grid(size)
-    theta = np.arctan2(yy - cy, xx - cx)
+    theta = pm.arctan2(yy - cy, xx - cx)
     start = rng.uniform(-np.pi, np.pi)
     angles = np.sort((start + rng.uniform(0, rng.uniform(0.8, 2.5), count) + np.pi) % (2 * np.pi) - np.pi)
     # Angular distance to the nearest streak, then across-line distance in pixels.
     ring = np.concatenate([angles - 2 * np.pi, angles, angles + 2 * np.pi])
     idx = np.clip(np.searchsorted(ring, theta), 1, ring.size - 1)
     gap = np.minimum(np.abs(theta - ring[idx - 1]), np.abs(ring[idx] - theta))
-    across = gap * np.hypot(yy - cy, xx - cx)
+    across = gap * pm.hypot(yy - cy, xx - cx)
     line = np.clip(1.2 - across / max(0.7, size / 180), 0, 1)
     return line * ((signed < 0.3 * radius) & (signed > 0))
 
@@ -232,7 +238,7 @@ def vignette(rng: np.random.Generator, size: int) -> np.ndarray:
     """Fraction of light reaching each pixel through the dermatoscope's round window."""
     yy, xx = pixel_grid(size)
     c = size / 2 + rng.normal(0, 0.02 * size, 2)
-    r = np.hypot(yy - c[0], xx - c[1]) / size
+    r = pm.hypot(yy - c[0], xx - c[1]) / size
     edge = rng.uniform(0.47, 0.6)
     return np.clip((edge - r) / 0.035 + 0.5, 0, 1)
 
@@ -265,18 +271,18 @@ def render_lesion(
     order = rng.permutation(len(look.palette))[:n] if n < len(look.palette) else np.arange(len(look.palette))
     colours = np.asarray([look.palette[i] for i in sorted(order)], np.float32)
     zones = _zones(rng, size, len(colours), radius)
-    pigment = np.tensordot(zones.transpose(1, 2, 0), colours, axes=1)
+    pigment = sum(zones[k][..., None] * colours[k] for k in range(len(colours)))  # in order, no BLAS
     depth = np.clip(signed / max(radius, 1.0), 0, 1)
     if look.center_dark:
-        pigment *= (1 - look.center_dark * depth**0.7)[..., None]
+        pigment *= (1 - look.center_dark * pm.power(depth, 0.7)).astype(np.float32)[..., None]
     pigment *= (1 + 0.06 * smooth_noise(rng, size, max(4, size // 10)))[..., None]
     width = max(0.6, look.edge * radius * rng.uniform(0.6, 1.4))
-    alpha = 1 / (1 + np.exp(-np.clip(signed / width, -30, 30))) * rng.uniform(*look.opacity)
+    alpha = (1 / (1 + pm.exp(-np.clip(signed / width, -30, 30)))).astype(np.float32) * rng.uniform(*look.opacity)
     regions: dict[str, np.ndarray] = {}
 
     # 2. The diagnosis's own texture.
     if look.texture == "crusty":
-        ridges = np.abs(np.sin(smooth_noise(rng, size, max(6, size // 8)) * 3.0))
+        ridges = np.abs(pm.sin(smooth_noise(rng, size, max(6, size // 8)) * 3.0)).astype(np.float32)
         pigment *= (0.8 + 0.3 * ridges)[..., None]
         pigment = _lerp(pigment, DARK_BROWN, 0.6 * dots(rng, size, inside, 6, size / 110))
     elif look.texture == "lacunae":
@@ -301,7 +307,7 @@ def render_lesion(
     unit = size / 128
     for name in attributes:
         region = _attribute_region(rng, name, inside, signed, radius)
-        soft = ndimage.gaussian_filter(region.astype(np.float32), 0.8)
+        soft = pm.gaussian_filter(region, 0.8).astype(np.float32)
         if name == "pigment_network":
             lines = network_lines(rng, size, max(4.0, 6 * unit * rng.uniform(0.8, 1.3)), max(0.6, 0.9 * unit))
             img = _lerp(img, DARK_BROWN, 0.55 * lines * soft)

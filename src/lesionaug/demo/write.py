@@ -4,6 +4,10 @@
 
 The folder appears whole or not at all (written beside it, then renamed); a folder that holds
 earlier demo data is replaced, any other non-empty folder is refused.
+
+``archive_metadata`` also writes ``isic_archive_metadata.csv`` at the top: an ISIC Archive metadata
+export for the images (to join with ``--labels``); on by default for ``isic2018``, whose Task 1
+images no file of the layout labels, as in the real release.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lesionaug.demo.cases import DEMO_LAYOUTS, draw_cases
-from lesionaug.demo.layouts import WRITERS
-from lesionaug.errors import ConfigError
+from lesionaug.demo.layouts import ARCHIVE_METADATA, TASK3_FIRST_ID, WRITERS, write_archive_metadata
+from lesionaug.errors import ConfigError, UsageError
 from lesionaug.formats import DEMO_MARKER
+
+
+# First image id of the layouts whose images have ISIC ids (an archive export can label them).
+ARCHIVE_ID_START = {"isic2018": 0, "isic2017": 0, "ham10000": TASK3_FIRST_ID}
 
 
 def _is_earlier_demo(folder: Path) -> bool:
@@ -39,10 +47,17 @@ def check_demo_target(out: Path) -> None:
         )
 
 
-def check_demo_options(out: str | Path, n: int, layout: str, size: int) -> Path:
+def check_demo_options(
+    out: str | Path, n: int, layout: str, size: int, archive_metadata: bool | None = None
+) -> Path:
     """Validate the demo options and the target folder; the absolute target path."""
     if layout not in DEMO_LAYOUTS:
         raise ConfigError(f"unknown demo layout {layout!r}", fix=f"use one of {', '.join(DEMO_LAYOUTS)}")
+    if archive_metadata and layout not in ARCHIVE_ID_START:
+        raise UsageError(
+            f"--archive-metadata needs images with ISIC ids; the {layout} layout has none",
+            fix=f"use it with --layout {' or '.join(ARCHIVE_ID_START)}",
+        )
     if n < 1 or not 32 <= size <= 2048:
         raise ConfigError(f"need n >= 1 and 32 <= size <= 2048 (got n={n}, size={size})", fix="change --n or --size")
     out = Path(out).expanduser().absolute()
@@ -57,15 +72,20 @@ def write_demo_dataset(
     size: int = 128,
     seed: int = 0,
     progress: Callable[[], None] | None = None,
+    archive_metadata: bool | None = None,
 ) -> Path:
     """Write ``n`` example pairs in ``layout`` to ``out`` (atomically) and return its absolute path."""
-    out = check_demo_options(out, n, layout, size)
+    out = check_demo_options(out, n, layout, size, archive_metadata)
+    if archive_metadata is None:
+        archive_metadata = layout == "isic2018"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         cases = draw_cases(n, layout, seed)
         WRITERS[layout](tmp, cases, size, seed, progress or (lambda: None))
+        if archive_metadata:
+            write_archive_metadata(tmp / ARCHIVE_METADATA, cases, ARCHIVE_ID_START[layout])
         marker = {"tool": "lesionaug demo-data", "layout": layout, "n": n, "size": size, "seed": seed}
         (tmp / DEMO_MARKER).write_text(json.dumps(marker, sort_keys=True) + "\n")
         if out.exists():

@@ -1,8 +1,10 @@
 """The inference engine: ONNX Runtime sessions over an exported engine folder.
 
-``Engine.load(engine_dir, provider="auto"|"tensorrt"|"cuda"|"cpu")`` lives in ``runtime.py``;
-``providers.py`` chooses and validates execution providers, ``session.py`` builds sessions and
-``binding.py`` moves tensors in and out of them. This package's ``__init__`` stays light (no
+``Engine.load(engine_dir, provider="auto"|"tensorrt"|"cuda"|"cpu")`` lives in ``runtime.py`` and
+builds each graph's runner with its provider's loader (``loaders.py``); ``providers.py`` chooses and
+validates execution providers, ``provider_options.py`` says what each is asked for (TensorRT shape
+profiles and caches), ``cuda_graphs.py`` which graphs CUDA graphs can capture, ``session.py``
+builds sessions and ``binding.py`` moves tensors in and out of them (device values on a GPU). This package's ``__init__`` stays light (no
 onnxruntime import) so the CLI can read engine cards at start-up.
 """
 

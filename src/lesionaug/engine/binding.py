@@ -1,10 +1,11 @@
 """Moving tensors in and out of an ONNX Runtime session.
 
-The sampler keeps its tensors in torch (the diffusers schedulers are torch code) on the engine's
-device. On the CPU a run is a zero-copy numpy view in and out. On a GPU with a CUDA torch build the
-inputs and output are bound to torch's device memory with IO binding, so nothing goes through the
-host between denoising steps; with CUDA graphs, each input shape gets static buffers and a captured
-graph that later steps replay.
+The sampler keeps its tensors in CPU torch (the diffusers schedulers are torch code, and noise is
+drawn on the CPU). On the CPU provider a run is a zero-copy numpy view in and out (``GraphRunner``).
+On a GPU provider, ``DeviceRunner`` binds inputs and output as ONNX Runtime device values
+(``OrtValue`` on CUDA), uploading only what changed since the last call; with CUDA graphs, each
+input shape gets fixed device buffers and a captured graph that later steps replay. Neither needs
+a CUDA build of torch.
 
 On a multi-core CPU, ``SplitBatchRunner`` splits a batch into one slice per core and runs the slices
 concurrently on a single-threaded session (ORT releases the GIL in ``run``): each core then runs whole
@@ -26,89 +27,143 @@ import numpy as np
 
 from lesionaug.engine.providers import import_onnxruntime
 
-_NUMPY = {"torch.float32": np.float32, "torch.float16": np.float16, "torch.int64": np.int64, "torch.int32": np.int32}
-
-
-def _np_dtype(tensor) -> Any:
-    return _NUMPY[str(tensor.dtype)]
-
-
-@dataclass
-class _CapturedGraph:
-    graph_id: int
-    inputs: dict
-    output: Any
-    binding: Any
-
-
 @dataclass
 class GraphRunner:
-    """Runs one session on torch tensors; the output comes back on the same device as the inputs."""
+    """Runs one session on the CPU provider: torch tensors in, a torch tensor out (numpy views)."""
 
     session: Any
     output_name: str
-    device: str = "cpu"  # where tensors live: "cpu" or "cuda"
-    device_id: int = 0
-    cuda_graph: bool = False
-    _graphs: dict = field(default_factory=dict)
 
     def __call__(self, inputs: dict, output_shape: tuple[int, ...]):
-        if self.device == "cpu":
-            return self._run_host(inputs)
-        if self.cuda_graph:
-            return self._run_captured(inputs, output_shape)
-        return self._run_bound(inputs, output_shape)
-
-    def _run_host(self, inputs: dict):
         import torch
 
         out = self.session.run([self.output_name], host_feeds(inputs))[0]
         return torch.from_numpy(out)
 
-    def _bind(self, binding, inputs: dict, output) -> None:
-        for name, t in inputs.items():
-            binding.bind_input(name, "cuda", self.device_id, _np_dtype(t), list(t.shape), t.data_ptr())
-        binding.bind_output(self.output_name, "cuda", self.device_id, np.float32, list(output.shape),
-                            output.data_ptr())
 
-    def _run_bound(self, inputs: dict, output_shape: tuple[int, ...]):
+@dataclass
+class _Uploaded:
+    """A device copy of a host tensor, valid while the tensor is the same object, unchanged."""
+
+    source: Any
+    version: int
+    value: Any
+
+
+@dataclass
+class _CapturedShape:
+    """Fixed device buffers of one input shape: a CUDA graph replays on the same addresses."""
+
+    graph_id: int
+    inputs: dict
+    output: Any
+    binding: Any
+    sources: dict = field(default_factory=dict)  # input name -> (tensor, version) last copied in
+
+
+@dataclass
+class DeviceRunner:
+    """Runs one session on a GPU provider with inputs and output bound as ONNX Runtime device values.
+
+    The sampler's tensors stay in (CPU) torch; no CUDA build of torch is needed. Per call, only the
+    inputs that changed travel to the device: a tensor passed again unchanged (the text embeddings,
+    the control image and scale of one generation) is uploaded once and its device copy reused. The
+    output is copied back to the host, a few hundred KB per step for a Stable Diffusion latent.
+
+    With ``cuda_graph``, each input shape gets fixed device buffers, updated in place, and a CUDA
+    graph that ORT captures on the first runs and replays after. A capture that fails on the first
+    run is not fatal: ``rebuild()`` gives a session without graphs, ``on_fallback(reason)`` is told
+    once, and the run goes on (``device_type`` "cpu" runs the same code on the CPU, for tests).
+    """
+
+    session: Any
+    output_name: str
+    device_type: str = "cuda"
+    device_id: int = 0
+    cuda_graph: bool = False
+    rebuild: Callable[[], Any] | None = None
+    on_fallback: Callable[[str], None] | None = None
+    _uploaded: dict = field(default_factory=dict)
+    _shapes: dict = field(default_factory=dict)
+    _replayed: bool = False
+
+    def __call__(self, inputs: dict, output_shape: tuple[int, ...]):
         import torch
 
-        inputs = {name: t.contiguous() for name, t in inputs.items()}
-        output = torch.empty(output_shape, dtype=torch.float32, device=f"cuda:{self.device_id}")
-        binding = self.session.io_binding()
-        self._bind(binding, inputs, output)
-        torch.cuda.synchronize()  # torch's writes must land before ORT's stream reads them
-        self.session.run_with_iobinding(binding)
-        binding.synchronize_outputs()
-        return output
+        if self.cuda_graph:
+            try:
+                out = self._run_captured(inputs, output_shape)
+                self._replayed = True
+                return torch.from_numpy(out)
+            except Exception as exc:  # noqa: BLE001 - ORT raises its own types; only a first failure is caught
+                if self._replayed or self.rebuild is None:
+                    raise
+                self._fall_back(exc)
+        return torch.from_numpy(self._run_bound(inputs))
 
-    def _run_captured(self, inputs: dict, output_shape: tuple[int, ...]):
-        import torch
+    def _fall_back(self, exc: BaseException) -> None:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        self.session = self.rebuild()
+        self.cuda_graph = False
+        self._shapes.clear()
+        if self.on_fallback is not None:
+            self.on_fallback(f"CUDA graph capture failed on the first run ({reason}); running without CUDA graphs")
 
+    def _device_value(self, name: str, tensor) -> Any:
         ort = import_onnxruntime()
+        cached = self._uploaded.get(name)
+        version = getattr(tensor, "_version", 0)
+        if cached is not None and cached.source is tensor and cached.version == version:
+            return cached.value
+        value = ort.OrtValue.ortvalue_from_numpy(host_array(tensor), self.device_type, self.device_id)
+        self._uploaded[name] = _Uploaded(tensor, version, value)
+        return value
 
+    def _run_bound(self, inputs: dict) -> np.ndarray:
+        binding = self.session.io_binding()
+        for name, tensor in inputs.items():
+            binding.bind_ortvalue_input(name, self._device_value(name, tensor))
+        binding.bind_output(self.output_name, self.device_type, self.device_id)
+        self.session.run_with_iobinding(binding)
+        return binding.get_outputs()[0].numpy()
+
+    def _run_captured(self, inputs: dict, output_shape: tuple[int, ...]) -> np.ndarray:
+        ort = import_onnxruntime()
         key = tuple(sorted((name, tuple(t.shape), str(t.dtype)) for name, t in inputs.items()))
-        graph = self._graphs.get(key)
-        if graph is None:
-            static = {name: torch.empty_like(t).contiguous() for name, t in inputs.items()}
-            output = torch.empty(output_shape, dtype=torch.float32, device=f"cuda:{self.device_id}")
+        shape = self._shapes.get(key)
+        if shape is None:
+            buffers = {name: ort.OrtValue.ortvalue_from_shape_and_type(list(t.shape), host_array(t).dtype,
+                                                                       self.device_type, self.device_id)
+                       for name, t in inputs.items()}
+            output = ort.OrtValue.ortvalue_from_shape_and_type(list(output_shape), np.float32, self.device_type,
+                                                               self.device_id)
             binding = self.session.io_binding()
-            self._bind(binding, static, output)
-            graph = self._graphs[key] = _CapturedGraph(len(self._graphs) + 1, static, output, binding)
-        for name, t in inputs.items():
-            graph.inputs[name].copy_(t)
-        torch.cuda.synchronize()
+            for name, value in buffers.items():
+                binding.bind_ortvalue_input(name, value)
+            binding.bind_ortvalue_output(self.output_name, output)
+            shape = self._shapes[key] = _CapturedShape(len(self._shapes) + 1, buffers, output, binding)
+        for name, tensor in inputs.items():
+            seen = shape.sources.get(name)
+            version = getattr(tensor, "_version", 0)
+            if seen is None or seen[0] is not tensor or seen[1] != version:
+                shape.inputs[name].update_inplace(host_array(tensor))
+                shape.sources[name] = (tensor, version)
         options = ort.RunOptions()
-        options.add_run_config_entry("gpu_graph_id", str(graph.graph_id))
-        self.session.run_with_iobinding(graph.binding, options)
-        graph.binding.synchronize_outputs()
-        return graph.output.clone()
+        options.add_run_config_entry("gpu_graph_id", str(shape.graph_id))
+        self.session.run_with_iobinding(shape.binding, options)
+        return shape.output.numpy()
+
+
+def host_array(tensor) -> np.ndarray:
+    """A torch tensor (or array) as a contiguous host numpy array (a view when it already is one)."""
+    if isinstance(tensor, np.ndarray):
+        return np.ascontiguousarray(tensor)
+    return tensor.detach().cpu().contiguous().numpy()
 
 
 def host_feeds(inputs: dict) -> dict:
     """Torch tensors as numpy feeds (views when they are already contiguous on the CPU)."""
-    return {name: t.detach().cpu().contiguous().numpy() for name, t in inputs.items()}
+    return {name: host_array(t) for name, t in inputs.items()}
 
 
 def batched_inputs(session) -> frozenset[str]:

@@ -11,38 +11,37 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from lesionaug.engine.binding import GraphRunner, SplitBatchRunner
 from lesionaug.engine.card import EngineCard
-from lesionaug.engine.cpu_graph import TunedGraph
-from lesionaug.engine.providers import resolve_provider
-from lesionaug.engine.session import (
-    build_session,
-    cpu_stage_plan,
-    cpu_tuned_graph,
-    default_threads,
-    provider_entries,
+from lesionaug.engine.loaders import (
+    CUDA_GRAPH_MODES,
+    DENOISER,
+    RUNNER_LOADERS,
+    TEXT_ENCODER,
+    VAE_DECODER,
+    LoadRequest,
 )
-from lesionaug.engine.stages import StagedDenoiser, StagePlan
-from lesionaug.errors import BackendError, ModelError
+from lesionaug.engine.provider_options import ShapeProfile, TensorrtSettings
+from lesionaug.engine.providers import resolve_provider
+from lesionaug.errors import ConfigError, ModelError
 from lesionaug.progress import SILENT, Reporter
 
-TEXT_ENCODER, DENOISER, VAE_DECODER = "text_encoder", "denoiser", "vae_decoder"
-OUTPUTS = {TEXT_ENCODER: "last_hidden_state", DENOISER: "noise_pred", VAE_DECODER: "image"}
 EMBEDDING_CACHE_SIZE = 1024
+__all__ = ["DENOISER", "TEXT_ENCODER", "VAE_DECODER", "Engine"]
 
 
 class Engine:
     """An exported engine loaded into ONNX Runtime. Build it with ``Engine.load``."""
 
     def __init__(self, card: EngineCard, provider: str, runners: dict, tokenizer: Any,
-                 scheduler_config: dict, device: str, load_seconds: float, notes: list[str],
-                 cpu_rewrites: dict[str, dict[str, int]] | None = None):
+                 scheduler_config: dict, load_seconds: float, notes: list[str],
+                 cpu_rewrites: dict[str, dict[str, int]] | None = None, device_id: int = 0):
         self.card = card
         self.provider = provider
         self.runners = runners
         self.tokenizer = tokenizer
         self.scheduler_config = scheduler_config
-        self.device = device
+        self.device = "cpu"  # where the sampler's torch tensors live; GPU runners bind their own device values
+        self.device_id = device_id
         self.load_seconds = load_seconds
         self.notes = notes
         self.cpu_rewrites = cpu_rewrites or {}
@@ -51,86 +50,47 @@ class Engine:
     # -- loading ---------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, engine_dir: str | Path, provider: str = "auto", *, threads: int | None = None,
-             profile=None, cuda_graph: bool = True, cpu_rewrites: bool = True, cpu_stages: bool = True,
+    def load(cls, engine_dir: str | Path, provider: str = "auto", *, device: int = 0, threads: int | None = None,
+             profile: ShapeProfile | None = None, guided: bool = True, cuda_graph: bool | str = "auto",
+             tensorrt: TensorrtSettings | None = None, cpu_rewrites: bool = True, cpu_stages: bool = True,
              reporter: Reporter = SILENT) -> Engine:
         """Open ``engine_dir`` on ``provider`` (auto|tensorrt|cuda|cpu); fail loudly rather than fall back.
 
-        ``profile`` (a ``ShapeProfile``) tells TensorRT which shapes to build for; ``cuda_graph``
-        captures the denoiser in CUDA graphs on the CUDA provider when ORT can; ``cpu_rewrites``
-        runs the CPU provider on the exact rewrites of ``engine/cpu_graph.py`` and ``cpu_stages`` the
-        denoiser in the stages of ``engine/stages.py`` (False: the graphs as exported, for comparisons).
+        ``device``: the GPU (CUDA device id) the sessions run on. ``profile`` (jobs per call and image
+        size, ``ShapeProfile.for_run``) tells TensorRT which shapes to build for; ``guided``: the
+        denoiser sees each job twice. ``cuda_graph`` (auto|off|force; True is auto) captures the
+        denoiser in CUDA graphs on the CUDA provider where its graph allows (``cuda_graphs.py``);
+        ``tensorrt``: workspace limit and layer-norm precision. ``cpu_rewrites`` runs the CPU
+        provider on the exact rewrites of ``cpu_graph.py`` and ``cpu_stages`` the denoiser in the
+        stages of ``stages.py`` (False: the graphs as exported, for comparisons).
         """
         start = time.perf_counter()
-        card = EngineCard.read(engine_dir)
+        # 1. Check the engine folder and the request before anything is loaded.
         engine_dir = Path(engine_dir)
+        card = EngineCard.read(engine_dir)
         chosen = resolve_provider(provider)
+        mode = {True: "auto", False: "off"}.get(cuda_graph, cuda_graph)  # type: ignore[call-overload]
+        if mode not in CUDA_GRAPH_MODES or not isinstance(device, int) or device < 0:
+            raise ConfigError(f"bad engine options (cuda_graph={cuda_graph!r}, device={device!r})",
+                              fix=f"cuda_graph is one of {', '.join(CUDA_GRAPH_MODES)}; device is a GPU index >= 0")
         notes: list[str] = []
+
+        def note(message: str) -> None:
+            notes.append(message)
+            reporter.warn(message)
+
         if card.precision == "fp16" and chosen == "cpu":
-            notes.append("fp16 engine on the CPU provider is slow; export with --precision fp32 for CPU runs")
-        device = _tensor_device(chosen, notes)
+            note("fp16 engine on the CPU provider is slow; export with --precision fp32 for CPU runs")
+        # 2. Tokenizer and scheduler config, then one runner per graph from the provider's loader.
         tokenizer = _load_tokenizer(engine_dir, card)
         scheduler_config = _load_scheduler_config(engine_dir)
-
-        cpu_threads = threads or default_threads()
-        runners = {}
-        rewrites: dict[str, dict[str, int]] = {}
-        for name in card.graphs:
-            path = card.graph_path(name)
-            graph = card.graphs[name]
-            precision = graph.get("precision", card.precision)
-            want_graph = cuda_graph and chosen == "cuda" and name == DENOISER and device == "cuda"
-            batch_factor = 2 if name == DENOISER else 1
-            # Prompts are encoded one at a time, so TensorRT builds the text encoder for batch 1 only.
-            graph_profile = profile
-            if profile is not None and name == TEXT_ENCODER:
-                graph_profile = type(profile)(1, 1, profile.height, profile.width)
-
-            def entries(use_graph: bool, name=name, graph=graph, precision=precision, batch_factor=batch_factor,
-                        graph_profile=graph_profile):
-                return provider_entries(chosen, precision=precision, engine_dir=engine_dir, graph=name,
-                                        graph_io=graph, profile=graph_profile, scale=card.scale,
-                                        batch_factor=batch_factor, cuda_graph=use_graph)
-
-            if chosen == "cpu" and cpu_stages and name == DENOISER:
-                # The denoiser in stages, so that what a generation repeats is computed once (engine/stages.py).
-                with reporter.task(f"loading {name} on cpu", total=None):
-                    staged = _staged_denoiser(path, entries(False), cpu_threads, cpu_rewrites)
-                if staged is not None:
-                    runners[name], done = staged
-                    if done:
-                        rewrites[name] = done
-                    continue
-            # The CPU provider runs an exactly equivalent rewrite of the graph (engine/cpu_graph.py).
-            tuned = cpu_tuned_graph(path) if chosen == "cpu" and cpu_rewrites else None
-            if tuned is not None:
-                rewrites[name] = tuned.rewrites
-            if chosen == "cpu" and name != TEXT_ENCODER and cpu_threads > 1:
-                # Prompts are encoded one at a time: only the batched graphs are split across cores.
-                with reporter.task(f"loading {name} on cpu", total=None):
-                    single = build_session(path, chosen, entries(False), 1, tuned=tuned)
-
-                def threaded(path=path, entries=entries, retune=tuned is not None):
-                    again = cpu_tuned_graph(path) if retune else None
-                    return build_session(path, "cpu", entries(False), cpu_threads, tuned=again)
-
-                runners[name] = SplitBatchRunner(single, OUTPUTS[name], cpu_threads, threaded)
-                continue
-            with reporter.task(f"loading {name} on {chosen}", total=None):
-                try:
-                    session = build_session(path, chosen, entries(want_graph), threads, tuned=tuned)
-                except BackendError:
-                    if not want_graph:
-                        raise
-                    notes.append("CUDA graphs not possible for this denoiser (nodes outside the CUDA provider); "
-                                 "running with IO binding only")
-                    want_graph = False
-                    session = build_session(path, chosen, entries(False), threads)
-            runners[name] = GraphRunner(session, OUTPUTS[name], device=device, cuda_graph=want_graph)
-        for note in notes:
-            reporter.warn(note)
-        return cls(card, chosen, runners, tokenizer, scheduler_config, device, time.perf_counter() - start, notes,
-                   rewrites)
+        request = LoadRequest(engine_dir, card, chosen, reporter, note, device_id=device, threads=threads,
+                              profile=profile, guided=guided, cuda_graph=mode,
+                              tensorrt=tensorrt or TensorrtSettings(), cpu_rewrites=cpu_rewrites,
+                              cpu_stages=cpu_stages)
+        runners = {name: RUNNER_LOADERS[chosen](request, name) for name in card.graphs}
+        return cls(card, chosen, runners, tokenizer, scheduler_config, time.perf_counter() - start, notes,
+                   request.rewrites, device)
 
     # -- the calls the sampler makes -------------------------------------------------------------
 
@@ -181,53 +141,13 @@ class Engine:
         return self.runners[VAE_DECODER]({"latents": sample}, (b, 3, h * s, w * s))
 
     def describe(self) -> dict[str, Any]:
-        return {"engine": str(self.card.path), "provider": self.provider, "device": self.device,
+        where = "cpu" if self.provider == "cpu" else f"cuda:{self.device_id}"
+        return {"engine": str(self.card.path), "provider": self.provider, "device": where,
                 "precision": self.card.precision, "load_seconds": round(self.load_seconds, 3),
                 "cuda_graph": any(getattr(r, "cuda_graph", False) for r in self.runners.values()),
                 "cpu_rewrites": {name: dict(kinds) for name, kinds in self.cpu_rewrites.items()},
                 "cpu_stages": {name: r.plan.describe() for name, r in self.runners.items() if hasattr(r, "plan")},
                 "notes": list(self.notes)}
-
-
-def _staged_denoiser(path: Path, providers: list, threads: int, tune: bool):
-    """(StagedDenoiser, rewrites) for the denoiser at ``path`` on the CPU, or None when it has no stages.
-
-    Each stage runs on its own sessions, split across ``threads`` cores like the other batched graphs;
-    the threaded sessions do not spin, as the stages take turns on the same cores. The stages' graph
-    bytes are not kept (with weights inline they are a copy of the weights): a threaded session,
-    built on first need, cuts the graph again.
-    """
-    from dataclasses import replace
-
-    plan, rewrites = cpu_stage_plan(path, tune=tune)
-    if plan is None:
-        return None
-
-    def threaded(name: str):
-        stage = getattr(cpu_stage_plan(path, tune=tune)[0], name)
-        return build_session(path, "cpu", providers, threads, tuned=TunedGraph(stage.model), spin=False)
-
-    def runner(stage):
-        if not stage.nodes:
-            return None
-        single = build_session(path, "cpu", providers, 1, tuned=TunedGraph(stage.model))
-        return SplitBatchRunner(single, None, threads, lambda: threaded(stage.name))
-
-    runners = [runner(stage) for stage in (plan.control, plan.shared, plan.text)]
-    plan = StagePlan(*(replace(stage, model=b"") for stage in (plan.control, plan.shared, plan.text)))
-    staged = StagedDenoiser(plan, *runners)
-    return staged, rewrites
-
-
-def _tensor_device(provider: str, notes: list[str]) -> str:
-    if provider == "cpu":
-        return "cpu"
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    notes.append("torch has no CUDA here, so tensors go through host memory at every step")
-    return "cpu"
 
 
 def _load_tokenizer(engine_dir: Path, card: EngineCard):

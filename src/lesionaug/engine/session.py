@@ -6,42 +6,24 @@ when a GPU provider fails to load, and a run that silently takes 50x longer is a
 
 from __future__ import annotations
 
-import hashlib
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from lesionaug.engine.cpu_graph import session_config, tune_model, tuned_graph
+from lesionaug.engine.provider_options import (
+    ShapeProfile,
+    TensorrtSettings,
+    provider_entries,
+)
 from lesionaug.engine.providers import (
     ORT_NAMES,
     import_onnxruntime,
     preload_gpu_libraries,
-    tensorrt_version,
     usable_providers,
 )
-from lesionaug.engine.registry import cache_root
 from lesionaug.engine.stages import plan_stages
 from lesionaug.errors import BackendError, ModelError, first_line
-
-
-@dataclass(frozen=True)
-class ShapeProfile:
-    """The shapes a GPU run will use: TensorRT builds its engine for this range, CUDA graphs for one shape."""
-
-    min_batch: int
-    max_batch: int
-    height: int  # pixels
-    width: int
-
-    @property
-    def key(self) -> str:
-        return f"b{self.min_batch}-{self.max_batch}_{self.height}x{self.width}"
-
-    @property
-    def fixed(self) -> bool:
-        return self.min_batch == self.max_batch
 
 
 def default_threads() -> int:
@@ -70,75 +52,6 @@ def session_options(provider: str, threads: int | None = None, *, spin: bool = T
         if not spin:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
-
-
-def tensorrt_cache_dir(engine_dir: Path, graph: str, precision: str, profile: ShapeProfile | None) -> Path:
-    """Where TensorRT keeps this graph's engine and timing caches, keyed by shapes, precision and version.
-
-    Inside the engine folder when it is writable, else in the lesionaug cache folder.
-    """
-    key = f"{graph}-{precision}-trt{tensorrt_version() or 'unknown'}-{profile.key if profile else 'dynamic'}"
-    local = engine_dir / "trt_cache" / key
-    try:
-        local.mkdir(parents=True, exist_ok=True)
-        probe = local / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-        return local
-    except OSError:
-        digest = hashlib.sha256(str(engine_dir.resolve()).encode()).hexdigest()[:16]
-        shared = cache_root() / "tensorrt" / digest / key
-        shared.mkdir(parents=True, exist_ok=True)
-        return shared
-
-
-def _trt_shapes(inputs: dict[str, list], profile: ShapeProfile, scale: int, batch_factor: int) -> dict[str, str]:
-    """TensorRT optimisation profile strings (min/opt/max) for a graph's dynamic inputs."""
-
-    def concrete(name: str, dims: list, batch: int) -> str:
-        per_cell = 1 if name == "controlnet_cond" else scale
-        out = []
-        for axis, dim in enumerate(dims):
-            if isinstance(dim, int) and dim > 0:
-                out.append(dim)
-            elif axis == 0:
-                out.append(batch)
-            else:
-                out.append((profile.height if axis == 2 else profile.width) // per_cell)
-        return "x".join(str(v) for v in out)
-
-    specs: dict[str, list[str]] = {"min": [], "opt": [], "max": []}
-    for name, dims in inputs.items():
-        if all(isinstance(d, int) and d > 0 for d in dims):
-            continue
-        for kind, batch in (("min", profile.min_batch), ("opt", profile.max_batch), ("max", profile.max_batch)):
-            specs[kind].append(f"{name}:{concrete(name, dims, batch * batch_factor)}")
-    return {f"trt_profile_{k}_shapes": ",".join(v) for k, v in specs.items() if v}
-
-
-def provider_entries(provider: str, *, precision: str, engine_dir: Path, graph: str, graph_io: dict,
-                     profile: ShapeProfile | None, scale: int, batch_factor: int, cuda_graph: bool) -> list:
-    """The ``providers=`` list for InferenceSession (best provider first, CPU last for TensorRT)."""
-    cuda_options: dict[str, Any] = {"device_id": 0, "cudnn_conv_algo_search": "EXHAUSTIVE"}
-    if provider == "cpu":
-        return [ORT_NAMES["cpu"]]
-    if provider == "cuda":
-        if cuda_graph:
-            cuda_options["enable_cuda_graph"] = "1"
-        return [(ORT_NAMES["cuda"], cuda_options)]
-    cache = tensorrt_cache_dir(engine_dir, graph, precision, profile)
-    trt: dict[str, Any] = {
-        "device_id": 0,
-        "trt_fp16_enable": precision == "fp16",
-        "trt_engine_cache_enable": True,
-        "trt_engine_cache_path": str(cache),
-        "trt_timing_cache_enable": True,
-        "trt_timing_cache_path": str(cache),
-        "trt_builder_optimization_level": 3,
-    }
-    if profile is not None:
-        trt.update(_trt_shapes(graph_io.get("inputs", {}), profile, scale, batch_factor))
-    return [(ORT_NAMES["tensorrt"], trt), (ORT_NAMES["cuda"], cuda_options), ORT_NAMES["cpu"]]
 
 
 def check_active_provider(session, provider: str, path: Path) -> None:
@@ -212,3 +125,7 @@ def verification_session(path: Path, precision: str):
     provider = "cuda" if precision == "fp16" and "cuda" in usable_providers() else "cpu"
     providers = [(ORT_NAMES["cuda"], {"device_id": 0})] if provider == "cuda" else [ORT_NAMES["cpu"]]
     return build_session(path, provider, providers), provider
+
+
+__all__ = ["ShapeProfile", "TensorrtSettings", "build_session", "check_active_provider", "provider_entries",
+           "session_options"]

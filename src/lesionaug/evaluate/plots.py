@@ -29,19 +29,18 @@ def _png(figure) -> bytes:
 
 
 def dice_vs_synthetic(results: Sequence[dict], runs: Sequence[dict], title: str) -> bytes:
-    """Test Dice against the number of synthetic pairs: each run as a dot, mean +- std as error bars."""
-    figure = _figure(5.2, 3.6)
+    """Test Dice against the number of synthetic pairs: each run as a dot, the mean over seeds, and
+    the band real-only mean + the paired gain's 95% interval (``delta_ci95``: test images and seeds)."""
+    figure = _figure(5.6, 3.8)
     ax = figure.add_subplot()
     counts = [r["synthetic_count"] for r in results]
-    ax.errorbar(
-        counts,
-        [r["dice_mean"] for r in results],
-        yerr=[r["dice_std"] for r in results],
-        fmt="o-",
-        capsize=4,
-        color="tab:blue",
-        label="mean +- std over seeds",
-    )
+    base = next(r["dice_mean"] for r in results if r["synthetic_count"] == 0)
+    low = [base + (r["delta_ci95"][0] if r.get("delta_ci95") else r["delta_vs_real"]) for r in results]
+    high = [base + (r["delta_ci95"][1] if r.get("delta_ci95") else r["delta_vs_real"]) for r in results]
+    ax.fill_between(counts, low, high, color="tab:blue", alpha=0.18, linewidth=0,
+                    label="real-only mean + paired gain, 95% CI (images, seeds)")
+    ax.plot(counts, [r["dice_mean"] for r in results], "o-", color="tab:blue", label="mean over seeds")
+    ax.axhline(base, color="tab:gray", linestyle=":", linewidth=1)
     ax.scatter(
         [run["synthetic_count"] for run in runs],
         [run["dice"] for run in runs],
@@ -56,12 +55,62 @@ def dice_vs_synthetic(results: Sequence[dict], runs: Sequence[dict], title: str)
     ax.set_xticks(counts)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="lower right")
     return _png(figure)
 
 
-def triplet_grid(rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], headers: tuple[str, str, str]) -> bytes:
-    """One row per example: (mask bool HxW, image uint8 HxWx3, other image uint8 HxWx3)."""
+def per_image_scatter(results: Sequence[dict], runs: Sequence[dict], diagnoses: Sequence[str | None]) -> bytes:
+    """Per test image: real-only Dice (x) against Dice with synthetic pairs (y), each the mean over
+    seeds, one panel per synthetic count, coloured by the image's diagnosis; the diagonal is no change."""
+    counts = [r["synthetic_count"] for r in results if r["synthetic_count"] != 0]
+    mean_dice = {
+        count: np.mean([run["dice_per_image"] for run in runs if run["synthetic_count"] == count], axis=0)
+        for count in [0, *counts]
+    }
+    labels = [d or "unlabelled" for d in diagnoses]
+    names = sorted(set(labels))
+    colours = {name: f"C{k % 10}" for k, name in enumerate(names)}
+    figure = _figure(3.6 * len(counts) + 0.8, 3.6)
+    for k, count in enumerate(counts):
+        ax = figure.add_subplot(1, len(counts), k + 1)
+        ax.plot([0, 1], [0, 1], color="tab:gray", linewidth=1, linestyle="--")
+        for name in names:
+            chosen = [i for i, label in enumerate(labels) if label == name]
+            ax.scatter(mean_dice[0][chosen], mean_dice[count][chosen], s=16, color=colours[name], label=name)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_aspect("equal")
+        ax.set_xlabel("Dice, real only")
+        ax.set_ylabel(f"Dice, + {count} synthetic")
+        ax.grid(alpha=0.3)
+        if k == 0 and len(names) > 1:
+            ax.legend(fontsize=7, loc="lower right")
+    return _png(figure)
+
+
+def nearest_distance_histogram(synthetic: np.ndarray, test: np.ndarray, reference: float) -> bytes:
+    """Distance to the nearest real training image: synthetic images against real test images."""
+    figure = _figure(5.2, 3.4)
+    ax = figure.add_subplot()
+    a, b = _finite(synthetic), _finite(test)
+    both = np.concatenate([a, b])
+    bins = np.linspace(both.min(), both.max() + 1e-9, 26)
+    ax.hist(b, bins=bins, density=True, alpha=0.6, color="tab:blue", label=f"real test images (n={b.size})")
+    ax.hist(a, bins=bins, density=True, alpha=0.6, color="tab:orange", label=f"synthetic images (n={a.size})")
+    ax.axvline(reference, color="black", linestyle="--", linewidth=1, label="5th percentile of the test images")
+    ax.set_xlabel("distance to the nearest real training image (segmenter encoder features)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=7)
+    return _png(figure)
+
+
+def triplet_grid(
+    rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    headers: tuple[str, str, str],
+    captions: Sequence[str] | None = None,
+) -> bytes:
+    """One row per example: (mask bool HxW, image uint8 HxWx3, other image uint8 HxWx3), an optional
+    caption per row under its first panel."""
     n = max(1, len(rows))
     figure = _figure(6.0, 2.0 * n)
     for i, row in enumerate(rows):
@@ -72,6 +121,8 @@ def triplet_grid(rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], head
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(headers[j], fontsize=9)
+            if j == 0 and captions is not None and i < len(captions):
+                ax.set_xlabel(captions[i], fontsize=7, loc="left")
     return _png(figure)
 
 

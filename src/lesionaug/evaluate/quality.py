@@ -22,6 +22,8 @@ from lesionaug.augment.model_choice import resolve_given_model
 from lesionaug.dataset.files import read_image, read_mask
 from lesionaug.dataset.index import load_dataset
 from lesionaug.engine import Engine
+from lesionaug.engine.card import EngineCard
+from lesionaug.engine.provider_options import ShapeProfile
 from lesionaug.engine.sampler import SamplerSettings, generate
 from lesionaug.errors import ConfigError, DatasetError
 from lesionaug.evaluate import plots as report_plots
@@ -50,6 +52,7 @@ class QualityConfig:
     model: Path
     split: str = "test"
     provider: str = "auto"
+    engine_device: int = 0  # the GPU the generator runs on (CUDA device index)
     steps: int = 20
     scheduler: str = "dpm++"
     guidance: float = 7.5
@@ -59,6 +62,7 @@ class QualityConfig:
     seed: int = 0
     split_seed: int = 0
     masks: Path | None = None
+    labels: tuple[Path, ...] = ()  # external label tables joined by image id (--labels)
     fid_weights: Path | None = None
     fidelity: bool = True
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
@@ -69,6 +73,8 @@ class QualityConfig:
             raise ConfigError(f"unknown split {self.split!r}", fix=f"use --split {' or '.join(SPLITS)}")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.engine_device < 0:
+            raise ConfigError(f"--engine-device must be a GPU index >= 0, got {self.engine_device}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be at least 1, got {self.limit}")
         if self.size is not None and self.size < 8:
@@ -77,6 +83,7 @@ class QualityConfig:
     def to_dict(self) -> dict:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "segmenter"}
         data = {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+        data["labels"] = [str(p) for p in self.labels]
         data["segmenter"] = self.segmenter.to_dict()
         return data
 
@@ -120,7 +127,7 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
     """Generate for every real mask of the split, measure, write the report; return the ``--json`` data."""
     # 1. Check inputs, cheapest first: settings, dataset, feature extractor, then the engine.
     settings = SamplerSettings(scheduler=config.scheduler, steps=config.steps, guidance=config.guidance)
-    inputs = check_quality_inputs(config, reporter)
+    inputs = check_quality_inputs(config, settings, reporter)
     # 2. The fidelity segmenter, trained on the real training split.
     segmenter = None
     if config.fidelity:
@@ -136,13 +143,14 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
     measured.seconds = time.perf_counter() - started
     # 4. Summaries, FID/KID, plots and the report.
     section = quality_section(config, inputs, measured)
-    path = write_report(config.out, "quality", section, quality_plots(measured, config.fidelity))
+    plots = quality_plots(measured, config.fidelity)
+    path = write_report(config.out, "quality", section, plots, timings=quality_timings(measured))
     keys = ("ssim", "mask_fidelity", "segmenter_on_real", "segmenter_prior", "fid", "n", "size", "engine", "notes")
     return {**{k: section[k] for k in keys}, "report": str(path)}
 
 
-def check_quality_inputs(config: QualityConfig, reporter: Reporter) -> QualityInputs:
-    index = load_dataset(config.dataset, config.masks, config.split_seed, reporter=reporter)
+def check_quality_inputs(config: QualityConfig, settings: SamplerSettings, reporter: Reporter) -> QualityInputs:
+    index = load_dataset(config.dataset, config.masks, config.split_seed, labels=config.labels, reporter=reporter)
     index.check()
     samples = sorted(index.usable(config.split), key=lambda s: s.id)[: config.limit]
     train = index.usable("train")
@@ -160,8 +168,12 @@ def check_quality_inputs(config: QualityConfig, reporter: Reporter) -> QualityIn
         )
     extractor = load_feature_extractor(config.fid_weights) if config.fid_weights else None
     resolved = resolve_given_model(config.model, "fp32", reporter)  # a model folder is exported once, cached
-    engine = Engine.load(resolved.engine_dir, config.provider, reporter=reporter)
-    size = config.size or _model_resolution(engine)
+    card = EngineCard.read(resolved.engine_dir)
+    size = config.size or _model_resolution(card)
+    per_job = 2 if settings.classifier_free_guidance else 1
+    profile = ShapeProfile.for_run(len(samples), config.batch_size, size, size, per_call=card.max_batch // per_job)
+    engine = Engine.load(resolved.engine_dir, config.provider, device=config.engine_device, profile=profile,
+                         guided=settings.classifier_free_guidance, reporter=reporter)
     engine.check_size(size, size)
     model_card = engine.card.model
     notes = []
@@ -212,7 +224,7 @@ def measure_batch(batch, start: int, inputs: QualityInputs, segmenter, settings,
 
 def quality_section(config: QualityConfig, inputs: QualityInputs, measured: Measurements) -> dict:
     """The report's ``quality`` section: summaries, FID/KID when measured, and every image's row."""
-    rows, seconds = measured.rows, measured.seconds
+    rows = measured.rows
 
     def summary(key: str) -> dict:
         return _summary([r[key] for r in rows if r[key] is not None])
@@ -239,9 +251,16 @@ def quality_section(config: QualityConfig, inputs: QualityInputs, measured: Meas
         "segmenter_prior": summary("prior_dice") if config.fidelity else None,
         "fid": fid,
         "notes": inputs.notes,
+        "per_image": rows,
+    }
+
+
+def quality_timings(measured: Measurements) -> dict:
+    """timings.json, not report.json: the report's bytes do not depend on the machine's load."""
+    rows, seconds = measured.rows, measured.seconds
+    return {
         "seconds": round(seconds, 1),
         "images_per_second": round(len(rows) / seconds, 3) if seconds > 0 else None,
-        "per_image": rows,
     }
 
 
@@ -257,12 +276,12 @@ def quality_plots(measured: Measurements, fidelity: bool) -> dict:
     }
 
 
-def _model_resolution(engine) -> int:
+def _model_resolution(card: EngineCard) -> int:
     """The model's training resolution, rounded down to a size its graphs accept."""
-    resolution = engine.card.model.get("resolution")
+    resolution = card.model.get("resolution")
     if not isinstance(resolution, int) or resolution <= 0:
         raise ConfigError(
-            "the engine's card has no training resolution", path=engine.card.path, fix="pass --size, e.g. --size 512"
+            "the engine's card has no training resolution", path=card.path, fix="pass --size, e.g. --size 512"
         )
-    multiple = engine.card.size_multiple
+    multiple = card.size_multiple
     return max(multiple, resolution // multiple * multiple)

@@ -4,6 +4,10 @@
 its plots and keeps the other command's section when the folder already holds a report, so one
 folder can carry the whole story (the README's main job runs both). The Markdown is rendered
 from ``report.json`` every time, so the two never disagree.
+
+Wall-clock timings go to ``timings.json`` beside them, never into ``report.json``, so the same
+command on the same machine writes the same ``report.json``, ``report.md`` and plots, byte for
+byte; ``report.json`` records the machine (``environment``: library versions, CPU features).
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from pathlib import Path
 
 from lesionaug import __version__
 from lesionaug.atomic_files import write_bytes_atomic, write_text_atomic
+from lesionaug.environment import describe_environment, environment_record
 from lesionaug.errors import ConfigError
 from lesionaug.formats import REPORT_SCHEMA
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+TIMINGS_JSON = "timings.json"
 SECTIONS = ("evaluate", "quality")
 
 
@@ -38,8 +44,11 @@ def read_report(out_dir: Path) -> dict | None:
     return report
 
 
-def write_report(out_dir: Path, section: str, data: dict, plots: dict[str, bytes]) -> Path:
-    """Write ``section`` (its data and its PNG plots, by file stem) into the report folder.
+def write_report(
+    out_dir: Path, section: str, data: dict, plots: dict[str, bytes], timings: dict | None = None
+) -> Path:
+    """Write ``section`` (its data and its PNG plots, by file stem) into the report folder, and its
+    ``timings`` into ``timings.json``.
 
     Returns the path of ``report.json``. Plots are written first and the JSON last, so a report
     never names a plot that is not there.
@@ -57,11 +66,25 @@ def write_report(out_dir: Path, section: str, data: dict, plots: dict[str, bytes
         write_bytes_atomic(out_dir / name, png)
         files[stem] = name
     report["tool_version"] = __version__
+    report["environment"] = environment_record()
     report["sections"][section] = {**data, "plots": files}
+    if timings is not None:
+        _write_timings(out_dir, section, timings)
     write_text_atomic(out_dir / REPORT_MD, render_markdown(report))
     path = out_dir / REPORT_JSON
     write_text_atomic(path, json.dumps(report, indent=2, ensure_ascii=False, default=_json_default) + "\n")
     return path
+
+
+def _write_timings(out_dir: Path, section: str, timings: dict) -> None:
+    path = out_dir / TIMINGS_JSON
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    known = known if isinstance(known, dict) else {}
+    known[section] = timings
+    write_text_atomic(path, json.dumps(known, indent=2, sort_keys=True) + "\n")
 
 
 def _json_default(obj):
@@ -89,6 +112,9 @@ def render_markdown(report: dict) -> str:
         lines += _evaluate_markdown(sections["evaluate"])
     if "quality" in sections:
         lines += _quality_markdown(sections["quality"])
+    if report.get("environment"):
+        lines += ["## Machine", "", f"Computed on {describe_environment(report['environment'])} "
+                  "(report.json lists every version and CPU feature).", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -107,45 +133,121 @@ def _budget_sentence(segmenter: dict, setup: dict) -> str:
             "so a larger training set never means more training.")
 
 
+def _interval(ci) -> str:
+    return "n/a" if not ci else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
+
+
+def _p_value(p) -> str:
+    return "n/a" if p is None else f"{p:.3g}"
+
+
+def _real_pairs_words(setup: dict) -> str:
+    if setup.get("real_count") is not None:
+        return f" ({setup['real_train']} of the split's {setup.get('real_train_split')}, --real-count {setup['real_count']})"
+    share = setup.get("real_fraction", 1)
+    return f" ({share:g} of the split)" if share < 1 else ""
+
+
+def _extra_data_warning(setup: dict) -> list[str]:
+    extra = setup.get("generator_extra_real_pairs")
+    if not extra:
+        return []
+    return [
+        f"> **The generator saw {extra} real training pairs the segmenters did not get** "
+        "(run with --allow-generator-extra-data). The +synthetic segmenters learn from those pairs through "
+        "the synthetic images, so a gain below may come from that real data rather than from synthesis.",
+        "",
+    ]
+
+
+def _results_table(results: list[dict]) -> list[str]:
+    lines = [
+        "| synthetic pairs | seeds | Dice mean | Dice std | Jaccard mean | thr. Jaccard mean | gain in Dice "
+        "| 95% CI, images and seeds | 95% CI, seeds only (t) | Wilcoxon p | images better / worse |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
+    ]
+    for r in results:
+        better = "" if r.get("images_better") is None else f"{r['images_better']} / {r['images_worse']}"
+        lines.append(
+            f"| {r['synthetic_count']} | {r['repeats']} | {_num(r['dice_mean'])} | {_num(r['dice_std'])} | "
+            f"{_num(r['jaccard_mean'])} | {_num(r.get('threshold_jaccard_mean'))} | "
+            f"{_signed(r.get('delta_vs_real'))} | {_interval(r.get('delta_ci95'))} | "
+            f"{_interval(r.get('delta_t_ci95'))} | {_p_value(r.get('p_wilcoxon'))} | {better} |"
+        )
+    return lines
+
+
+def _diagnosis_table(results: list[dict]) -> list[str]:
+    largest = results[-1] if results else {}
+    groups = largest.get("per_diagnosis")
+    if not groups:
+        return []
+    lines = [
+        f"Per diagnosis of the test images, with {largest['synthetic_count']} synthetic pairs:",
+        "",
+        "| diagnosis | test images | Dice real only | Dice with synthetic | gain | 95% CI, images and seeds |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, g in groups.items():
+        lines.append(
+            f"| {name} | {g['n_images']} | {_num(g['dice_real_only'])} | {_num(g['dice_with_synthetic'])} | "
+            f"{_signed(g['delta'])} | {_interval(g.get('bootstrap_ci95'))} |"
+        )
+    return lines + [""]
+
+
+def _memorisation_markdown(found: dict | None) -> list[str]:
+    if not found:
+        return []
+    syn, test = found["synthetic_to_train"], found["test_to_train"]
+    copies, below = found["copy_retrieval"], found["synthetic_below_test_5th_percentile"]
+    return [
+        "### Memorisation check",
+        "",
+        f"Distance from each synthetic image to its nearest real training image, in the {found['feature_space']}. "
+        f"Self-check: {copies[0]} of {copies[1]} training images with added noise find themselves as nearest. "
+        f"Nearest-training-image distance, synthetic: median {syn['median']:.3f} (min {syn['min']:.3f}); real test "
+        f"images: median {test['median']:.3f} (min {test['min']:.3f}). {below[0]} of {below[1]} synthetic images "
+        f"are closer to a training image than 95% of test images are ({found['test_5th_percentile']:.3f}); about "
+        "5% would be without copying.",
+        "",
+    ]
+
+
 def _evaluate_markdown(data: dict) -> list[str]:
     setup = data.get("setup", {})
     segmenter = data.get("segmenter", {})
-    share = setup.get("real_fraction", 1)
-    fraction = f" ({share:g} of the split)" if share < 1 else ""
+    augment = segmenter.get("augment")
+    augment_words = f", {augment} augmentation of real and synthetic pairs alike" if augment else ""
     lines = [
         "## What the synthetic pairs are worth to a segmenter",
         "",
-        f"Segmenters ({segmenter.get('arch')}, {segmenter.get('image_size')} px, trained from scratch) on "
-        f"{setup.get('real_train')} real training pairs{fraction}"
+        *_extra_data_warning(setup),
+        f"Segmenters ({segmenter.get('arch')}, {segmenter.get('image_size')} px, trained from scratch"
+        f"{augment_words}) on {setup.get('real_train')} real training pairs{_real_pairs_words(setup)}"
         f" plus N synthetic pairs, {setup.get('repeats')} seed(s) each, scored on the "
         f"{setup.get('real_test')} images of the real test split (never on synthetic images). "
         + _budget_sentence(segmenter, setup),
         "",
-        "| synthetic pairs | seeds | Dice mean | Dice std | Jaccard mean | thr. Jaccard mean | Dice vs real only "
-        "| 95% CI |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in data.get("results", []):
-        ci = r.get("delta_ci95")
-        ci_text = "n/a" if not ci else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
-        lines.append(
-            f"| {r['synthetic_count']} | {r['repeats']} | {_num(r['dice_mean'])} | {_num(r['dice_std'])} | "
-            f"{_num(r['jaccard_mean'])} | {_num(r.get('threshold_jaccard_mean'))} | "
-            f"{_signed(r.get('delta_vs_real'))} | {ci_text} |"
-        )
-    lines += [
+        *_results_table(data.get("results", [])),
         "",
-        "The difference is paired: each seed's segmenter with synthetic pairs minus the same seed's "
-        f"real-only segmenter; the interval is {data.get('ci_method', 'a t interval over seeds')}.",
+        "The gain is paired: per test image, each seed's segmenter with synthetic pairs minus the same seed's "
+        "real-only segmenter, averaged over seeds; its mean is the gain in Dice. The first interval is "
+        f"{data.get('ci_method', 'a t interval over seeds')}. The p-value is the two-sided Wilcoxon signed-rank "
+        "test of the per-image gains.",
         "",
+        *_diagnosis_table(data.get("results", [])),
     ]
     for note in data.get("notes", []):
         lines += [f"- {note}"]
     if data.get("notes"):
         lines.append("")
     plots = data.get("plots", {})
-    _image(lines, plots, "dice_vs_synthetic", "Dice against the number of synthetic pairs")
-    _image(lines, plots, "synthetic_grid", "mask | synthetic image | nearest real training image")
+    _image(lines, plots, "dice_vs_synthetic", "Dice against the number of synthetic pairs, with the paired gain's interval")
+    _image(lines, plots, "per_image_dice", "per test image: Dice real only against Dice with synthetic pairs")
+    lines += _memorisation_markdown(data.get("memorisation"))
+    _image(lines, plots, "synthetic_grid", "the synthetic images closest to a real training image, and that image")
+    _image(lines, plots, "memorisation", "nearest-training-image distances, synthetic against real test images")
     _image(lines, plots, "mask_realism", "mask area and solidity, real against synthetic")
     return lines
 

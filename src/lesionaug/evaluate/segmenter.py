@@ -1,9 +1,9 @@
 """Lesion segmenters from the MONAI U-Net family, trained from scratch to measure what data is worth.
 
-``train_segmenter`` fits a 2-class U-Net (Dice + cross-entropy loss, Adam, random flips) on
-(image, mask) pairs resized to a square ``image_size``; ``Segmenter.predict`` returns boolean masks
-at each input's own size. Training is deterministic for a seed on a given device: the weights'
-initialisation, the shuffling and the flips all come from generators seeded from it.
+``train_segmenter`` fits a 2-class U-Net (Dice + cross-entropy loss, Adam, MONAI augmentation:
+``seg_augment.py``) on (image, mask) pairs resized to a square ``image_size``; ``Segmenter.predict``
+returns boolean masks at each input's own size. Training is deterministic for a seed on a given
+device: the weights' initialisation, the shuffling and every augmentation draw come from the seed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 
 from lesionaug.dataset.files import read_image, read_mask
 from lesionaug.errors import BackendError, ConfigError
+from lesionaug.evaluate.seg_augment import PairAugmenter, check_seg_augment
 from lesionaug.progress import SILENT, Reporter
 
 if TYPE_CHECKING:
@@ -39,12 +40,13 @@ class SegmenterConfig:
     learning_rate: float = 1e-3
     # Feature widths per resolution level, finest first; each level after the first halves the size.
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
-    flips: bool = True
+    augment: str = "classic"  # none, flips or classic (seg_augment.py); the same for real and synthetic pairs
     seed: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        check_seg_augment(self.augment)
         if self.arch not in ARCHITECTURES:
             raise ConfigError(
                 f"unknown segmenter architecture {self.arch!r}", fix=f"use one of {', '.join(ARCHITECTURES)}"
@@ -137,8 +139,8 @@ def square_mask(mask: np.ndarray, size: int) -> np.ndarray:
 
 
 def _normalise(batch: "torch.Tensor") -> "torch.Tensor":
-    """uint8 0..255 -> float -1..1."""
-    return batch.float().div_(127.5).sub_(1.0)
+    """uint8 0..255 -> float -1..1 (the same operations as ``PairAugmenter``'s)."""
+    return batch.float().div_(255.0).mul_(2.0).sub_(1.0)
 
 
 class Segmenter:
@@ -224,8 +226,10 @@ def train_segmenter(
     optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     generator = torch.Generator().manual_seed(config.seed)
+    augmenter = PairAugmenter(config.augment, config.seed)
 
-    # 3. Train: shuffle and flip with the seeded generator, so a seed gives the same run
+    # 3. Train: shuffle with the seeded generator and augment each sample from (seed, sample, epoch),
+    #    so a seed gives the same run
     images_t = torch.from_numpy(images)
     masks_t = torch.from_numpy(masks)
     n = len(images_t)
@@ -240,10 +244,7 @@ def train_segmenter(
             loss_sum, seen = 0.0, 0
             for step in range(min(steps_per_epoch, total_steps - done)):
                 index = order[step * config.batch_size : (step + 1) * config.batch_size]
-                x = _normalise(images_t[index])
-                y = masks_t[index].unsqueeze(1).float()
-                if config.flips:
-                    x, y = _random_flips(x, y, generator)
+                x, y = augmenter(images_t[index], masks_t[index], index.tolist(), epoch)
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(network(x.to(device)), y.to(device))
                 loss.backward()
@@ -257,17 +258,3 @@ def train_segmenter(
     network.eval()
     return Segmenter(network, config, device, history)
 
-
-def _random_flips(
-    x: "torch.Tensor", y: "torch.Tensor", generator: "torch.Generator"
-) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """Flip each sample left-right and/or up-down with probability 1/2 (lesions have no orientation)."""
-    import torch
-
-    flips = torch.rand((len(x), 2), generator=generator) < 0.5
-    for dim, column in ((3, 0), (2, 1)):
-        chosen = flips[:, column]
-        if chosen.any():
-            x[chosen] = x[chosen].flip(dim)
-            y[chosen] = y[chosen].flip(dim)
-    return x, y

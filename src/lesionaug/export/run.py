@@ -41,6 +41,7 @@ class ExportSettings:
     verify: bool = True
     opset: int = 18
     force: bool = False
+    external_data: bool | None = None  # None: weights beside the graph only when too large for one file
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -143,9 +144,15 @@ def export_model(
     *,
     opset: int = 18,
     force: bool = False,
+    external_data: bool | None = None,
 ) -> ExportResult:
-    """Export ``model_dir`` to an ONNX engine folder at ``engine_dir``; see the module docstring."""
-    settings = ExportSettings(precision=precision, verify=verify, opset=opset, force=force)
+    """Export ``model_dir`` to an ONNX engine folder at ``engine_dir``; see the module docstring.
+
+    ``external_data``: True writes every graph's weights to ``<graph>.onnx.data`` beside it (what a
+    graph over 2 GB needs, e.g. a Stable Diffusion 1.5 denoiser); None does so only for large graphs.
+    """
+    settings = ExportSettings(precision=precision, verify=verify, opset=opset, force=force,
+                              external_data=external_data)
     model_dir, engine_dir = Path(model_dir), Path(engine_dir)
     start = time.perf_counter()
 
@@ -210,7 +217,7 @@ def _export_one(spec, reference, parts, folder: Path, settings: ExportSettings, 
     example = g.sample_inputs(spec.name, geometry, batch=EXAMPLE_BATCH, units=EXAMPLE_UNITS, seed=0,
                               vocab_size=parts.vocab_size)
     path = folder / spec.filename
-    files = g.export_graph(spec, example, path, settings.opset)
+    files = g.export_graph(spec, example, path, settings.opset, settings.external_data)
     entry: dict[str, Any] = {
         "file": spec.filename,
         "sha256": _sha256(path),

@@ -1,8 +1,12 @@
-"""Will the output fit? An estimate of what a run writes, checked against free space before it starts.
+"""Will the run fit? What it writes, checked against free disk space, and what it keeps in memory,
+checked against available memory, both from the counts alone before any job is planned.
 
-The estimate is deliberately generous (bytes per pixel above what these encoders usually reach,
-every file rounded up to a filesystem block): refusing a run that would have fit wastes a
-minute, while running out of space after an hour of generation wastes the hour.
+The estimates are deliberately generous (bytes per pixel above what these encoders usually reach,
+every file rounded up to a filesystem block, manifest records above their measured size): refusing
+a run that would have fit wastes a minute, while running out of space or memory after an hour of
+generation wastes the hour. Memory grows with the pairs a run writes: their manifest records are
+kept for the finish (label rows and the manifest in job order, measured at 3.5 KiB each); the plan
+itself is lazy and costs nothing per job.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ MARGIN_FRACTION = 0.10
 IMAGE_BYTES_PER_PIXEL = {"png": 2.2, "jpg": 0.7, "bmp": 3.0}
 MASK_BYTES_PER_PIXEL = {"png": 0.06, "bmp": 1.0}
 MANIFEST_LINE_BYTES = 1024
+RUN_BYTES_PER_PAIR = 8 << 10  # a pair's manifest record in memory (3.5 KiB measured), its line and label row
+PREVIEW_BYTES_PER_JOB = 3 << 10  # a dry run's job as a dict (0.9 KiB measured) and as JSON (0.35 KiB)
+MEMORY_MARGIN_BYTES = 512 << 20  # the interpreter, numpy, the dataset index and the shape model
 
 
 def _blocks(n: float) -> int:
@@ -84,3 +91,38 @@ def check_free_space(out: Path, estimate: SpaceEstimate) -> int:
 
 def _mib(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still use: MemAvailable, capped by a cgroup v2 limit; None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            fields = dict(line.split(":", 1) for line in fh if ":" in line)
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max":
+            available = min(available, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return max(available, 0)
+
+
+def check_memory(n_items: int, bytes_per_item: int, what: str, fix: str) -> None:
+    """Raise ConfigError when ``n_items`` records of ``bytes_per_item`` would not fit in available memory.
+
+    ``what`` names the items for the message: "pairs written by one run", "jobs listed by a dry run".
+    """
+    needed = n_items * bytes_per_item + MEMORY_MARGIN_BYTES
+    available = available_memory()
+    if available is not None and needed > available:
+        raise ConfigError(
+            f"not enough memory: {n_items:,} {what} keep about {_mib(needed)} in memory, {_mib(available)} available",
+            fix=fix,
+        )

@@ -1,5 +1,9 @@
 """The augmented folder as a whole: originals linked in, label files extended, a run finished.
 
+Originals are hard-linked by default (copied across filesystems): no space, but the output shares
+the input's inodes, so editing such a file in place edits the input too (``--link copy`` or
+``--link reflink`` avoid that). lesionaug itself never writes into a linked file.
+
 ``augment`` and ``merge`` both end with ``finish_output``: label files rebuilt from their original
 part plus one row per pair in job order, the manifest rewritten in job order, and the run record
 marked complete with the sha256 of every file, so any finished folder can be verified.
@@ -13,13 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lesionaug.atomic_files import (
+    clone_file,
     fsync_dir,
-    link_or_copy,
+    place_file,
     sha256_file,
+    temporary_name,
     write_bytes_atomic,
 )
 from lesionaug.dataset.label_write import header_part, insertion_point, render_rows
 from lesionaug.dataset.labels import Labels
+from lesionaug.dataset.layouts.tree import is_within
+from lesionaug.errors import ConfigError
 from lesionaug.formats import MANIFEST_NAME
 from lesionaug.output.manifest import latest_by_index, write_manifest_sorted
 from lesionaug.output.run_record import OWN_FILES, write_run_record
@@ -67,10 +75,22 @@ def label_target_from_record(folder: Path, item: dict) -> LabelTarget:
 
 
 def list_originals(root: Path, exclude: set[str]) -> list[str]:
-    """Every regular file under the input root (relative POSIX paths), minus ``exclude`` and our own files."""
+    """Every regular file under the input root (relative POSIX paths), minus ``exclude`` and our own files.
+
+    Folder symlinks are followed as the dataset index follows them: only when they stay inside the
+    root and lead to a folder not listed yet (so no loop, and no walk of ``/`` through a link to it).
+    """
+    root_real = os.path.realpath(root)
+    seen = {root_real}
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        kept = []
+        for name in sorted(dirnames):
+            real = os.path.realpath(os.path.join(dirpath, name))
+            if is_within(real, root_real) and real not in seen:
+                seen.add(real)
+                kept.append(name)
+        dirnames[:] = kept
         for name in sorted(filenames):
             rel = Path(dirpath, name).relative_to(root).as_posix()
             if rel in exclude or rel in OWN_FILES:
@@ -80,17 +100,33 @@ def list_originals(root: Path, exclude: set[str]) -> list[str]:
     return found
 
 
+def _already_placed(source: Path, dst: Path, how: str) -> bool:
+    """``dst`` already holds ``source`` the way ``how`` asks (the same inode, or a copy of it)."""
+    if dst.is_symlink() or not dst.is_file():
+        return False
+    same = os.path.samefile(source, dst)
+    if how == "hard":
+        return same
+    a, b = source.stat(), dst.stat()
+    return not same and a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns  # copies keep the mtime
+
+
 def link_originals(
-    items: list[tuple[Path, str]], out: Path, reporter: Reporter = SILENT, *, workers: int = 4
+    items: list[tuple[Path, str]], out: Path, reporter: Reporter = SILENT, *, workers: int = 4, how: str = "hard"
 ) -> list[dict]:
-    """Hard-link (else copy) each (source, relative path) into ``out``; return path, size and sha256 of each."""
+    """Put each (source, relative path) into ``out`` (``place_file``: hard link, copy or reflink).
+
+    A symlinked source is resolved first: its target is linked or copied, never the link, which
+    would dangle at the output's depth when it is relative. Returns path, size and sha256 of each.
+    """
 
     def one(item: tuple[Path, str]) -> dict:
         src, rel = item
+        source = Path(os.path.realpath(src))
         dst = Path(out) / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if not (dst.exists() and os.path.samefile(src, dst)):
-            link_or_copy(src, dst)
+        if not _already_placed(source, dst, how):
+            place_file(source, dst, how)
         return {"path": rel, "size": dst.stat().st_size, "sha256": sha256_file(dst)}
 
     results: list[dict] = []
@@ -99,6 +135,24 @@ def link_originals(
             results.append(result)
             task.advance()
     return results
+
+
+def check_link_mode(items: list[tuple[Path, str]], out: Path, how: str) -> None:
+    """Fail before generating when ``--link reflink`` cannot work: clone one original as a trial."""
+    if how != "reflink" or not items:
+        return
+    source = Path(os.path.realpath(items[0][0]))
+    trial = temporary_name(Path(out) / "reflink-trial")
+    try:
+        clone_file(source, trial)
+    except OSError as exc:
+        raise ConfigError(
+            f"--link reflink: the output's filesystem cannot clone {source.name} ({exc.strerror or exc})",
+            path=out,
+            fix="put --out on a filesystem with reflinks (btrfs, XFS, bcachefs) beside the input, "
+            "or use --link hard or --link copy",
+        ) from None
+    trial.unlink()
 
 
 def write_label_files(out: Path, targets: list[LabelTarget], entries: list[dict]) -> list[dict]:

@@ -17,6 +17,7 @@ from typing import Self
 
 from lesionaug.atomic_files import write_text_atomic
 from lesionaug.errors import ConfigError
+from lesionaug.safe_paths import resolve_inside
 
 # The keys of every manifest line, in the order they are written.
 MANIFEST_KEYS: tuple[str, ...] = (
@@ -38,6 +39,9 @@ MANIFEST_KEYS: tuple[str, ...] = (
     "engine_hash",
     "version",
 )
+
+
+_FIX = "restore the manifest, or rerun with --force to regenerate the synthetic pairs"
 
 
 def manifest_line(entry: dict) -> str:
@@ -80,8 +84,12 @@ class ManifestAppender:
         self.close()
 
 
-def read_manifest(path: Path) -> list[dict]:
-    """All whole lines of a manifest (a torn, unterminated last line is dropped)."""
+def read_manifest_lines(path: Path) -> list[tuple[int, dict]]:
+    """(line number, entry) of every whole line of a manifest (a torn, unterminated last line is dropped).
+
+    Each line's ``image`` and ``mask`` must lie inside the manifest's folder (``safe_paths``), so no
+    reader ever follows a crafted line out of the folder.
+    """
     path = Path(path)
     if not path.exists():
         return []
@@ -89,26 +97,31 @@ def read_manifest(path: Path) -> list[dict]:
     lines = text.split("\n")
     if lines and not text.endswith("\n"):
         lines = lines[:-1]  # unterminated: written by a process that died mid-line
-    entries: list[dict] = []
+    entries: list[tuple[int, dict]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             entry = json.loads(line)
         except ValueError:
-            raise ConfigError(
-                f"manifest line {number} is not JSON",
-                path=path,
-                fix="restore the manifest, or rerun with --force to regenerate the synthetic pairs",
-            ) from None
+            raise ConfigError(f"manifest line {number} is not JSON", path=path, fix=_FIX) from None
         if not isinstance(entry, dict) or set(entry) != set(MANIFEST_KEYS):
-            raise ConfigError(
-                f"manifest line {number} does not have the manifest keys",
-                path=path,
-                fix="restore the manifest, or rerun with --force to regenerate the synthetic pairs",
-            )
-        entries.append(entry)
+            raise ConfigError(f"manifest line {number} does not have the manifest keys", path=path, fix=_FIX)
+        _check_line(path, number, entry)
+        entries.append((number, entry))
     return entries
+
+
+def _check_line(path: Path, number: int, entry: dict) -> None:
+    if not isinstance(entry["index"], int) or isinstance(entry["index"], bool) or entry["index"] < 0:
+        raise ConfigError(f"manifest line {number} has no job index", path=path, fix=_FIX)
+    for key in ("image", "mask"):
+        resolve_inside(path.parent, entry[key], source=path, where=f"manifest line {number} ({key})", fix=_FIX)
+
+
+def read_manifest(path: Path) -> list[dict]:
+    """All whole lines of a manifest, checked as ``read_manifest_lines`` says."""
+    return [entry for _number, entry in read_manifest_lines(path)]
 
 
 def latest_by_index(entries: Iterable[dict]) -> dict[int, dict]:

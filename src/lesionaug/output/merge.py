@@ -2,26 +2,33 @@
 
 Shards must come from the same plan (the plan hash without the shard selection), the same engine
 and sampler settings and the same output layout, and together cover every shard exactly once.
+Every path a shard's manifest or run record names must lie inside that shard (``safe_paths``), and
+every file is hashed against the sha256 recorded for it before anything is written, so a crafted or
+damaged shard is refused (exit 3, naming the shard's file and line) instead of being merged.
 Files are hard-linked from the shards where the filesystem allows, so a merge costs no space.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-from lesionaug.atomic_files import link_or_copy
+from lesionaug.atomic_files import link_or_copy, sha256_file
 from lesionaug.errors import ConfigError
-from lesionaug.formats import MANIFEST_NAME
+from lesionaug.formats import MANIFEST_NAME, RUN_NAME
 from lesionaug.output.folder import finish_output, label_target_from_record
 from lesionaug.output.lock import OutputLock
-from lesionaug.output.manifest import latest_by_index, read_manifest
+from lesionaug.output.manifest import latest_by_index, read_manifest_lines
 from lesionaug.output.run_record import (
     check_output_folder,
     read_run_record,
     write_run_record,
 )
 from lesionaug.progress import SILENT, Reporter
+from lesionaug.safe_paths import resolve_inside
 
 
 def _shard_record(folder: Path) -> dict:
@@ -77,7 +84,62 @@ def check_shards(folders: list[Path]) -> list[dict]:
     return records
 
 
-def merge_shards(out: Path, shard_dirs: list[Path], reporter: Reporter = SILENT) -> dict:
+@dataclass(frozen=True)
+class ShardFile:
+    """A file a shard lists: where it is, the sha256 recorded for it, and which line recorded it."""
+
+    folder: Path
+    rel: str
+    sha256: str | None
+    source: Path  # the manifest or run record that lists it
+    where: str  # "manifest line 4 (image)", "run record originals[2]"
+
+
+def shard_files(shard_dirs: list[Path], records: list[dict]) -> tuple[list[dict], list[ShardFile], list[ShardFile]]:
+    """The pairs' manifest entries, the files to link (originals of the first shard, every shard's
+    pairs) and the first shard's label files; paths are checked to lie inside their shard on reading."""
+    first, first_dir = records[0], shard_dirs[0]
+    outputs = first.get("outputs") or {}
+    record_path = first_dir / RUN_NAME
+    links = [ShardFile(first_dir, item["path"], item.get("sha256"), record_path, f"run record originals[{i}]")
+             for i, item in enumerate(outputs.get("originals") or [])]
+    labels = [ShardFile(first_dir, item["path"], item.get("sha256"), record_path, f"run record label_files[{i}]")
+              for i, item in enumerate(outputs.get("label_files") or [])]
+    entries: list[dict] = []
+    for folder in shard_dirs:
+        manifest = folder / MANIFEST_NAME
+        latest = {int(e["index"]): (number, e) for number, e in read_manifest_lines(manifest)}
+        for index in sorted(latest):
+            number, entry = latest[index]
+            entries.append(entry)
+            digests = entry["sha256"] if isinstance(entry["sha256"], dict) else {}
+            links += [ShardFile(folder, entry[key], digests.get(key), manifest, f"manifest line {number} ({key})")
+                      for key in ("image", "mask")]
+    return entries, links, labels
+
+
+def check_shard_files(files: list[ShardFile], reporter: Reporter = SILENT, *, workers: int | None = None) -> None:
+    """Hash every file against the sha256 its shard recorded; the first that differs is a ConfigError."""
+
+    def digest(item: ShardFile) -> str | None:
+        path = resolve_inside(item.folder, item.rel, source=item.source, where=item.where)
+        return sha256_file(path) if path.is_file() else None
+
+    pool = ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2))
+    with reporter.task("checking shard files", total=len(files)) as task, pool:
+        for item, actual in zip(files, pool.map(digest, files), strict=True):
+            if actual is None or actual != item.sha256:
+                found = "is missing" if actual is None else f"has sha256 {actual[:12]}..."
+                raise ConfigError(
+                    f"{item.where} lists {item.rel}, which {found}, not the recorded {str(item.sha256)[:12]}...",
+                    path=item.source,
+                    fix=f"run `lesionaug verify {item.folder}`, rerun that shard's augment command to repair it, "
+                    "then merge",
+                )
+            task.advance()
+
+
+def merge_shards(out: Path, shard_dirs: list[Path], reporter: Reporter = SILENT, *, break_lock: bool = False) -> dict:
     """Write ``out``: the originals, every shard's pairs, label files and one manifest in job order."""
     started = time.time()
     out = Path(out)
@@ -89,28 +151,23 @@ def merge_shards(out: Path, shard_dirs: list[Path], reporter: Reporter = SILENT)
     existing = check_output_folder(out)
     if existing is not None:
         raise ConfigError("the output folder already holds a lesionaug output", path=out, fix="merge into a new folder")
+    # 2. Every file the merge reads, checked against the sha256 its shard recorded.
+    entries, links, labels = shard_files(shard_dirs, records)
+    by_index = latest_by_index(entries)
+    if len(by_index) != len(entries):
+        raise ConfigError("two shards hold the same job", fix="merge the shards of one plan, each once")
+    check_shard_files(links + labels, reporter)
     out.mkdir(parents=True, exist_ok=True)
-    with OutputLock(out, command="merge"):
-        # 2. Originals from the first shard (all shards hold the same ones).
-        first = records[0]
-        originals = first["outputs"].get("originals") or []
-        sources = [(shard_dirs[0], item["path"]) for item in originals]
-        # 3. Every shard's pairs.
-        entries: list[dict] = []
-        for folder in shard_dirs:
-            shard_entries = list(latest_by_index(read_manifest(folder / MANIFEST_NAME)).values())
-            entries.extend(shard_entries)
-            sources.extend((folder, rel) for e in shard_entries for rel in (e["image"], e["mask"]))
-        by_index = latest_by_index(entries)
-        if len(by_index) != len(entries):
-            raise ConfigError("two shards hold the same job", fix="merge the shards of one plan, each once")
-        with reporter.task("merging", total=len(sources)) as task:
-            for folder, rel in sources:
-                target = out / rel
+    with OutputLock(out, command="merge", break_lock=break_lock):
+        # 3. The originals (from the first shard: all shards hold the same ones) and every shard's pairs.
+        with reporter.task("merging", total=len(links)) as task:
+            for item in links:
+                target = resolve_inside(out, item.rel, source=item.source, where=item.where)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                link_or_copy(folder / rel, target)
+                link_or_copy(resolve_inside(item.folder, item.rel, source=item.source, where=item.where), target)
                 task.advance()
         # 4. Label files, manifest and record, as an unsharded run would end.
+        first = records[0]
         targets = [label_target_from_record(shard_dirs[0], item) for item in first["outputs"].get("label_files") or []]
         config = dict(first.get("config") or {})
         config["shard"] = None

@@ -20,6 +20,7 @@ from lesionaug.output.manifest import (
     write_manifest_sorted,
 )
 from lesionaug.plan.jobs import plan_hash
+from lesionaug.safe_paths import resolve_inside
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -53,15 +54,6 @@ def check_previous_run(out: Path, previous: dict | None, identity: dict, jobs: d
     )
 
 
-def _inside(out: Path, rel: str) -> Path | None:
-    path = (out / rel).resolve()
-    try:
-        path.relative_to(out.resolve())
-    except ValueError:
-        return None
-    return path
-
-
 def clear_previous_outputs(out: Path, previous: dict) -> int:
     """Remove the files a previous run listed (its pairs, originals and label files); returns how many."""
     out = Path(out)
@@ -74,8 +66,8 @@ def clear_previous_outputs(out: Path, previous: dict) -> int:
     listed.append(MANIFEST_NAME)
     removed = 0
     for rel in listed:
-        path = _inside(out, rel)
-        if path is not None and path.is_file():
+        path = resolve_inside(out, rel, source=out, where="the previous run's file list")
+        if path.is_file():
             os.unlink(path)
             removed += 1
     return removed
@@ -100,6 +92,14 @@ def only_n_changed(previous: dict | None, identity: dict, jobs: dict, plan) -> b
     return plan_hash(config, plan.dataset_fingerprint, plan.train_fingerprint, plan.labels_digest) == old_identity.get("plan")
 
 
+def count_listed_pairs(out: Path, indices: range) -> int:
+    """Pairs the output's manifest lists at ``indices``, unchecked: an upper bound on what a resume keeps."""
+    path = Path(out) / MANIFEST_NAME
+    if not path.exists():
+        return 0
+    return sum(1 for index in latest_by_index(read_manifest(path)) if index in indices)
+
+
 def _matches(entry: dict, job) -> bool:
     return (
         job is not None
@@ -120,19 +120,19 @@ def finished_entries(out: Path, plan, *, verify_hashes: bool, rewrite: bool = Fa
     path = out / MANIFEST_NAME
     if not path.exists():
         return []
-    jobs = {job.index: job for job in plan.jobs}
     entries = latest_by_index(read_manifest(path))
     kept = []
     for index in sorted(entries):
         entry = entries[index]
-        if index not in jobs and rewrite:  # a job this plan no longer has (a smaller --n): its files go
+        job = plan.job(index)  # made for this entry alone: the plan is never walked whole
+        if job is None and rewrite:  # a job this plan no longer has (a smaller --n): its files go
             for rel in (entry["image"], entry["mask"]):
-                dropped = _inside(out, rel)
-                if dropped is not None and dropped.is_file():
+                dropped = resolve_inside(out, rel, source=path, where=f"the manifest line of job {index}")
+                if dropped.is_file():
                     os.unlink(dropped)
-        if not _matches(entry, jobs.get(index)):
+        if not _matches(entry, job):
             continue
-        image, mask = out / entry["image"], out / entry["mask"]
+        image, mask = out / entry["image"], out / entry["mask"]  # inside ``out``: read_manifest checked them
         if not (image.is_file() and mask.is_file()):
             continue
         if verify_hashes and (

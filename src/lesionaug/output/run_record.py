@@ -14,8 +14,10 @@ from pathlib import Path
 from lesionaug.atomic_files import is_temporary, write_text_atomic
 from lesionaug.errors import ConfigError
 from lesionaug.formats import LOCK_NAME, MANIFEST_NAME, RUN_NAME, RUN_SCHEMA
+from lesionaug.safe_paths import resolve_inside
 
 OWN_FILES = frozenset({RUN_NAME, MANIFEST_NAME, LOCK_NAME})
+_RESTORE = "restore it from the run that wrote it, or delete the output folder and rerun augment"
 
 
 def read_run_record(folder: Path) -> dict | None:
@@ -29,7 +31,7 @@ def read_run_record(folder: Path) -> dict | None:
         raise ConfigError(
             f"the run record cannot be read ({exc})",
             path=path,
-            fix="restore it, or rerun with --force to rebuild the output",
+            fix=_RESTORE,
         ) from None
     if not isinstance(record, dict) or record.get("schema") != RUN_SCHEMA:
         raise ConfigError(
@@ -37,7 +39,22 @@ def read_run_record(folder: Path) -> dict | None:
             path=path,
             fix="point --out at a new folder",
         )
+    check_listed_paths(Path(folder), record, path)
     return record
+
+
+def check_listed_paths(folder: Path, record: dict, source: Path) -> None:
+    """Every original and label file the record lists must lie inside ``folder`` (``safe_paths``)."""
+    outputs = record.get("outputs") or {}
+    if not isinstance(outputs, dict):
+        raise ConfigError("the run record's outputs are not a table", path=source, fix=_RESTORE)
+    for kind in ("originals", "label_files"):
+        items = outputs.get(kind) or []
+        if not isinstance(items, list):
+            raise ConfigError(f"the run record's {kind} are not a list", path=source, fix=_RESTORE)
+        for i, item in enumerate(items):
+            rel = item.get("path") if isinstance(item, dict) else None
+            resolve_inside(folder, rel, source=source, where=f"run record {kind}[{i}]", fix=_RESTORE)
 
 
 def write_run_record(folder: Path, record: dict) -> None:

@@ -1,7 +1,8 @@
 """The synthetic pairs of an augmented folder, and which real images their generator was trained on.
 
 The pairs are read from ``lesionaug-manifest.jsonl`` (never guessed from file names). Provenance is
-the generator's training ids: ``lesionaug-run.json`` may carry them itself, or name the model or
+the generator's training ids (and, from ``augment``'s run record, the real pairs its masks and
+labels were fitted on): ``lesionaug-run.json`` may carry them itself, or name the model or
 engine folder whose ``lesionaug.json`` does. ``check_no_leakage`` refuses synthetic data from a
 generator that saw any image of the split a segmenter is scored on: those images would leak into
 training through the generator and inflate the score.
@@ -40,6 +41,8 @@ class SyntheticSource:
     train_ids: frozenset[str] | None  # None: unknown
     split_fingerprint: str | None
     provenance: str  # where train_ids came from, or why they are unknown
+    # The real pairs augment fitted the masks' shape model and the label sampler on (None: not recorded).
+    plan_ids: frozenset[str] | None = None
 
 
 def read_synthetic_source(folder: Path) -> SyntheticSource:
@@ -74,7 +77,9 @@ def read_synthetic_source(folder: Path) -> SyntheticSource:
     if record is None:
         return SyntheticSource(folder, tuple(pairs), None, None, f"{RUN_NAME} is missing")
     ids, fingerprint, where = _find_train_ids(record, folder)
-    return SyntheticSource(folder, tuple(pairs), ids, fingerprint, where)
+    plan_ids = record.get("plan_fitted_ids")
+    plan_ids = frozenset(map(str, plan_ids)) if isinstance(plan_ids, list) else None
+    return SyntheticSource(folder, tuple(pairs), ids, fingerprint, where, plan_ids)
 
 
 def _walk(value, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], object]]:

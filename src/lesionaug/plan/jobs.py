@@ -5,20 +5,27 @@ so job k is the same in a plan of 10 jobs or of 5,000, in any batch size and in 
 A plan is pure data: it serialises to JSON and back, and its hash covers everything it was made
 from (dataset fingerprint, training labels, configs, seed, n), so two runs with the same hash
 generate the same pairs.
+
+A plan holds its jobs as a ``JobSequence``: the selected indices (a ``range`` for a whole plan or a
+shard) and what a job is made from, each job made when it is asked for. Building a plan of
+9,999,999 jobs takes no time and no memory; walking it costs about 40 us a job.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
+import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import overload
 
 import numpy as np
 
-from lesionaug.dataset.labels import Labels
+from lesionaug.dataset.labels import Labels, synthetic_labels
 from lesionaug.errors import ConfigError, UsageError
 from lesionaug.formats import PLAN_FORMAT
 from lesionaug.masks.sampling import MASK_SOURCES, choose_source
@@ -62,12 +69,71 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
-def parse_shard(text: str) -> Shard:
-    """Parse ``i/N`` (e.g. ``0/4``)."""
+SHARD_COUNT_ENV = "LESIONAUG_SHARD_COUNT"  # the shard count where the scheduler gives only an index
+
+
+def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> Shard:
+    """Parse ``i/N`` (e.g. ``0/4``), or ``auto`` / ``auto/N``: the shard the scheduler gave this task."""
+    stripped = text.strip()
+    if stripped == "auto" or stripped.startswith("auto/"):
+        return scheduler_shard(stripped, os.environ if environ is None else environ)
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if match is None:
-        raise UsageError(f"malformed shard {text!r}", fix="use --shard i/N, e.g. --shard 0/4")
+        raise UsageError(f"malformed shard {text!r}", fix="use --shard i/N, e.g. --shard 0/4, or --shard auto")
     return Shard(int(match.group(1)), int(match.group(2)))
+
+
+def _env_int(environ: Mapping[str, str], name: str) -> int:
+    try:
+        return int(environ[name])
+    except ValueError:
+        raise UsageError(f"{name}={environ[name]!r} is not a whole number", fix="check the job script") from None
+
+
+def scheduler_shard(text: str, environ: Mapping[str, str]) -> Shard:
+    """The shard of a SLURM array task or a Kubernetes Indexed Job, from their environment variables.
+
+    SLURM: task ``SLURM_ARRAY_TASK_ID`` of the array ``SLURM_ARRAY_TASK_MIN..MAX`` (step
+    ``SLURM_ARRAY_TASK_STEP``), or of ``SLURM_ARRAY_TASK_COUNT`` tasks numbered from 0. Kubernetes:
+    ``JOB_COMPLETION_INDEX``, with the Job's completions given as ``auto/N`` or ``LESIONAUG_SHARD_COUNT``.
+    """
+    given = None
+    if text != "auto":
+        tail = text.split("/", 1)[1].strip()
+        if not tail.isdigit() or int(tail) < 1:
+            raise UsageError(f"malformed shard {text!r}", fix="use --shard auto or --shard auto/N with N >= 1")
+        given = int(tail)
+    if "SLURM_ARRAY_TASK_ID" in environ:
+        task = _env_int(environ, "SLURM_ARRAY_TASK_ID")
+        if "SLURM_ARRAY_TASK_MIN" in environ and "SLURM_ARRAY_TASK_MAX" in environ:
+            low, high = _env_int(environ, "SLURM_ARRAY_TASK_MIN"), _env_int(environ, "SLURM_ARRAY_TASK_MAX")
+            step = _env_int(environ, "SLURM_ARRAY_TASK_STEP") if "SLURM_ARRAY_TASK_STEP" in environ else 1
+            index, count = (task - low) // max(step, 1), (high - low) // max(step, 1) + 1
+            listed = environ.get("SLURM_ARRAY_TASK_COUNT")
+            if listed is not None and listed.isdigit() and int(listed) != count:
+                raise UsageError(f"the SLURM array has gaps ({listed} tasks in {low}-{high})",
+                                 fix="submit a contiguous array, e.g. sbatch --array=0-7")
+        elif "SLURM_ARRAY_TASK_COUNT" in environ:
+            index, count = task, _env_int(environ, "SLURM_ARRAY_TASK_COUNT")
+        else:
+            raise UsageError("SLURM_ARRAY_TASK_ID is set without SLURM_ARRAY_TASK_COUNT or MIN/MAX",
+                             fix="run under sbatch --array, or pass --shard i/N")
+        source = "SLURM array"
+    elif "JOB_COMPLETION_INDEX" in environ:
+        index = _env_int(environ, "JOB_COMPLETION_INDEX")
+        count = given if given is not None else (
+            _env_int(environ, SHARD_COUNT_ENV) if SHARD_COUNT_ENV in environ else None)
+        if count is None:
+            raise UsageError("JOB_COMPLETION_INDEX is set but not how many shards there are",
+                             fix=f"pass --shard auto/N (N = the Job's completions) or set {SHARD_COUNT_ENV}")
+        source = "Kubernetes Indexed Job"
+    else:
+        raise UsageError("--shard auto found no scheduler shard (neither SLURM_ARRAY_TASK_ID nor JOB_COMPLETION_INDEX "
+                         "is set)", fix="run it as a SLURM array task or a Kubernetes Indexed Job, or pass --shard i/N")
+    if given is not None and given != count:
+        raise UsageError(f"--shard {text} says {given} shards but the {source} has {count}",
+                         fix="pass --shard auto, or make the counts agree")
+    return Shard(index, count)
 
 
 @dataclass(frozen=True)
@@ -171,9 +237,13 @@ def job_id(prefix: str, k: int) -> str:
 
 
 def make_job(config: PlanConfig, sampler: LabelSampler, k: int) -> Job:
-    """Job ``k`` of a plan: a function of (config, training labels, k) only."""
+    """Job ``k`` of a plan: a function of (config, training labels, k) only.
+
+    Its labels are a training label set's, without what identifies that real lesion
+    (``labels.synthetic_labels``: no ``lesion_id``, a ``source_lesion_id`` instead).
+    """
     rng = np.random.default_rng(derive_seed(config.seed, k, LABEL_STREAM))
-    labels = sampler.sample(config.labels, rng)
+    labels = synthetic_labels(sampler.sample(config.labels, rng))
     mask_seed = derive_seed(config.seed, k, MASK_STREAM)
     return Job(
         index=k,
@@ -184,6 +254,62 @@ def make_job(config: PlanConfig, sampler: LabelSampler, k: int) -> Job:
         mask_seed=mask_seed,
         noise_seed=derive_seed(config.seed, k, NOISE_STREAM),
     )
+
+
+class JobSequence(Sequence[Job]):
+    """The jobs at ``indices`` (ascending), each made on demand by ``make_job``: memory does not grow with n.
+
+    Indexing and iteration give ``Job`` objects, a slice gives a tuple of them; it compares equal to
+    any sequence of the same jobs (a tuple from ``GenerationPlan.from_dict``, another ``JobSequence``).
+    """
+
+    def __init__(self, config: PlanConfig, sampler: LabelSampler, indices: range | tuple[int, ...]) -> None:
+        self.config, self.sampler, self.indices = config, sampler, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @overload
+    def __getitem__(self, position: int) -> Job: ...
+    @overload
+    def __getitem__(self, position: slice) -> tuple[Job, ...]: ...
+    def __getitem__(self, position):
+        if isinstance(position, slice):
+            return tuple(make_job(self.config, self.sampler, k) for k in self.indices[position])
+        return make_job(self.config, self.sampler, self.indices[position])
+
+    def __iter__(self) -> Iterator[Job]:
+        for k in self.indices:
+            yield make_job(self.config, self.sampler, k)
+
+    def job(self, k: int) -> Job | None:
+        """Job ``k`` if this sequence holds it (O(1) for a range, a binary search otherwise)."""
+        if isinstance(self.indices, range):
+            return make_job(self.config, self.sampler, k) if k in self.indices else None
+        at = bisect.bisect_left(self.indices, k)
+        found = at < len(self.indices) and self.indices[at] == k
+        return make_job(self.config, self.sampler, k) if found else None
+
+    def select(self, shard: Shard) -> JobSequence:
+        if isinstance(self.indices, range) and self.indices.step == 1 and self.indices.start == 0:
+            return JobSequence(self.config, self.sampler, range(shard.index, self.indices.stop, shard.count))
+        return JobSequence(self.config, self.sampler, tuple(k for k in self.indices if shard.selects(k)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, JobSequence) and other.config == self.config and other.sampler is self.sampler:
+            # The same recipe: equal exactly when the indices are (ranges compare in O(1)).
+            a, b = self.indices, other.indices
+            if isinstance(a, range) and isinstance(b, range):
+                return a == b
+            return len(a) == len(b) and all(x == y for x, y in zip(a, b))
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]  # equal to tuples of the same jobs, so not hashable
+
+    def __repr__(self) -> str:
+        return f"JobSequence({len(self)} jobs of n={self.config.n})"
 
 
 def plan_hash(config: PlanConfig, dataset_fingerprint: str, train_fingerprint: str, labels_digest: str) -> str:
@@ -207,8 +333,14 @@ class GenerationPlan:
     train_fingerprint: str  # the training split the label sampler and shape model were fitted on
     labels_digest: str
     plan_hash: str
-    jobs: tuple[Job, ...]
+    jobs: Sequence[Job]  # a JobSequence, or a tuple read back from JSON
     shard: Shard | None = None
+
+    def job(self, k: int) -> Job | None:
+        """Job ``k`` when this plan (or shard) has it, else None; never walks the plan when lazy."""
+        if isinstance(self.jobs, JobSequence):
+            return self.jobs.job(k)
+        return next((job for job in self.jobs if job.index == k), None)
 
     def label_counts(self) -> dict[str, dict[str, int]]:
         """How many jobs get each diagnosis, attribute and mask source ('none' = unlabelled)."""
@@ -227,6 +359,8 @@ class GenerationPlan:
             return self
         if self.shard is not None:
             raise UsageError("cannot shard a plan that is already a shard")
+        if isinstance(self.jobs, JobSequence):
+            return replace(self, jobs=self.jobs.select(shard), shard=shard)
         jobs = tuple(job for job in self.jobs if shard.selects(job.index))
         return replace(self, jobs=jobs, shard=shard)
 
@@ -255,6 +389,11 @@ class GenerationPlan:
         return cls(config, *fingerprints, data["plan_hash"], jobs, shard)
 
 
+def selected_indices(n: int, shard: Shard | None = None) -> range:
+    """The job indices of a plan of ``n`` jobs (of one shard, when given): known before any job is made."""
+    return range(n) if shard is None else range(shard.index, n, shard.count)
+
+
 def build_plan(
     config: PlanConfig,
     sampler: LabelSampler,
@@ -264,12 +403,13 @@ def build_plan(
     shard: Shard | None = None,
     indices: Iterable[int] | None = None,
 ) -> GenerationPlan:
-    """The plan's jobs (only the shard's, when given; only ``indices``, when given)."""
+    """The plan's jobs (only the shard's, when given; only ``indices``, when given), made lazily."""
     sampler.check(config.labels)
-    selected = range(config.n) if indices is None else sorted(set(indices))
-    jobs = tuple(
-        make_job(config, sampler, k) for k in selected if 0 <= k < config.n and (shard is None or shard.selects(k))
-    )
+    if indices is None:
+        selected: range | tuple[int, ...] = selected_indices(config.n, shard)
+    else:
+        selected = tuple(k for k in sorted(set(indices)) if 0 <= k < config.n and (shard is None or shard.selects(k)))
+    jobs = JobSequence(config, sampler, selected)
     digest = sampler.digest()
     return GenerationPlan(
         config=config,

@@ -49,6 +49,7 @@ class MasksConfig:
     mask_source: str = "model"
     masks: Path | None = None
     split_seed: int = 0
+    labels: tuple[Path, ...] = ()  # external label tables joined by image id (--labels)
 
     def __post_init__(self) -> None:
         # The plan config validates n, seed, size and mask source in its one place.
@@ -68,7 +69,9 @@ class MasksConfig:
 def export_masks(config: MasksConfig, reporter: Reporter = SILENT) -> dict:
     """Fit, sample, write and measure; returns the command's JSON data."""
     # 1. The dataset: masks to fit on and held-out masks to judge by.
-    index = load_dataset(config.dataset, masks=config.masks, split_seed=config.split_seed, reporter=reporter)
+    index = load_dataset(
+        config.dataset, masks=config.masks, split_seed=config.split_seed, labels=config.labels, reporter=reporter
+    )
     index.check()
     fit_on, held_out, held_out_source = fit_and_held_out(index, config.split_seed)
     if len(held_out) < WEAK_TEST_BELOW:

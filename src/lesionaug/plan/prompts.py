@@ -197,8 +197,8 @@ class LabelSampler:
             return spec
         if not self._rows:
             raise ConfigError(
-                f"--labels {spec.describe()} needs diagnosis labels, but the training split has none",
-                fix="use --labels match (generic prompts), or add a labels CSV to the dataset",
+                f"the label mix {spec.describe()} needs diagnosis labels, but the training split has none",
+                fix="use --label-mix match (generic prompts), or join a label table with --labels FILE",
             )
         missing = [code for code, _ in spec.weights if code not in self._rows]
         if missing:

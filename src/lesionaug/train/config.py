@@ -16,11 +16,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from lesionaug.engine.sampler import DEFAULT_GUIDANCE
 from lesionaug.errors import ConfigError
 from lesionaug.plan.prompts import DEFAULT_TEMPLATE, check_template
 from lesionaug.train.networks import COMPACT_SIZES, MODEL_SIZES, PREDICTION_TYPES
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
+OPTIMIZERS = ("adamw", "adamw8bit")  # adamw8bit: bitsandbytes' 8-bit AdamW (optional dependency, GPU)
+# Why 0.1: generation guides every image at 7.5 from an empty-prompt branch that still sees the mask,
+# so the ControlNet must learn "mask, no text" too; 10% is what the locked Stable Diffusion base was
+# trained with, enough for guidance while 90% of steps learn the diagnosis wording. ControlNet's
+# paper used 50% to make the condition carry semantics alone: raise it when prompts say little.
+DEFAULT_PROMPT_DROPOUT = 0.1
 
 @dataclass(frozen=True)
 class Budget:
@@ -46,7 +53,9 @@ BUDGETS: dict[str, Budget] = {
 }
 
 # Options that may change when a run is resumed: they do not alter the steps already taken.
-RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "keep_checkpoints", "sample_steps", "num_samples"})
+RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "keep_checkpoints", "sample_steps", "sample_guidance",
+                               "num_samples", "gradient_checkpointing", "report_to"})
+REPORT_TO = ("tensorboard", "wandb")  # accelerate's trackers
 
 
 @dataclass(frozen=True)
@@ -70,12 +79,17 @@ class TrainConfig:
     checkpoint_every: int = 0  # 0: only at the end of each stage
     keep_checkpoints: int = 2
     prompt_template: str = DEFAULT_TEMPLATE
-    prompt_dropout: float = 0.1
+    prompt_dropout: float = DEFAULT_PROMPT_DROPOUT
     cache_latents: bool = True
     allow_pickle: bool = False
     sample_steps: int = 20
-    sample_guidance: float = 3.0
+    sample_guidance: float = DEFAULT_GUIDANCE  # the grids look like what `augment` will generate
     num_samples: int = 4
+    report_to: str | None = None  # "tensorboard" or "wandb": accelerate's tracker for the loss
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
+    optimizer: str = "adamw"
+    dihedral: bool = False  # train on the 8 flips/rotations of each pair (latents cached for each)
+    controlnet: str | None = None  # start from this ControlNet folder (Stable Diffusion bases)
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -147,10 +161,17 @@ def check_config(c: TrainConfig) -> None:
         )
     if not 0.0 <= c.prompt_dropout < 1.0:
         raise ConfigError(f"prompt dropout must be in [0, 1), not {c.prompt_dropout}")
+    if c.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {c.optimizer!r}", fix=f"use one of {', '.join(OPTIMIZERS)}")
+    if c.controlnet is not None and c.compact:
+        raise ConfigError("--controlnet starts from a ControlNet of a Stable Diffusion base",
+                          fix="pass --base with the Stable Diffusion folder the ControlNet was trained on")
     if c.mixed_precision not in MIXED_PRECISION:
         raise ConfigError(f"unknown mixed precision {c.mixed_precision!r}", fix=f"use one of {', '.join(MIXED_PRECISION)}")
     if c.model_size not in MODEL_SIZES:
         raise ConfigError(f"unknown model size {c.model_size!r}", fix=f"use one of {', '.join(MODEL_SIZES)}")
+    if c.report_to is not None and c.report_to not in REPORT_TO:
+        raise ConfigError(f"unknown tracker {c.report_to!r}", fix=f"use --report-to {' or '.join(REPORT_TO)}")
     if not c.base:
         raise ConfigError("base must be 'compact', a Stable Diffusion folder or a hub id")
     check_template(c.prompt_template)

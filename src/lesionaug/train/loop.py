@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -20,7 +21,8 @@ import numpy as np
 
 from lesionaug.train.checkpoints import load_training_state, restore_random_states
 from lesionaug.train.data import TrainingSet
-from lesionaug.train.networks import ModelParts, build_controlnet
+from lesionaug.errors import BackendError
+from lesionaug.train.networks import ModelParts, build_controlnet, use_sdpa_attention
 
 
 def stage_seed(*parts: int) -> int:
@@ -61,13 +63,35 @@ def _epoch_order(n: int, seed: int, stage: int, epoch: int):
     return torch.randperm(n, generator=torch.Generator().manual_seed(stage_seed(seed, stage, epoch, 7)))
 
 
+def rank_samples(n: int, world: int, rank: int, seed: int) -> list[int]:
+    """The samples process ``rank`` of ``world`` trains on: all of them for one process, else a fixed,
+    seeded, equal share (the remainder left out), so each process encodes and caches only its own."""
+    if world == 1:
+        return list(range(n))
+    order = _epoch_order(n, seed, 0xDA7A, 0).tolist()
+    share = n // world
+    return sorted(order[rank::world][:share])
+
+
 def batch_indices(n: int, batch: int, world: int, rank: int, seed: int, stage: int, micro: int) -> list[int]:
-    """Sample indices of micro-batch ``micro`` for process ``rank``: a fresh permutation each epoch,
-    the last incomplete global batch of an epoch dropped."""
-    per_epoch = n // (batch * world)
+    """Sample indices of micro-batch ``micro`` for process ``rank``: a fresh permutation of its own
+    samples (``rank_samples``) each epoch, the last incomplete batch of an epoch dropped."""
+    own = rank_samples(n, world, rank, seed)
+    per_epoch = len(own) // batch
     epoch, pos = divmod(micro, per_epoch)
-    start = pos * batch * world + rank * batch
-    return _epoch_order(n, seed, stage, epoch)[start : start + batch].tolist()
+    order = _epoch_order(len(own), seed, stage, epoch)[pos * batch : (pos + 1) * batch].tolist()
+    return [own[i] for i in order]
+
+
+def dihedral(x: Any, turn: int) -> Any:
+    """One of the eight symmetries of a square (..., H, W): ``turn`` % 4 quarter turns, mirrored from 4 on."""
+    import torch
+
+    x = torch.rot90(x, turn % 4, dims=(-2, -1))
+    return x.flip(-1) if turn >= 4 else x
+
+
+DIHEDRAL_TURNS = tuple(range(8))
 
 
 def encode_texts(parts: ModelParts, prompts: list[str], device: Any, text_encoder: Any = None) -> Any:
@@ -86,15 +110,23 @@ def vae_moments(parts: ModelParts, pixels: Any) -> tuple[Any, Any]:
 
 
 class StageObjective:
-    """Computes the loss of one micro-batch; holds the caches of what the stage never changes."""
+    """Computes the loss of one micro-batch; holds the caches of what the stage never changes.
 
-    def __init__(self, parts: ModelParts, data: TrainingSet, stage: TrainingStage, config: Any, device: Any, reporter):
+    A latent base's images are encoded once, by each process for its own samples only
+    (``rank_samples``); with ``dihedral``, each of the eight flips/rotations of each image is
+    encoded, and every draw picks one of them, the mask turned with it.
+    """
+
+    def __init__(self, parts: ModelParts, data: TrainingSet, stage: TrainingStage, config: Any, device: Any, reporter,
+                 rank: int = 0, world: int = 1):
         import torch
 
         self.parts, self.data, self.stage, self.config, self.device = parts, data, stage, config, device
         self.trains_text = stage.name == "base"
         self.text_cache: dict[str, Any] = {}
-        self.latent_cache: tuple[Any, Any] | None = None
+        self.latent_cache: tuple[Any, Any] | None = None  # (turns, own samples, C, h, w) means and stds
+        self.own = rank_samples(len(data), world, rank, config.seed)
+        self.row = {sample: row for row, sample in enumerate(self.own)}
         if not config.cache_latents:
             return
         with torch.no_grad():
@@ -103,27 +135,48 @@ class StageObjective:
                 embeds = encode_texts(parts, distinct, device)
                 self.text_cache = dict(zip(distinct, embeds))
             if parts.latent:
-                means, stds = [], []
-                with reporter.task(f"encoding {len(data)} images with the VAE (cached)", total=len(data)) as task:
-                    for start in range(0, len(data), 8):
-                        index = list(range(start, min(start + 8, len(data))))
-                        mean, std = vae_moments(parts, data.pixels(index).to(device))
-                        means.append(mean)
-                        stds.append(std)
-                        task.advance(len(index))
-                self.latent_cache = (torch.cat(means), torch.cat(stds))
+                self.latent_cache = self._encode_own(reporter)
 
-    def clean_sample(self, index: list[int], generator: Any) -> Any:
-        """x0: pixels in [-1, 1], or a scaled latent drawn from the VAE posterior."""
+    def _encode_own(self, reporter) -> tuple[Any, Any]:
+        import torch
+
+        turns = DIHEDRAL_TURNS if self.config.dihedral else (0,)
+        means, stds = [], []
+        total = len(self.own) * len(turns)
+        with reporter.task(f"encoding {total} images with the VAE (cached)", total=total) as task:
+            for turn in turns:
+                turn_means, turn_stds = [], []
+                for start in range(0, len(self.own), 8):
+                    index = self.own[start : start + 8]
+                    mean, std = vae_moments(self.parts, dihedral(self.data.pixels(index), turn).to(self.device))
+                    turn_means.append(mean)
+                    turn_stds.append(std)
+                    task.advance(len(index))
+                means.append(torch.cat(turn_means))
+                stds.append(torch.cat(turn_stds))
+        return torch.stack(means), torch.stack(stds)
+
+    def _turned(self, batch: Any, turns: list[int] | None) -> Any:
+        import torch
+
+        if turns is None:
+            return batch
+        return torch.stack([dihedral(item, turn) for item, turn in zip(batch, turns)])
+
+    def clean_sample(self, index: list[int], generator: Any, turns: list[int] | None = None) -> Any:
+        """x0: pixels in [-1, 1], or a scaled latent drawn from the VAE posterior (each turned by ``turns``)."""
         import torch
 
         if not self.parts.latent:
-            return self.data.pixels(index).to(self.device)
+            return self._turned(self.data.pixels(index), turns).to(self.device)
         if self.latent_cache is not None:
-            mean, std = self.latent_cache[0][index], self.latent_cache[1][index]
+            rows = torch.tensor([self.row[i] for i in index])
+            which = torch.tensor(turns) if turns is not None else torch.zeros(len(index), dtype=torch.long)
+            mean, std = self.latent_cache[0][which, rows], self.latent_cache[1][which, rows]
         else:
             with torch.no_grad():
-                mean, std = vae_moments(self.parts, self.data.pixels(index).to(self.device))
+                pixels = self._turned(self.data.pixels(index), turns)
+                mean, std = vae_moments(self.parts, pixels.to(self.device))
         eps = torch.randn(mean.shape, generator=generator).to(self.device)
         cfg = self.parts.vae.config
         shift = getattr(cfg, "shift_factor", None) or 0.0
@@ -144,7 +197,8 @@ class StageObjective:
         import torch.nn.functional as F
 
         # 1. Draw every random number on the CPU, in a fixed order, from the stage's generator.
-        x0 = self.clean_sample(index, generator)
+        turns = torch.randint(0, 8, (len(index),), generator=generator).tolist() if self.config.dihedral else None
+        x0 = self.clean_sample(index, generator, turns)
         noise = torch.randn(x0.shape, generator=generator)
         scheduler = self.parts.noise_scheduler
         t = torch.randint(0, scheduler.config.num_train_timesteps, (len(index),), generator=generator)
@@ -157,7 +211,7 @@ class StageObjective:
         unet = live.get("unet", self.parts.unet)
         residuals: dict[str, Any] = {}
         if "controlnet" in live:
-            control = self.data.control(index).to(self.device)
+            control = self._turned(self.data.control(index), turns).to(self.device)
             down, mid = live["controlnet"](noisy, t, text, controlnet_cond=control, return_dict=False)
             residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
         # 3. Predict and compare with the target the schedule defines.
@@ -167,6 +221,60 @@ class StageObjective:
         else:
             target = noise
         return F.mse_loss(prediction.float(), target.float())
+
+
+def prepare_networks(parts: ModelParts, stage: TrainingStage, config: Any, device: Any) -> dict[str, Any]:
+    """The stage's trained networks, everything on ``device``, attention through PyTorch SDPA,
+    activations recomputed in the backward pass when ``config.gradient_checkpointing``."""
+    import torch
+
+    # A new ControlNet's conditioning embedding is drawn from the global generator: seed it.
+    torch.manual_seed(stage_seed(config.seed, stage.index, 11))
+    trained = stage_networks(parts, stage)
+    use_sdpa_attention(parts.unet, parts.controlnet, parts.vae)
+    for network in (parts.unet, parts.text_encoder, parts.vae, parts.controlnet):
+        if network is not None:
+            network.to(device)
+    if config.gradient_checkpointing:
+        # The locked UNet too: the loss reaches a ControlNet through it, so its activations are kept.
+        for network in (parts.unet, parts.controlnet):
+            if network is not None:
+                network.enable_gradient_checkpointing()
+        if "text_encoder" in trained:
+            parts.text_encoder.gradient_checkpointing_enable()
+    return trained
+
+
+def check_optimizer(name: str) -> None:
+    """Fail before any weights load when the optimizer's library is missing."""
+    if name == "adamw8bit":
+        try:
+            import bitsandbytes  # noqa: F401  # type: ignore[import-not-found]
+        except ImportError:
+            raise BackendError("--optimizer adamw8bit needs bitsandbytes, which is not installed",
+                               fix="pip install bitsandbytes (on a CUDA machine), or use --optimizer adamw") from None
+
+
+def make_optimizer(name: str, params: list, lr: float) -> Any:
+    """AdamW, or bitsandbytes' 8-bit AdamW (optimizer state in 8 bits: about 6 bytes less per weight)."""
+    check_optimizer(name)
+    if name == "adamw8bit":
+        import bitsandbytes
+
+        return bitsandbytes.optim.AdamW8bit(params, lr=lr, weight_decay=1e-2)
+    import torch
+
+    return torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+
+
+@contextmanager
+def gradient_sync(accelerator: Any, networks: Any, sync: bool):
+    """``accelerator.no_sync`` on every trained network unless ``sync`` (a no-op in one process)."""
+    with ExitStack() as stack:
+        if not sync:
+            for network in networks:
+                stack.enter_context(accelerator.no_sync(network))
+        yield
 
 
 def stage_networks(parts: ModelParts, stage: TrainingStage) -> dict[str, Any]:
@@ -186,6 +294,17 @@ def stage_networks(parts: ModelParts, stage: TrainingStage) -> dict[str, Any]:
     return trained
 
 
+def restore_stage(checkpoint: Any, stage: TrainingStage, optimizer: Any, lr_scheduler: Any, accelerator: Any) -> int:
+    """Load a checkpoint's optimizer, schedule, RNG and scaler states; return the stage steps it had done."""
+    state = load_training_state(checkpoint)
+    optimizer.load_state_dict(state["optimizer"])
+    lr_scheduler.load_state_dict(state["lr_scheduler"])
+    restore_random_states(state["random"])
+    if "grad_scaler" in state and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(state["grad_scaler"])
+    return int(checkpoint.name.split("-")[-1]) - stage.first_step
+
+
 def run_stage(
     parts: ModelParts,
     data: TrainingSet,
@@ -196,40 +315,29 @@ def run_stage(
     *,
     resume_from: Any = None,
     on_step: Callable[[int, Any, Any], None] | None = None,
+    on_loss: Callable[[int, float, float], None] | None = None,
 ) -> StageResult:
     """Train one stage; ``resume_from`` is a checkpoint folder inside this stage. ``on_step(global_step,
-    optimizer, lr_scheduler)`` runs after every optimizer step (checkpoints, sample grids)."""
+    optimizer, lr_scheduler)`` runs after every optimizer step (checkpoints, sample grids);
+    ``on_loss(global_step, loss, lr)`` gets each step's loss and learning rate (the loss log)."""
     import torch
 
     device = accelerator.device
-    # A new ControlNet's conditioning embedding is drawn from the global generator: seed it.
-    torch.manual_seed(stage_seed(config.seed, stage.index, 11))
-    trained = stage_networks(parts, stage)
-    for network in (parts.unet, parts.text_encoder, parts.vae, parts.controlnet):
-        if network is not None:
-            network.to(device)
+    trained = prepare_networks(parts, stage, config, device)
     params = [p for n in trained.values() for p in n.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=1e-2)
+    optimizer = make_optimizer(config.optimizer, params, stage.lr)
     warmup = max(0, config.lr_warmup)
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
     rank, world = accelerator.process_index, accelerator.num_processes
     generator = torch.Generator()
 
-    done = 0
-    if resume_from is not None:
-        state = load_training_state(resume_from)
-        optimizer.load_state_dict(state["optimizer"])
-        lr_scheduler.load_state_dict(state["lr_scheduler"])
-        restore_random_states(state["random"])
-        if "grad_scaler" in state and accelerator.scaler is not None:
-            accelerator.scaler.load_state_dict(state["grad_scaler"])
-        done = int(resume_from.name.split("-")[-1]) - stage.first_step
+    done = 0 if resume_from is None else restore_stage(resume_from, stage, optimizer, lr_scheduler, accelerator)
 
     names = list(trained)
     prepared = accelerator.prepare(*trained.values(), optimizer)
     live = dict(zip(names, prepared[:-1]))
     optimizer = prepared[-1]
-    objective = StageObjective(parts, data, stage, config, device, reporter)
+    objective = StageObjective(parts, data, stage, config, device, reporter, rank, world)
 
     losses: list[float] = []
     smoothed = None
@@ -241,20 +349,25 @@ def run_stage(
             task.advance(done)
         for step in range(done, stage.steps):
             generator.manual_seed(stage_seed(config.seed, stage.index, rank, step))
+            lr = float(optimizer.param_groups[0]["lr"])
             total = 0.0
             for micro in range(config.grad_accum):
                 index = batch_indices(
                     len(data), config.batch_size, world, rank, config.seed, stage.index, step * config.grad_accum + micro
                 )
-                with accelerator.autocast():
-                    loss = objective.loss(index, generator, live) / config.grad_accum
-                accelerator.backward(loss)
+                # Under DDP, gradients are averaged across processes only on the last micro-batch.
+                with gradient_sync(accelerator, live.values(), micro == config.grad_accum - 1):
+                    with accelerator.autocast():
+                        loss = objective.loss(index, generator, live) / config.grad_accum
+                    accelerator.backward(loss)
                 total += float(loss.detach())
             accelerator.clip_grad_norm_(params, 1.0)
             optimizer.step()
             lr_scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(total)
+            if on_loss is not None:
+                on_loss(stage.first_step + step + 1, total, lr)
             smoothed = total if smoothed is None else 0.9 * smoothed + 0.1 * total
             elapsed = time.perf_counter() - start_time - paused
             rate = (step + 1 - done) * config.batch_size * config.grad_accum * world / max(elapsed, 1e-9)

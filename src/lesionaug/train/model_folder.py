@@ -1,10 +1,12 @@
 """The model folder: a diffusers layout plus ``lesionaug.json``, which export and generation read.
 
     MODEL_DIR/unet/ controlnet/ text_encoder/ tokenizer/ scheduler/ [vae/]   (safetensors only)
+    MODEL_DIR/model_index.json    latent models: StableDiffusionControlNetPipeline.from_pretrained(MODEL_DIR)
     MODEL_DIR/shape_model.npz     the mask shape model fitted on the training masks (if they allow one)
     MODEL_DIR/lesionaug.json      written last: its presence means the folder is complete
     MODEL_DIR/lesionaug-train.json   the run that writes (or wrote) here: config and data identity
     MODEL_DIR/checkpoints/step-N/ MODEL_DIR/samples/step-N.png
+    MODEL_DIR/loss.csv MODEL_DIR/loss_curve.png [MODEL_DIR/logs/]   the loss history (train/loss_log.py)
 
 Each network is saved under a temporary name and swapped in, and ``lesionaug.json`` goes last, so
 a crash never leaves a folder that looks complete.
@@ -22,13 +24,17 @@ from typing import Any
 from lesionaug.atomic_files import write_text_atomic
 from lesionaug.errors import ConfigError
 from lesionaug.formats import CARD_NAME as MODEL_INFO
-from lesionaug.formats import MODEL_FORMAT, TMP_MARK
+from lesionaug.formats import LOSS_CURVE_NAME, LOSS_LOG_NAME, MODEL_FORMAT, PIPELINE_INDEX_NAME, TMP_MARK, TRACKER_DIR
 from lesionaug.formats import TRAIN_RUN_FORMAT as RUN_FORMAT
 from lesionaug.formats import TRAIN_RUN_MARKER as RUN_MARKER
 from lesionaug.train.networks import quiet_library_progress
 
 COMPONENTS = ("unet", "controlnet", "text_encoder", "tokenizer", "scheduler", "vae")
-OWNED = (*COMPONENTS, MODEL_INFO, RUN_MARKER, "shape_model.npz", "checkpoints", "samples")
+PIPELINE_INDEX = PIPELINE_INDEX_NAME  # diffusers' pipeline index (latent models)
+OWNED = (
+    *COMPONENTS, MODEL_INFO, PIPELINE_INDEX, RUN_MARKER, "shape_model.npz", "checkpoints", "samples",
+    LOSS_LOG_NAME, LOSS_CURVE_NAME, TRACKER_DIR,
+)
 
 
 def read_run_marker(out_dir: Path) -> dict | None:
@@ -142,6 +148,26 @@ def write_model_folder(out_dir: Path, parts: Any, info: dict) -> Path:
             obj = getattr(parts, name)
         if obj is not None:
             save_component(out_dir, name, obj)
+    if parts.vae is not None and parts.controlnet is not None:
+        write_text_atomic(out_dir / PIPELINE_INDEX, json.dumps(pipeline_index(parts), indent=2) + "\n")
     record = {"format": MODEL_FORMAT, **info}
     write_text_atomic(out_dir / MODEL_INFO, json.dumps(record, indent=2, default=str) + "\n")
     return out_dir / MODEL_INFO
+
+
+def pipeline_index(parts: Any) -> dict:
+    """``model_index.json`` of a latent model: ``StableDiffusionControlNetPipeline.from_pretrained(MODEL_DIR)``
+    loads the whole folder (a pixel-space model has no VAE, which that pipeline needs)."""
+    import diffusers
+
+    def entry(obj: Any) -> list[str]:
+        library = "diffusers" if type(obj).__module__.startswith("diffusers") else "transformers"
+        return [library, type(obj).__name__]
+
+    index = {"_class_name": "StableDiffusionControlNetPipeline", "_diffusers_version": diffusers.__version__}
+    for name in ("vae", "text_encoder", "tokenizer", "unet", "controlnet"):
+        index[name] = entry(getattr(parts, name))
+    index["scheduler"] = entry(parts.noise_scheduler)
+    index.update({"safety_checker": [None, None], "feature_extractor": [None, None], "image_encoder": [None, None],
+                  "requires_safety_checker": False})
+    return index

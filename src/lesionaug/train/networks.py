@@ -301,6 +301,7 @@ def load_base(base: str, allow_pickle: bool = False) -> ModelParts:
     else:
         source = base
     kwargs = {"use_safetensors": None if allow_pickle else True, "local_files_only": _offline()}
+    check_not_sdxl(source, root if local else None, kwargs["local_files_only"])
     try:
         unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **kwargs)
         vae = AutoencoderKL.from_pretrained(source, subfolder="vae", **kwargs)
@@ -327,6 +328,62 @@ def load_base(base: str, allow_pickle: bool = False) -> ModelParts:
             fix="pass a text-to-image Stable Diffusion base (not an inpainting or depth model)",
         )
     return ModelParts(unet, text_encoder, tokenizer, scheduler, vae=vae, base=base if not local else str(root.resolve()))
+
+
+def check_not_sdxl(source: str, path: Path | None, local_files_only: bool) -> None:
+    """Refuse a base whose UNet wants SDXL's extra conditioning (pooled text and image sizes), from its
+    config alone, before any weights load: the training loop and the exported graphs pass none."""
+    from diffusers import UNet2DConditionModel
+
+    try:
+        config = UNet2DConditionModel.load_config(source, subfolder="unet", local_files_only=local_files_only)
+    except (OSError, ValueError):
+        return  # loading the weights reports what is missing
+    if config.get("addition_embed_type") == "text_time":
+        raise ConfigError(
+            "the base is Stable Diffusion XL (its UNet takes extra 'text_time' conditioning), which lesionaug "
+            "does not train", path=path, fix="use a Stable Diffusion 1.x or 2.x base, or --base compact")
+
+
+def use_sdpa_attention(*networks: Any) -> None:
+    """PyTorch's fused scaled-dot-product attention (diffusers' AttnProcessor2_0) in every attention
+    layer: the memory-efficient kernels on a GPU, the same numbers as the plain processor elsewhere."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    for network in networks:
+        if network is not None and hasattr(network, "set_attn_processor"):
+            network.set_attn_processor(AttnProcessor2_0())
+
+
+def load_controlnet(path: str | Path, parts: ModelParts, allow_pickle: bool = False):
+    """A ControlNet saved with ``save_pretrained``, checked against the base it will steer."""
+    from diffusers import ControlNetModel
+
+    folder = Path(path).expanduser()
+    if not (folder / "config.json").is_file():
+        raise ModelError("not a ControlNet folder (no config.json)", path=folder,
+                         fix="pass a folder written by ControlNetModel.save_pretrained (a model folder's controlnet/)")
+    try:
+        controlnet = ControlNetModel.from_pretrained(folder, use_safetensors=None if allow_pickle else True,
+                                                     local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the ControlNet ({_first_line(exc)})", path=folder,
+                         fix="save it with safe_serialization=True, or pass --allow-pickle if you trust it") from None
+    unet, cn = parts.unet.config, controlnet.config
+    for key in ("in_channels", "cross_attention_dim", "block_out_channels"):
+        mine, theirs = getattr(cn, key), getattr(unet, key)
+        if _as_list(mine) != _as_list(theirs):
+            raise ModelError(f"the ControlNet's {key} ({mine}) does not match the base's UNet ({theirs})",
+                             path=folder, fix="pass a ControlNet trained on this base")
+    expected = list(conditioning_channels_for(parts.vae_scale_factor))
+    if len(cn.conditioning_embedding_out_channels or ()) != len(expected):
+        raise ModelError("the ControlNet's conditioning embedding does not downsample the mask to the latent grid",
+                         path=folder, fix="pass a ControlNet trained on this base")
+    return controlnet
+
+
+def _as_list(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def _first_line(exc: BaseException) -> str:

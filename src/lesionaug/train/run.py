@@ -13,8 +13,11 @@ from typing import Any
 
 from lesionaug import __version__
 from lesionaug.dataset.labels import ATTRIBUTES, DIAGNOSES
+from lesionaug.dataset.subsets import RealSubset, choose_real_subset
+from lesionaug.environment import environment_record
 from lesionaug.errors import BackendError, ConfigError, DatasetError
 from lesionaug.errors import ConfigError as ShapeError
+from lesionaug.formats import TRACKER_DIR
 from lesionaug.masks.model_file import save_shape_model
 from lesionaug.masks.shape_model import fit_shape_model
 from lesionaug.plan.prompts import build_prompt
@@ -27,7 +30,8 @@ from lesionaug.train.checkpoints import (
 )
 from lesionaug.train.config import TrainConfig, check_resolution
 from lesionaug.train.data import TrainingSet, load_training_set
-from lesionaug.train.loop import TrainingStage, run_stage, stage_seed
+from lesionaug.train.loop import TrainingStage, check_optimizer, run_stage, stage_seed
+from lesionaug.train.loss_log import LossLog, check_tracker, write_loss_curve
 from lesionaug.train.model_folder import (
     prepare_output,
     write_model_folder,
@@ -38,6 +42,7 @@ from lesionaug.train.networks import (
     build_compact_model,
     build_controlnet,
     load_base,
+    load_controlnet,
 )
 from lesionaug.train.sample_grids import write_sample_grid
 
@@ -50,6 +55,7 @@ class Provenance:
     dataset_fingerprint: str
     train_ids: list[str] = field(default_factory=list)
     label_vocabulary: dict = field(default_factory=lambda: {"diagnoses": {}, "attributes": {}})
+    real_subset: dict | None = None  # --real-fraction / --real-count, when the split was subsampled
 
 
 def load_parts(config: Any, prompts: list[str]) -> ModelParts:
@@ -66,7 +72,10 @@ def load_parts(config: Any, prompts: list[str]) -> ModelParts:
             prediction_type=config.prediction_type,
             zero_terminal_snr=config.zero_terminal_snr,
         )
-    return load_base(config.base, allow_pickle=config.allow_pickle)
+    parts = load_base(config.base, allow_pickle=config.allow_pickle)
+    if config.controlnet is not None:
+        parts.controlnet = load_controlnet(config.controlnet, parts, allow_pickle=config.allow_pickle)
+    return parts
 
 
 def stage_plans(config: Any) -> list[TrainingStage]:
@@ -78,22 +87,24 @@ def stage_plans(config: Any) -> list[TrainingStage]:
     return [TrainingStage("controlnet", 0, 0, config.steps, config.lr)]
 
 
-def make_accelerator(mixed_precision: str) -> Any:
+def make_accelerator(mixed_precision: str, report_to: str | None = None, project_dir: Path | None = None) -> Any:
+    """accelerate's Accelerator, with ``report_to``'s tracker logging under ``project_dir``."""
     import torch
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, DistributedType
 
     if mixed_precision == "fp16" and not torch.cuda.is_available():
         raise BackendError("--mixed-precision fp16 needs a CUDA GPU", fix="use --mixed-precision bf16 or no")
+    kwargs = {"log_with": report_to, "project_dir": str(project_dir)} if report_to else {}
     try:
-        return Accelerator(mixed_precision=mixed_precision)
+        return Accelerator(mixed_precision=mixed_precision, **kwargs)
     except ValueError:
         # accelerate keeps one process-wide state; a single process that trains again with another
         # precision (a library caller, a test) may start it afresh. Launched multi-process runs may not.
         if AcceleratorState().distributed_type != DistributedType.NO:
             raise
         AcceleratorState._reset_state(reset_partial_state=True)
-        return Accelerator(mixed_precision=mixed_precision)
+        return Accelerator(mixed_precision=mixed_precision, **kwargs)
 
 
 def owned_networks(parts: ModelParts, config: Any) -> dict[str, Any]:
@@ -146,7 +157,8 @@ def run_training(
     """Train every stage of ``config`` (already resolved) into ``out_dir``; return a summary."""
     config = config.resolved()
     identity = {**config.identity(), "split_fingerprint": provenance.split_fingerprint}
-    accelerator = make_accelerator(config.mixed_precision)
+    check_tracker(config.report_to)
+    accelerator = make_accelerator(config.mixed_precision, config.report_to, Path(out_dir) / TRACKER_DIR)
     plans = stage_plans(config)
     total = plans[-1].last_step
     # 1. The output folder: refuse a foreign or different run before writing anything.
@@ -169,13 +181,17 @@ def run_training(
     if len(data) < config.batch_size * accelerator.num_processes:
         raise ConfigError(f"only {len(data)} training pairs, fewer than one batch", fix="lower --batch-size")
     if accelerator.is_main_process:
-        write_run_marker(out_dir, identity, {"version": __version__, "training": config.to_dict()})
+        write_run_marker(
+            out_dir, identity,
+            {"version": __version__, "training": config.to_dict(), "environment": environment_record()},
+        )
     # 2. Where to start: the newest checkpoint when resuming.
     if checkpoint is not None:
         restore_networks(parts, checkpoint, info)
         reporter.info(f"resuming from {checkpoint} (step {done})")
     val = load_val()
     samples_written: list[str] = []
+    loss_log = LossLog(out_dir, accelerator, config.report_to, config.to_dict(), done if checkpoint is not None else 0)
 
     # 3. Each stage by the same loop; checkpoints and sample grids at the chosen steps.
     results = []
@@ -200,15 +216,19 @@ def run_training(
                     keep=config.keep_checkpoints,
                 )
                 samples_written.append(str(write_grid(parts, val, out_dir / "samples" / f"step-{step}.png", config)))
+                write_loss_curve(out_dir)
             accelerator.wait_for_everyone()
 
         resume_from = checkpoint if checkpoint is not None and stage.first_step < done < stage.last_step else None
         result = run_stage(
-            parts, data, stage, config, accelerator, reporter, resume_from=resume_from, on_step=on_step
+            parts, data, stage, config, accelerator, reporter, resume_from=resume_from, on_step=on_step,
+            on_loss=lambda step, loss, lr, name=stage.name: loss_log.log(step, name, loss, lr),
         )
         results.append(result)
 
     # 4. The model folder, lesionaug.json last.
+    loss_log.close()
+    curve = write_loss_curve(out_dir) if accelerator.is_main_process else None
     if accelerator.is_main_process:
         shape_model = write_shape_model(out_dir, data, provenance.split_fingerprint, reporter)
         info = {
@@ -224,6 +244,7 @@ def run_training(
             "split_fingerprint": provenance.split_fingerprint,
             "dataset_fingerprint": provenance.dataset_fingerprint,
             "train_ids": list(provenance.train_ids),
+            **({"real_subset": provenance.real_subset} if provenance.real_subset is not None else {}),
             "steps_done": total,
             "version": __version__,
             "model_size": config.model_size if config.compact else None,
@@ -253,6 +274,8 @@ def run_training(
             for r in results
         ],
         "sample_grids": samples_written,
+        "loss_curve_png": str(curve) if curve else None,
+        "report_to": config.report_to,
         "split_fingerprint": provenance.split_fingerprint,
     }
 
@@ -270,9 +293,14 @@ def write_grid(parts: ModelParts, val: TrainingSet, path: Path, config: Any) -> 
     )
 
 
-def usable_training_pairs(index: Any, batch_size: int, processes: int = 1) -> list[Any]:
-    """The training split's usable pairs; refuses when there are none or too few for one batch."""
+def usable_training_pairs(
+    index: Any, batch_size: int, processes: int = 1, real_subset: RealSubset | None = None
+) -> list[Any]:
+    """The training split's usable pairs (only ``real_subset``'s when given); refuses when there are
+    none or too few for one batch."""
     samples = index.usable("train")
+    if samples:
+        samples = choose_real_subset(samples, real_subset, root=index.root)
     if not samples:
         counts = ", ".join(f"{k} {v}" for k, v in index.split_counts().items())
         raise DatasetError(
@@ -308,11 +336,14 @@ def train_model(
     *,
     resume: bool = False,
     force: bool = False,
+    real_subset: RealSubset | None = None,
 ) -> dict:
-    """Train on the training split of ``dataset_index`` and write the model folder ``out_dir``."""
+    """Train on the training split of ``dataset_index`` (only ``real_subset``'s pairs when given,
+    the ones ``evaluate`` gives its segmenters with the same option) and write ``out_dir``."""
     # 1. Check the inputs (cheap, nothing written).
     config = config.resolved()
-    samples = usable_training_pairs(dataset_index, config.batch_size)
+    check_optimizer(config.optimizer)
+    samples = usable_training_pairs(dataset_index, config.batch_size, real_subset=real_subset)
     prompts = [build_prompt(s.labels, config.prompt_template) for s in samples]
     # 2. Build or load the networks (no side effects) and check the resolution against them.
     parts = load_parts(config, prompts)
@@ -323,6 +354,7 @@ def train_model(
         dataset_fingerprint=dataset_index.fingerprint,
         train_ids=[str(s.id) for s in samples],
         label_vocabulary=label_vocabulary(samples),
+        real_subset=real_subset.to_dict() if real_subset is not None else None,
     )
     val_samples = dataset_index.usable("val")[: config.num_samples] or samples[: config.num_samples]
     return run_training(

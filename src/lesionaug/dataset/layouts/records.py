@@ -15,7 +15,8 @@ class Problem:
     """Something wrong with one file or label row; ``code`` is a stable identifier.
 
     Codes: missing_mask, orphan_mask, orphan_label, size_mismatch, duplicate_id, unreadable, corrupt,
-    truncated, too_large, symlink_loop (indexing); non_binary_mask, empty_mask (``info``, reads pixels).
+    truncated, too_large, symlink_loop, symlink_outside (indexing); non_binary_mask, empty_mask
+    (``info``, reads pixels).
     ``sample_id`` names the sample the problem makes unusable, if any.
     """
 
@@ -36,7 +37,8 @@ class Sample:
     label file) or ``label_rows`` (file -> row, when several files are joined), ``attribute_masks``
     (ISIC 2018 Task 2: attribute -> mask path), ``superpixels`` and ``features`` (ISIC 2017 Part 2
     paths; see ``layouts.isic_challenge.rasterise_features``), ``roi`` (PH2 colour ROI mask paths),
-    ``license`` (ISIC Archive ``copyright_license``).
+    ``license`` (ISIC Archive ``copyright_license``), ``label_tables`` (the ``--labels`` files that
+    labelled it), ``job_index`` (a synthetic pair's index in its generation plan).
     """
 
     id: str
@@ -47,6 +49,7 @@ class Sample:
     size: tuple[int, int]
     source: dict = field(default_factory=dict, compare=False)
     digest: str = field(default="", compare=False)  # content hash of image + mask + labels
+    synthetic: bool = False  # a pair `lesionaug augment` added (listed in the folder's manifest)
 
 
 @dataclass(frozen=True)

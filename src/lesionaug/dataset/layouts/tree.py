@@ -1,12 +1,15 @@
-"""One walk over a dataset folder: every folder and file name, junk skipped, symlink loops caught.
+"""One walk over a dataset folder: every folder and file name, junk skipped, symlinks kept inside.
 
 Layout detection and the readers work on this listing, so the disk is listed once. The walk uses
 ``os.scandir`` (no stat per file), stops at ``MAX_DEPTH`` levels and remembers the real path of every
-folder it entered, so a symlink that points back up the tree is reported instead of followed.
+folder it entered. Folder symlinks are followed only inside the dataset: one that points back up the
+tree is reported as ``symlink_loop`` and one that leads out of the root (to ``/``, a home folder) as
+``symlink_outside``, and neither is entered. Both are problems to report, not damaged files.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from dataclasses import dataclass, field
@@ -103,12 +106,18 @@ class Tree:
         return sum(len(listing.files) for listing in self.listings.values())
 
 
+def is_within(real: str, root_real: str) -> bool:
+    """``real`` is ``root_real`` or a path below it (both already resolved)."""
+    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
 def scan_tree(root: Path, max_depth: int = MAX_DEPTH) -> Tree:
     """List ``root`` recursively; raises OSError only when the root itself cannot be listed."""
     root = Path(root)
     listings: dict[str, Listing] = {}
     problems: list[Problem] = []
-    visited: set[str] = {os.path.realpath(root)}
+    root_real = os.path.realpath(root)
+    visited: set[str] = {root_real}
     # Each stack entry: (relative path, real path, real paths of its ancestors).
     stack: list[tuple[str, str, tuple[str, ...]]] = [("", os.path.realpath(root), ())]
     first = True
@@ -132,7 +141,7 @@ def scan_tree(root: Path, max_depth: int = MAX_DEPTH) -> Tree:
                 is_dir = entry.is_dir()
                 is_file = not is_dir and entry.is_file()
             except OSError as exc:
-                code = "symlink_loop" if entry.is_symlink() else "unreadable"
+                code = "symlink_loop" if exc.errno == errno.ELOOP else "unreadable"
                 problems.append(Problem(code, entry.path, f"cannot follow ({exc.strerror})"))
                 continue
             if is_dir:
@@ -143,6 +152,10 @@ def scan_tree(root: Path, max_depth: int = MAX_DEPTH) -> Tree:
                             "symlink_loop", entry.path, f"symlink points back to an enclosing folder ({child_real})"
                         )
                     )
+                    continue
+                if not is_within(child_real, root_real):
+                    message = f"folder symlink leads outside the dataset (to {child_real}); not followed"
+                    problems.append(Problem("symlink_outside", entry.path, message))
                     continue
                 if child_real in visited or len(ancestors) + 1 > max_depth:
                     continue
