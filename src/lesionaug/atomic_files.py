@@ -160,6 +160,18 @@ def link_or_copy(src: Path, dst: Path) -> str:
     return place_file(src, dst, "hard")
 
 
+def replace_folder(tmp: Path, final: Path) -> None:
+    """Put the finished folder ``tmp`` at ``final``: a previous ``final`` is moved aside first and
+    removed only after the rename, so ``final`` is at every moment either the old or the new folder."""
+    old = None
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def remove_temporaries(root: Path) -> int:
     """Delete temporaries a killed run left anywhere under ``root``; returns how many."""
     removed = 0

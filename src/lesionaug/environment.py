@@ -27,10 +27,10 @@ CPU_FLAGS = (
 CPUINFO = Path("/proc/cpuinfo")
 
 
-def library_versions() -> dict[str, str | None]:
-    """Installed versions of the libraries lesionaug computes with (None: not installed)."""
+def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str | None]:
+    """Installed versions of ``names`` (by default the libraries lesionaug computes with; None: not installed)."""
     versions: dict[str, str | None] = {}
-    for name in LIBRARIES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from lesionaug import __version__
+from lesionaug.atomic_files import replace_folder
 from lesionaug.datalist.hf_folder import write_hf
 from lesionaug.datalist.lists import write_csv, write_monai
 from lesionaug.datalist.nnunet_raw import write_nnunet
@@ -85,13 +86,7 @@ def write_datalist(options: DatalistOptions, reporter: Reporter = SILENT) -> dic
         record = {"tool": "lesionaug datalist", "version": __version__, "options": options.to_dict(),
                   "counts": selection.counts(), "fingerprint": index.fingerprint}
         (tmp / DATALIST_MARKER).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        if final.exists():
-            old = final.parent / f".{final.name}.old-{os.getpid()}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        replace_folder(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     notes = notes_for(options, selection, final)

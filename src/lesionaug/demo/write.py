@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from lesionaug.atomic_files import replace_folder
 from lesionaug.demo.cases import DEMO_LAYOUTS, draw_cases
 from lesionaug.demo.layouts import ARCHIVE_METADATA, TASK3_FIRST_ID, WRITERS, write_archive_metadata
 from lesionaug.errors import ConfigError, UsageError
@@ -88,13 +89,7 @@ def write_demo_dataset(
             write_archive_metadata(tmp / ARCHIVE_METADATA, cases, ARCHIVE_ID_START[layout])
         marker = {"tool": "lesionaug demo-data", "layout": layout, "n": n, "size": size, "seed": seed}
         (tmp / DEMO_MARKER).write_text(json.dumps(marker, sort_keys=True) + "\n")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import platform
 import sys
-from importlib import metadata
 from typing import Any
 
 from lesionaug import __version__
@@ -22,6 +21,7 @@ from lesionaug.engine.providers import (
     tensorrt_version,
 )
 from lesionaug.engine.registry import cache_root, list_engines, tensorrt_cache_dirs
+from lesionaug.environment import library_versions
 from lesionaug.errors import BackendError
 
 PACKAGES = ("onnxruntime-gpu", "onnxruntime", "onnx", "onnxscript", "torch", "diffusers", "transformers",
@@ -29,13 +29,7 @@ PACKAGES = ("onnxruntime-gpu", "onnxruntime", "onnx", "onnxscript", "torch", "di
 
 
 def package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"lesionaug": __version__, "python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return {"lesionaug": __version__, "python": platform.python_version(), **library_versions(PACKAGES)}
 
 
 def ort_devices() -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from lesionaug import __version__
 from lesionaug.cards import read_card
+from lesionaug.atomic_files import replace_folder
 from lesionaug.engine.card import EngineCard
 from lesionaug.engine.registry import register_engine
 from lesionaug.engine.session import verification_session
@@ -125,16 +126,6 @@ def _prepare_target(engine_dir: Path, force: bool) -> Path:
     return tmp
 
 
-def _move_into_place(tmp: Path, engine_dir: Path) -> None:
-    old = None
-    if engine_dir.exists():
-        old = engine_dir.parent / f".{engine_dir.name}.old-{os.getpid()}"
-        os.replace(engine_dir, old)
-    os.replace(tmp, engine_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def export_model(
     model_dir: str | Path,
     engine_dir: str | Path,
@@ -203,7 +194,7 @@ def export_model(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        _move_into_place(tmp, engine_dir)
+        replace_folder(tmp, engine_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
