@@ -19,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from lesionaug.train.checkpoints import load_training_state, restore_random_states
-from lesionaug.train.data import TrainingSet
 from lesionaug.errors import BackendError
+from lesionaug.progress import Reporter
+from lesionaug.train.checkpoints import load_training_state, restore_random_states
+from lesionaug.train.config import TrainConfig
+from lesionaug.train.data import TrainingSet
 from lesionaug.train.networks import ModelParts, build_controlnet, use_sdpa_attention
 
 
@@ -117,7 +119,7 @@ class StageObjective:
     encoded, and every draw picks one of them, the mask turned with it.
     """
 
-    def __init__(self, parts: ModelParts, data: TrainingSet, stage: TrainingStage, config: Any, device: Any, reporter,
+    def __init__(self, parts: ModelParts, data: TrainingSet, stage: TrainingStage, config: TrainConfig, device: Any, reporter: Reporter,
                  rank: int = 0, world: int = 1):
         import torch
 
@@ -223,7 +225,7 @@ class StageObjective:
         return F.mse_loss(prediction.float(), target.float())
 
 
-def prepare_networks(parts: ModelParts, stage: TrainingStage, config: Any, device: Any) -> dict[str, Any]:
+def prepare_networks(parts: ModelParts, stage: TrainingStage, config: TrainConfig, device: Any) -> dict[str, Any]:
     """The stage's trained networks, everything on ``device``, attention through PyTorch SDPA,
     activations recomputed in the backward pass when ``config.gradient_checkpointing``."""
     import torch
@@ -309,9 +311,9 @@ def run_stage(
     parts: ModelParts,
     data: TrainingSet,
     stage: TrainingStage,
-    config: Any,
+    config: TrainConfig,
     accelerator: Any,
-    reporter: Any,
+    reporter: Reporter,
     *,
     resume_from: Any = None,
     on_step: Callable[[int, Any, Any], None] | None = None,

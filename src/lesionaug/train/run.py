@@ -58,7 +58,7 @@ class Provenance:
     real_subset: dict | None = None  # --real-fraction / --real-count, when the split was subsampled
 
 
-def load_parts(config: Any, prompts: list[str]) -> ModelParts:
+def load_parts(config: TrainConfig, prompts: list[str]) -> ModelParts:
     """The compact model (seeded, vocabulary from ``prompts``) or the Stable Diffusion base."""
     import torch
 
@@ -78,7 +78,7 @@ def load_parts(config: Any, prompts: list[str]) -> ModelParts:
     return parts
 
 
-def stage_plans(config: Any) -> list[TrainingStage]:
+def stage_plans(config: TrainConfig) -> list[TrainingStage]:
     if config.compact:
         return [
             TrainingStage("base", 0, 0, config.base_steps, config.base_lr),
@@ -107,7 +107,7 @@ def make_accelerator(mixed_precision: str, report_to: str | None = None, project
         return Accelerator(mixed_precision=mixed_precision, **kwargs)
 
 
-def owned_networks(parts: ModelParts, config: Any) -> dict[str, Any]:
+def owned_networks(parts: ModelParts, config: TrainConfig) -> dict[str, Any]:
     """The networks this run changes (what a checkpoint must hold)."""
     networks = {"unet": parts.unet, "text_encoder": parts.text_encoder} if config.compact else {}
     if parts.controlnet is not None:
@@ -147,7 +147,7 @@ def run_training(
     load_train: Callable[[], TrainingSet],
     load_val: Callable[[], TrainingSet],
     out_dir: Path,
-    config: Any,
+    config: TrainConfig,
     provenance: Provenance,
     reporter: Reporter,
     *,
@@ -160,23 +160,9 @@ def run_training(
     check_tracker(config.report_to)
     accelerator = make_accelerator(config.mixed_precision, config.report_to, Path(out_dir) / TRACKER_DIR)
     plans = stage_plans(config)
-    total = plans[-1].last_step
     # 1. The output folder: refuse a foreign or different run before writing anything.
-    checkpoint, info, done = None, {}, 0
-
-    def check_resumable() -> None:
-        nonlocal checkpoint, info, done
-        checkpoint = latest_checkpoint(out_dir)
-        info = read_checkpoint_info(checkpoint) if checkpoint is not None else {}
-        done = int(info.get("step", 0))
-        if done > total:
-            raise ConfigError(
-                f"the run in the output folder is already at step {done}, past the {total} steps asked for",
-                path=out_dir,
-                fix=f"pass --steps {done - plans[-1].first_step} or more to --resume it",
-            )
-
-    prepare_output(out_dir, identity, resume=resume, force=force, before_resume=check_resumable)
+    start = ResumePoint(out_dir, plans)
+    prepare_output(out_dir, identity, resume=resume, force=force, before_resume=start.find)
     data = load_train()
     if len(data) < config.batch_size * accelerator.num_processes:
         raise ConfigError(f"only {len(data)} training pairs, fewer than one batch", fix="lower --batch-size")
@@ -186,80 +172,124 @@ def run_training(
             {"version": __version__, "training": config.to_dict(), "environment": environment_record()},
         )
     # 2. Where to start: the newest checkpoint when resuming.
-    if checkpoint is not None:
-        restore_networks(parts, checkpoint, info)
-        reporter.info(f"resuming from {checkpoint} (step {done})")
-    val = load_val()
-    samples_written: list[str] = []
-    loss_log = LossLog(out_dir, accelerator, config.report_to, config.to_dict(), done if checkpoint is not None else 0)
+    if start.checkpoint is not None:
+        restore_networks(parts, start.checkpoint, start.info)
+        reporter.info(f"resuming from {start.checkpoint} (step {start.done})")
+    checkpoints = CheckpointWriter(parts, load_val(), out_dir, config, accelerator)
+    loss_log = LossLog(out_dir, accelerator, config.report_to, config.to_dict(),
+                       start.done if start.checkpoint is not None else 0)
 
     # 3. Each stage by the same loop; checkpoints and sample grids at the chosen steps.
     results = []
     for stage in plans:
-        if done >= stage.last_step:
+        if start.done >= stage.last_step:
             continue
-
-        def on_step(step: int, optimizer: Any, lr_scheduler: Any, stage: TrainingStage = stage) -> None:
-            every = config.checkpoint_every
-            if step != stage.last_step and not (every and step % every == 0):
-                return
-            if accelerator.is_main_process:
-                extra = {"grad_scaler": accelerator.scaler.state_dict()} if accelerator.scaler is not None else {}
-                save_checkpoint(
-                    out_dir,
-                    step,
-                    {"stage": stage.name, "stage_step": step - stage.first_step, "version": __version__},
-                    owned_networks(parts, config),
-                    optimizer,
-                    lr_scheduler,
-                    extra,
-                    keep=config.keep_checkpoints,
-                )
-                samples_written.append(str(write_grid(parts, val, out_dir / "samples" / f"step-{step}.png", config)))
-                write_loss_curve(out_dir)
-            accelerator.wait_for_everyone()
-
-        resume_from = checkpoint if checkpoint is not None and stage.first_step < done < stage.last_step else None
-        result = run_stage(
-            parts, data, stage, config, accelerator, reporter, resume_from=resume_from, on_step=on_step,
+        resume_from = start.checkpoint if start.checkpoint is not None and stage.first_step < start.done < stage.last_step else None
+        results.append(run_stage(
+            parts, data, stage, config, accelerator, reporter, resume_from=resume_from,
+            on_step=lambda step, optimizer, lr_scheduler, stage=stage: checkpoints.at_step(stage, step, optimizer, lr_scheduler),
             on_loss=lambda step, loss, lr, name=stage.name: loss_log.log(step, name, loss, lr),
-        )
-        results.append(result)
+        ))
 
     # 4. The model folder, lesionaug.json last.
     loss_log.close()
     curve = write_loss_curve(out_dir) if accelerator.is_main_process else None
     if accelerator.is_main_process:
         shape_model = write_shape_model(out_dir, data, provenance.split_fingerprint, reporter)
-        info = {
-            "base": parts.base,
-            "latent": parts.latent,
-            "resolution": config.resolution,
-            "size_multiple": parts.size_multiple,
-            "vae_scale_factor": parts.vae_scale_factor,
-            "prompt_template": config.prompt_template,
-            "label_vocabulary": provenance.label_vocabulary,
-            "shape_model": shape_model,
-            "training": config.to_dict(),
-            "split_fingerprint": provenance.split_fingerprint,
-            "dataset_fingerprint": provenance.dataset_fingerprint,
-            "train_ids": list(provenance.train_ids),
-            **({"real_subset": provenance.real_subset} if provenance.real_subset is not None else {}),
-            "steps_done": total,
-            "version": __version__,
-            "model_size": config.model_size if config.compact else None,
-        }
-        write_model_folder(out_dir, parts, info)
+        write_model_folder(out_dir, parts, model_card(parts, config, provenance, shape_model, plans[-1].last_step))
     accelerator.wait_for_everyone()
+    return training_summary(out_dir, parts, config, provenance, results, start, checkpoints.grids, curve, len(data))
+
+
+class ResumePoint:
+    """The newest checkpoint in the output folder and its step (``find`` runs once the folder is
+    known to hold this run); a checkpoint past the last step asked for is refused."""
+
+    def __init__(self, out_dir: Path, plans: list[TrainingStage]):
+        self.out_dir, self.plans = Path(out_dir), plans
+        self.checkpoint: Path | None = None
+        self.info: dict = {}
+        self.done = 0
+
+    def find(self) -> None:
+        total = self.plans[-1].last_step
+        self.checkpoint = latest_checkpoint(self.out_dir)
+        self.info = read_checkpoint_info(self.checkpoint) if self.checkpoint is not None else {}
+        self.done = int(self.info.get("step", 0))
+        if self.done > total:
+            raise ConfigError(
+                f"the run in the output folder is already at step {self.done}, past the {total} steps asked for",
+                path=self.out_dir,
+                fix=f"pass --steps {self.done - self.plans[-1].first_step} or more to --resume it",
+            )
+
+
+class CheckpointWriter:
+    """Called after every optimizer step: at each stage's last step and every ``checkpoint_every``
+    steps it saves a checkpoint (networks, optimizer, schedule, grad scaler), a sample grid from the
+    validation pairs and the loss curve; every process waits for the main one."""
+
+    def __init__(self, parts: ModelParts, val: TrainingSet, out_dir: Path, config: TrainConfig, accelerator: Any):
+        self.parts, self.val, self.out_dir, self.config, self.accelerator = parts, val, Path(out_dir), config, accelerator
+        self.grids: list[str] = []
+
+    def at_step(self, stage: TrainingStage, step: int, optimizer: Any, lr_scheduler: Any) -> None:
+        every = self.config.checkpoint_every
+        if step != stage.last_step and not (every and step % every == 0):
+            return
+        if self.accelerator.is_main_process:
+            scaler = self.accelerator.scaler
+            save_checkpoint(
+                self.out_dir,
+                step,
+                {"stage": stage.name, "stage_step": step - stage.first_step, "version": __version__},
+                owned_networks(self.parts, self.config),
+                optimizer,
+                lr_scheduler,
+                {"grad_scaler": scaler.state_dict()} if scaler is not None else {},
+                keep=self.config.keep_checkpoints,
+            )
+            grid = write_grid(self.parts, self.val, self.out_dir / "samples" / f"step-{step}.png", self.config)
+            self.grids.append(str(grid))
+            write_loss_curve(self.out_dir)
+        self.accelerator.wait_for_everyone()
+
+
+def model_card(parts: ModelParts, config: TrainConfig, provenance: Provenance, shape_model: str | None,
+               steps_done: int) -> dict:
+    """The model card's fields (``lesionaug.json``): what the model is and what it was trained on."""
+    return {
+        "base": parts.base,
+        "latent": parts.latent,
+        "resolution": config.resolution,
+        "size_multiple": parts.size_multiple,
+        "vae_scale_factor": parts.vae_scale_factor,
+        "prompt_template": config.prompt_template,
+        "label_vocabulary": provenance.label_vocabulary,
+        "shape_model": shape_model,
+        "training": config.to_dict(),
+        "split_fingerprint": provenance.split_fingerprint,
+        "dataset_fingerprint": provenance.dataset_fingerprint,
+        "train_ids": list(provenance.train_ids),
+        **({"real_subset": provenance.real_subset} if provenance.real_subset is not None else {}),
+        "steps_done": steps_done,
+        "version": __version__,
+        "model_size": config.model_size if config.compact else None,
+    }
+
+
+def training_summary(out_dir: Path, parts: ModelParts, config: TrainConfig, provenance: Provenance, results: list,
+                     start: ResumePoint, grids: list[str], curve: Path | None, train_pairs: int) -> dict:
+    """``train``'s result (its ``--json`` data): the folder, the stages run, their speed and losses."""
     return {
         "model_dir": str(out_dir),
         "base": config.base,
         "latent": parts.latent,
         "model_size": config.model_size if config.compact else None,
         "resolution": config.resolution,
-        "train_pairs": len(data),
-        "steps_done": total,
-        "resumed_from_step": done if checkpoint is not None else None,
+        "train_pairs": train_pairs,
+        "steps_done": start.plans[-1].last_step,
+        "resumed_from_step": start.done if start.checkpoint is not None else None,
         "stages": [
             {
                 "name": r.name,
@@ -273,14 +303,14 @@ def run_training(
             }
             for r in results
         ],
-        "sample_grids": samples_written,
+        "sample_grids": grids,
         "loss_curve_png": str(curve) if curve else None,
         "report_to": config.report_to,
         "split_fingerprint": provenance.split_fingerprint,
     }
 
 
-def write_grid(parts: ModelParts, val: TrainingSet, path: Path, config: Any) -> Path:
+def write_grid(parts: ModelParts, val: TrainingSet, path: Path, config: TrainConfig) -> Path:
     index = list(range(min(len(val), config.num_samples)))
     return write_sample_grid(
         path,
