@@ -11,6 +11,7 @@ from __future__ import annotations
 CARD_NAME = "lesionaug.json"
 MODEL_FORMAT = "lesionaug.model/1"
 ENGINE_FORMAT = "lesionaug.engine/1"
+FILE_HASHES_NAME = "file-hashes.json"  # in the cache folder: graph sha256 by path, size and times
 
 # A training run's output folder.
 TRAIN_RUN_MARKER = "lesionaug-train.json"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lesionaug.cards import find_card, model_card_of, read_card
 from lesionaug.dataset.subsets import RealSubset, choose_real_subset
+from lesionaug.engine.integrity import verify_engine
 from lesionaug.engine.registry import cache_root
 from lesionaug.errors import ConfigError, ModelError
 from lesionaug.export.run import export_model
@@ -68,14 +69,20 @@ def model_hash(model_card: dict) -> str:
 
 
 def engine_hash(engine_dir: Path, card: dict) -> str:
-    """The engine's identity: its graphs' sha256 and the tokenizer and scheduler files.
+    """The engine's identity: its graph files' sha256 and the tokenizer and scheduler files.
 
-    Not the card itself (it carries a creation time) nor caches kept beside the graphs, so
-    re-registering an engine or building TensorRT caches does not change it.
+    The graphs are hashed from the files (``engine/integrity.py``: cached by file state, and a file
+    that differs from its card is refused, exit 4), never taken from the card's text. Not the card
+    itself (it carries a creation time) nor caches kept beside the graphs, so re-registering an
+    engine or building TensorRT caches does not change it.
     """
+    digests = verify_engine(Path(engine_dir), card.get("graphs") or {})
     h = hashlib.sha256()
-    for name in sorted(card.get("graphs") or {}):
-        h.update(f"graph {name} {card['graphs'][name].get('sha256')}\n".encode())
+    for name in sorted(digests):
+        main = card["graphs"][name]["file"]
+        h.update(f"graph {name} {digests[name][main]}\n".encode())
+        for rel in sorted(set(digests[name]) - {main}):  # external-data files
+            h.update(f"graph {name} file {rel} {digests[name][rel]}\n".encode())
     for sub in ("tokenizer", "scheduler"):
         folder = Path(engine_dir) / sub
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):

@@ -19,6 +19,7 @@ from typing import Any
 from lesionaug import __version__
 from lesionaug.cards import read_card
 from lesionaug.engine.card import EngineCard
+from lesionaug.engine.integrity import remember_digest
 from lesionaug.engine.registry import register_engine
 from lesionaug.engine.session import verification_session
 from lesionaug.errors import ConfigError, LesionaugError, ModelError
@@ -207,6 +208,10 @@ def export_model(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    # The graphs were hashed as they were written: the first load need not read them again.
+    for graph in graphs.values():
+        for rel, digest in {graph["file"]: graph["sha256"], **graph["files"]}.items():
+            remember_digest(engine_dir / rel, digest)
     _register(engine_dir, reporter)
     return ExportResult(engine_dir, settings.precision, geometry.size_multiple, graphs, time.perf_counter() - start)
 
