@@ -1,7 +1,17 @@
-"""Crafted inputs, kept in one place: symlinks out of the dataset and looped, a relative file
-symlink, a 16-bit soft mask, a camera JPEG turned by its EXIF tag, and a huge ``--n``.
+"""Crafted inputs, kept in one place: each a file an attacker (or a careless copy) could hand lesionaug.
 
-Each test reproduces a case of issue 15 that went wrong before: the symlink was hard-linked and
+Security: a shard whose manifest or run record names paths outside its folder (traversal, absolute,
+symlinked) or whose files were changed; an engine whose graph bytes differ from its card; model
+folders with pickle weights. Every path read from a manifest, run record or engine card stays inside
+its folder; ``merge`` hashes each shard file against its manifest before linking; an engine's graphs
+are hashed against its card when it loads; networks are read from safetensors only unless
+``--allow-pickle``. Each is refused with one line and its exit code, nothing written outside.
+
+Dataset input and options: symlinks out of the dataset and looped, a relative file symlink, a 16-bit
+soft mask, a camera JPEG turned by its EXIF tag, a huge ``--n``, a deeply nested TOML file.
+
+Each test reproduces a case of issue 15 that went wrong before: ``merge`` replaced a file outside
+every folder, a tampered engine generated under its old hash, the symlink was hard-linked and
 dangled in the output, ``info`` walked ``/`` through a folder link, a 16-bit soft mask was clipped
 into a binary one, a rotated JPEG was a "size mismatch", and ``--n 9999999`` planned for hours.
 """
@@ -17,16 +27,23 @@ from pathlib import Path
 import layout_fixtures as fx
 import numpy as np
 import pytest
+from augment_runs import augment, trained_run, tree_digest
+from augment_runs import invoke as run_invoke
 from file_traps import damage
 from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
+from lesionaug.atomic_files import sha256_file
 from lesionaug.cli import app
 from lesionaug.dataset.files import mask_pixel_problem, probe_file, read_image, read_mask
 from lesionaug.dataset.index import load_dataset
+from lesionaug.errors import ConfigError
+from lesionaug.formats import MANIFEST_NAME, RUN_NAME
 from lesionaug.output import disk_space
 from lesionaug.output.folder import link_originals, list_originals
+from lesionaug.output.manifest import MANIFEST_KEYS, read_manifest
 from lesionaug.plan import jobs as plan_jobs
+from lesionaug.safe_paths import resolve_inside
 
 
 def invoke(*args) -> tuple[int, dict | None, str]:
@@ -40,6 +57,302 @@ def paired(root: Path, n: int = 6) -> Path:
     """A ``write_paired`` dataset (images/ and masks/ in lesions/lesions/); returns that base folder."""
     fx.write_paired(root, n=n, labels=True)
     return root / "lesions" / "lesions"
+
+
+# ---- the one path rule ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rel, why",
+    [
+        ("../../../somewhere/file", "climbs out with '..'"),
+        ("train/../../x.png", "climbs out with '..'"),
+        ("train\\..\\..\\x.png", "climbs out with '..'"),
+        ("/etc/passwd", "is an absolute path"),
+        ("C:\\Windows\\x", "is an absolute path"),
+        ("", "is not a file name"),
+        (None, "is not a file name"),
+        ("a\0b", "NUL"),
+        (".", "names the folder itself"),
+    ],
+)
+def test_a_path_that_leaves_its_folder_is_refused_by_its_text(tmp_path, rel, why):
+    with pytest.raises(ConfigError, match="manifest line 7") as info:
+        resolve_inside(tmp_path, rel, source=tmp_path / MANIFEST_NAME, where="manifest line 7")
+    assert why in info.value.message
+    assert info.value.path == str(tmp_path / MANIFEST_NAME) and info.value.exit_code == 3
+
+
+def test_symlinks_may_stay_inside_but_never_lead_out(tmp_path):
+    folder, outside = tmp_path / "folder", tmp_path / "outside"
+    (folder / "train").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(b"x")
+    (folder / "train" / "a.png").write_bytes(b"a")
+    os.symlink(folder / "train" / "a.png", folder / "train" / "alias.png")  # inside: fine
+    os.symlink(outside / "secret.png", folder / "train" / "out.png")  # a file leading out
+    os.symlink(outside, folder / "escape")  # a folder leading out
+    source = folder / MANIFEST_NAME
+    assert resolve_inside(folder, "train/a.png", source=source, where="w") == (folder / "train" / "a.png").resolve()
+    assert resolve_inside(folder, "train/alias.png", source=source, where="w") == (folder / "train" / "a.png").resolve()
+    assert resolve_inside(folder, "train/new.png", source=source, where="w").name == "new.png"  # need not exist
+    for rel in ("train/out.png", "escape/secret.png", "escape/not-yet.png"):
+        with pytest.raises(ConfigError, match="through a symlink"):
+            resolve_inside(folder, rel, source=source, where="w")
+
+
+def test_a_manifest_line_naming_a_path_outside_is_refused_with_its_line_number(tmp_path):
+    lines = [{"id": f"SYN_{k}", "index": k, "image": f"train/{k}.jpg", "mask": f"train/{k}.png"} for k in range(3)]
+    lines[1]["mask"] = "../../../somewhere/file"
+    text = "".join(json.dumps({**dict.fromkeys(MANIFEST_KEYS), **line}) + "\n" for line in lines)
+    (tmp_path / MANIFEST_NAME).write_text(text)
+    with pytest.raises(ConfigError) as info:
+        read_manifest(tmp_path / MANIFEST_NAME)
+    assert "manifest line 2 (mask) names '../../../somewhere/file'" in info.value.message
+
+
+# ---- merge, verify, resume and evaluate on crafted augmented folders ------------------------------
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """Both shards of one small plan (originals included), made once; tests edit copies."""
+    run = trained_run()
+    root = tmp_path_factory.mktemp("secure-shards")
+    for i in (0, 1):
+        result = augment(run.dataset, root / f"s{i}", "--n", "4", "--batch-size", "2", "--shard", f"{i}/2")
+        assert result.exit_code == 0, result.stderr
+    return root
+
+
+def _edit_line(folder: Path, number: int, **changes) -> None:
+    manifest = folder / MANIFEST_NAME
+    lines = manifest.read_text().splitlines(keepends=True)
+    lines[number - 1] = json.dumps({**json.loads(lines[number - 1]), **changes}) + "\n"
+    manifest.write_text("".join(lines))
+
+
+def _victim(tmp_path: Path) -> Path:
+    victim = tmp_path / "somewhere" / "file"
+    victim.parent.mkdir(parents=True)
+    victim.write_text("outside every folder merge was given")
+    return victim
+
+
+def _craft(case: str, shard: Path, tmp_path: Path, victim: Path) -> str:
+    """Damage ``shard`` in one way; returns what the refusal must name."""
+    entries = read_manifest(shard / MANIFEST_NAME)
+    if case == "traversal":
+        # From the shard (tmp_path/a/b/c/s1) the line names the attacker's file tmp_path/a/somewhere/file;
+        # from the merge output (tmp_path/o/p/merged) the same text names the victim.
+        payload = shard.parents[2] / "somewhere" / "file"
+        payload.parent.mkdir(parents=True)
+        payload.write_bytes((shard / entries[1]["image"]).read_bytes())
+        _edit_line(shard, 2, image="../../../somewhere/file")
+        return "manifest line 2 (image)"
+    if case == "absolute":
+        _edit_line(shard, 1, mask=str(victim))
+        return "manifest line 1 (mask)"
+    if case == "symlink":
+        # Same bytes outside, so only the symlink rule can refuse it (the sha256 matches).
+        image = shard / entries[1]["image"]
+        outside = tmp_path / "outside-copy.jpg"
+        shutil.copyfile(image, outside)
+        image.unlink()
+        os.symlink(outside, image)
+        return "manifest line 2 (image)"
+    if case == "tampered":
+        mask = shard / entries[0]["mask"]
+        data = bytearray(mask.read_bytes())
+        data[-20] ^= 0xFF
+        mask.write_bytes(bytes(data))
+        return "manifest line 1 (mask)"
+    record = json.loads((shard / RUN_NAME).read_text())
+    record["outputs"]["originals"][3]["path"] = "../../../somewhere/file"
+    (shard / RUN_NAME).write_text(json.dumps(record))
+    return "run record originals[3]"
+
+
+@pytest.mark.parametrize("case", ["traversal", "absolute", "symlink", "tampered", "record_traversal"])
+def test_merge_refuses_a_crafted_shard_and_writes_nothing(shards, tmp_path, case):
+    work = tmp_path / "a" / "b" / "c"
+    s0, s1 = shutil.copytree(shards / "s0", work / "s0"), shutil.copytree(shards / "s1", work / "s1")
+    merged = tmp_path / "o" / "p" / "merged"
+    victim = _victim(tmp_path)
+    crafted = s0 if case == "record_traversal" else s1
+    needle = _craft(case, crafted, tmp_path, victim)
+    before = tree_digest(tmp_path)
+    result = run_invoke("merge", merged, s0, s1, "--json", "-q")
+    assert result.exit_code == 3, result.stderr
+    error = result.envelope["errors"][0]
+    assert needle in error["message"]
+    assert error["path"] == str(crafted / (RUN_NAME if case == "record_traversal" else MANIFEST_NAME))
+    assert not merged.exists()
+    assert tree_digest(tmp_path) == before and victim.read_text() == "outside every folder merge was given"
+
+
+def test_verify_refuses_paths_outside_and_does_not_hash_them(shards, tmp_path):
+    folder = shutil.copytree(shards / "s0", tmp_path / "s0")
+    _edit_line(folder, 1, image="/etc/hostname")
+    result = run_invoke("verify", folder, "--json", "-q")
+    assert result.exit_code == 3
+    assert "manifest line 1 (image) names '/etc/hostname', which is an absolute path" in result.envelope["errors"][0]["message"]
+    record_case = shutil.copytree(shards / "s1", tmp_path / "s1")
+    record = json.loads((record_case / RUN_NAME).read_text())
+    record["outputs"]["label_files"][0]["path"] = "../s0/" + record["outputs"]["label_files"][0]["path"]
+    (record_case / RUN_NAME).write_text(json.dumps(record))
+    result = run_invoke("verify", record_case, "--json", "-q")
+    assert result.exit_code == 3 and "run record label_files[0]" in result.envelope["errors"][0]["message"]
+
+
+def test_resume_refuses_a_manifest_that_leads_out_and_removes_nothing(shards, tmp_path):
+    run = trained_run()
+    out = shutil.copytree(shards / "s0", tmp_path / "out")
+    victim = _victim(tmp_path)
+    os.symlink(victim.parent, out / "elsewhere")  # a folder symlink planted in the output
+    _edit_line(out, 2, image="elsewhere/file")
+    before = tree_digest(tmp_path)
+    needle = "manifest line 2 (image) names 'elsewhere/file', which leads outside the folder through a symlink"
+    resumed = augment(run.dataset, out, "--n", "4", "--batch-size", "2", "--shard", "0/2")
+    # A smaller --n with --force removes the dropped job's files: the line must not lead it out.
+    forced = augment(run.dataset, out, "--n", "2", "--batch-size", "2", "--shard", "0/2", "--force")
+    for result in (resumed, forced):
+        assert result.exit_code == 3, result.stderr
+        assert needle in result.envelope["errors"][0]["message"]
+    assert tree_digest(tmp_path) == before and victim.exists()
+
+
+def test_evaluate_reads_no_synthetic_pair_from_outside_its_folder(tmp_path):
+    from evaluation_fixtures import write_augmented_folder, write_model_card
+
+    from lesionaug.output.synthetic_pairs import read_synthetic_source
+
+    folder = tmp_path / "aug"
+    write_augmented_folder(folder, 2, write_model_card(tmp_path / "model", ["train000"]))
+    outside = tmp_path / "outside.png"
+    shutil.copyfile(folder / "train/images/SYN_0000001.png", outside)
+    _edit_line(folder, 1, image=str(outside))
+    with pytest.raises(ConfigError) as info:
+        read_synthetic_source(folder)
+    assert "manifest line 1 (image)" in info.value.message and info.value.exit_code == 3
+
+
+# ---- a tampered engine ---------------------------------------------------------------------------
+
+
+def _flip_weight_byte(graph: Path) -> None:
+    """Flip one byte in the middle of the graph's largest weight: still a valid graph, other numbers."""
+    import onnx
+
+    weight = max(onnx.load(str(graph)).graph.initializer, key=lambda t: len(t.raw_data)).raw_data
+    data = bytearray(graph.read_bytes())
+    at = data.find(weight)
+    assert at >= 0 and len(weight) > 64
+    data[at + len(weight) // 2] ^= 0x40
+    graph.write_bytes(bytes(data))
+
+
+def _re_sign(engine: Path) -> None:
+    """Write the changed graph's sha256 into the card, as someone covering their tracks would."""
+    card = json.loads((engine / "lesionaug.json").read_text())
+    digest = sha256_file(engine / "denoiser.onnx")
+    card["graphs"]["denoiser"]["sha256"] = digest
+    card["graphs"]["denoiser"]["files"]["denoiser.onnx"] = digest
+    (engine / "lesionaug.json").write_text(json.dumps(card))
+
+
+@pytest.fixture
+def engine_copy(tmp_path):
+    """A copy of the tiny exported pixel engine that a test may damage."""
+    from exported_engines import exported_engine
+
+    return Path(shutil.copytree(exported_engine("pixel").engine_dir, tmp_path / "engine"))
+
+
+def test_a_tampered_engine_is_refused_when_it_loads(engine_copy, demo_isic2018, tmp_path):
+    from lesionaug.engine import Engine
+    from lesionaug.errors import ModelError
+
+    assert set(Engine.load(engine_copy, "cpu", threads=1).file_digests) == {"denoiser", "text_encoder"}
+    graph = engine_copy / "denoiser.onnx"
+    before = graph.stat()
+    _flip_weight_byte(graph)
+    os.utime(graph, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size and mtime: the cache is not fooled
+    with pytest.raises(ModelError) as info:
+        Engine.load(engine_copy, "cpu", threads=1)
+    assert info.value.exit_code == 4 and info.value.path == str(graph.resolve())
+    assert "denoiser.onnx does not match the sha256 its card records" in info.value.message
+    assert "re-export the engine" in info.value.fix
+    out = tmp_path / "out"
+    result = augment(demo_isic2018, out, "--n", "2", engine=engine_copy)
+    assert result.exit_code == 4, result.stderr
+    error = result.envelope["errors"][0]
+    assert "denoiser.onnx does not match" in error["message"] and "re-export" in error["fix"]
+    assert not (out / MANIFEST_NAME).exists() or (out / MANIFEST_NAME).read_text() == ""
+
+
+def test_resuming_an_output_with_a_tampered_engine_is_refused(engine_copy, demo_isic2018, tmp_path):
+    out = tmp_path / "out"
+    first = augment(demo_isic2018, out, "--n", "2", engine=engine_copy)
+    assert first.exit_code == 0, first.stderr
+    written = tree_digest(out)
+    _flip_weight_byte(engine_copy / "denoiser.onnx")
+    refused = augment(demo_isic2018, out, "--n", "2", engine=engine_copy)
+    assert refused.exit_code == 4 and "denoiser.onnx does not match" in refused.envelope["errors"][0]["message"]
+    # With the card rewritten to match, the engine's identity (hashed from the files) is another one.
+    _re_sign(engine_copy)
+    mixed = augment(demo_isic2018, out, "--n", "2", engine=engine_copy)
+    assert mixed.exit_code == 3, mixed.stderr
+    assert "different augment plan (differs in engine_hash" in mixed.envelope["errors"][0]["message"]
+    assert tree_digest(out) == written
+    assert run_invoke("verify", out, "--json", "-q").exit_code == 0
+
+
+def test_graph_hashes_are_cached_by_file_state(engine_copy, tmp_path, monkeypatch):
+    from lesionaug.cards import read_card
+    from lesionaug.engine import Engine, integrity
+    from lesionaug.formats import ENGINE_FORMAT, FILE_HASHES_NAME
+
+    monkeypatch.setenv("LESIONAUG_CACHE", str(tmp_path / "cache"))
+    reads: list[str] = []
+    real = integrity.sha256_file
+    monkeypatch.setattr(integrity, "sha256_file", lambda path: reads.append(Path(path).name) or real(path))
+    graphs = read_card(engine_copy, ENGINE_FORMAT)["graphs"]
+    first = integrity.verify_engine(engine_copy, graphs)
+    assert sorted(reads) == ["denoiser.onnx", "text_encoder.onnx"]
+    assert (tmp_path / "cache" / FILE_HASHES_NAME).is_file()
+    assert integrity.verify_engine(engine_copy, graphs) == first
+    assert Engine.load(engine_copy, "cpu", threads=1).file_digests == first
+    assert len(reads) == 2  # the second check and the load read no graph again
+    graph = engine_copy / "text_encoder.onnx"
+    graph.write_bytes(graph.read_bytes())  # same bytes, rewritten: hashed again, and still valid
+    assert integrity.verify_engine(engine_copy, graphs) == first
+    assert reads[2:] == ["text_encoder.onnx"]
+
+
+def test_an_external_data_file_the_card_does_not_record_is_refused(engine_copy, tmp_path):
+    from exported_engines import denoiser_with_external_weights
+
+    from lesionaug.engine.integrity import verify_engine
+    from lesionaug.errors import ModelError
+
+    denoiser_with_external_weights(tmp_path / "external")
+    for name in ("denoiser.onnx", "denoiser.onnx.data"):
+        shutil.copyfile(tmp_path / "external" / name, engine_copy / name)
+    _re_sign(engine_copy)  # the graph's own hash matches; its weights file is unrecorded
+    graphs = json.loads((engine_copy / "lesionaug.json").read_text())["graphs"]
+    with pytest.raises(ModelError, match="reads weights from denoiser.onnx.data, which its card does not record"):
+        verify_engine(engine_copy, graphs)
+    graphs["denoiser"]["files"]["denoiser.onnx.data"] = sha256_file(engine_copy / "denoiser.onnx.data")
+    assert set(verify_engine(engine_copy, graphs)["denoiser"]) == {"denoiser.onnx", "denoiser.onnx.data"}
+    data = bytearray((engine_copy / "denoiser.onnx.data").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (engine_copy / "denoiser.onnx.data").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="denoiser.onnx.data does not match"):
+        verify_engine(engine_copy, graphs)
+    graphs["denoiser"]["files"]["../lesionaug.json"] = "0" * 64
+    with pytest.raises(ConfigError, match=r"graphs.denoiser.files names '../lesionaug.json'"):
+        verify_engine(engine_copy, graphs)
 
 
 # ---- symlinks -------------------------------------------------------------------------------------
@@ -277,8 +590,6 @@ def test_a_huge_n_is_refused_for_memory_before_planning(tmp_path, monkeypatch, c
 
 @pytest.mark.slow
 def test_augment_places_symlinked_originals_reports_skipped_pairs_and_reruns(tmp_path):
-    from augment_runs import augment, trained_run
-
     from lesionaug.demo.write import write_demo_dataset
 
     engine = trained_run().engine_dir
