@@ -355,6 +355,77 @@ def test_an_external_data_file_the_card_does_not_record_is_refused(engine_copy, 
         verify_engine(engine_copy, graphs)
 
 
+# ---- pickle weights ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pickled_model(tmp_path_factory):
+    """A tiny lesionaug model folder whose UNet weights are a pickle (``torch.load`` would run it)."""
+    import torch
+    from safetensors.torch import load_file
+    from tiny_models import write_tiny_pixel_model
+
+    model = write_tiny_pixel_model(tmp_path_factory.mktemp("pickled") / "model")
+    unet = model / "unet" / "diffusion_pytorch_model.safetensors"
+    torch.save(load_file(str(unet)), model / "unet" / "diffusion_pytorch_model.bin")
+    unet.unlink()
+    return model
+
+
+def test_pickle_weights_are_refused_by_augment_and_export(pickled_model, demo_isic2018, tmp_path):
+    needle = "pickle weights (unet/diffusion_pytorch_model.bin) can run code when loaded"
+    for args in (
+        ["export", pickled_model, "--out", tmp_path / "engine"],
+        ["augment", demo_isic2018, "--model", pickled_model, "--out", tmp_path / "out", "--n", 2, "--size", 32],
+    ):
+        result = run_invoke(*args, "--json", "-q")
+        assert result.exit_code == 4, result.stderr
+        error = result.envelope["errors"][0]
+        assert needle in error["message"] and "--allow-pickle" in error["fix"]
+        assert error["path"] == str(pickled_model / "unet" / "diffusion_pytorch_model.bin")
+    assert not (tmp_path / "engine").exists() and not (tmp_path / "out" / MANIFEST_NAME).exists()
+
+
+def test_diffusers_never_falls_back_to_pickles_unless_allowed(pickled_model):
+    from lesionaug.cards import read_card
+    from lesionaug.errors import ModelError
+    from lesionaug.export.parts import load_export_parts
+    from lesionaug.formats import MODEL_FORMAT
+
+    card = read_card(pickled_model, MODEL_FORMAT)
+    with pytest.raises(ModelError, match="cannot load the UNet"):  # use_safetensors=True: no torch.load
+        load_export_parts(pickled_model, card)
+    assert load_export_parts(pickled_model, card, allow_pickle=True).unet.config.in_channels == 3
+
+
+def test_train_refuses_pickles_in_base_and_resume_folders(demo_isic2018, tmp_path):
+    from tiny_sd import write_tiny_sd
+
+    from lesionaug.safe_weights import pickle_weight_files, refuse_pickle_weights
+    from lesionaug.train.checkpoints import STATE_FILES
+
+    base = write_tiny_sd(tmp_path / "sd")
+    (base / "unet" / "extra.ckpt").write_bytes(b"\x80\x04N.")  # beside safetensors: still refused
+    os.symlink("..", base / "unet" / "loop")  # a folder link loop ends the walk, it does not hang it
+    common = ["--steps", "1", "--base-steps", "1", "--resolution", "32", "--json", "-q"]
+    result = run_invoke("train", demo_isic2018, "--base", base, "--out", tmp_path / "a", *common)
+    assert result.exit_code == 4 and "pickle weights (unet/extra.ckpt)" in result.envelope["errors"][0]["message"]
+    assert not (tmp_path / "a").exists()
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-1").mkdir(parents=True)
+    (run / "checkpoints" / "step-1" / "state.pt").write_bytes(b"\x80\x04N.")  # the run's own state file
+    assert pickle_weight_files(run, skip=(STATE_FILES,)) == []
+    refuse_pickle_weights(run, False, skip=(STATE_FILES,))
+    (run / "controlnet").mkdir()
+    (run / "controlnet" / "diffusion_pytorch_model.pth").write_bytes(b"\x80\x04N.")
+    result = run_invoke("train", demo_isic2018, "--out", run, "--resume", *common)
+    assert result.exit_code == 4, result.stderr
+    error = result.envelope["errors"][0]
+    assert "pickle weights (controlnet/diffusion_pytorch_model.pth)" in error["message"]
+    assert "--allow-pickle" in error["fix"]
+    refuse_pickle_weights(run, True)  # --allow-pickle: the user's call
+
+
 # ---- symlinks -------------------------------------------------------------------------------------
 
 

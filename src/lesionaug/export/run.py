@@ -25,6 +25,7 @@ from lesionaug.engine.session import verification_session
 from lesionaug.errors import ConfigError, LesionaugError, ModelError
 from lesionaug.formats import CARD_NAME, ENGINE_FORMAT, MODEL_FORMAT
 from lesionaug.progress import SILENT, Reporter
+from lesionaug.safe_weights import refuse_pickle_weights
 
 PRECISIONS = ("fp32", "fp16")
 MIN_OPSET, MAX_OPSET = 18, 23
@@ -146,11 +147,13 @@ def export_model(
     opset: int = 18,
     force: bool = False,
     external_data: bool | None = None,
+    allow_pickle: bool = False,
 ) -> ExportResult:
     """Export ``model_dir`` to an ONNX engine folder at ``engine_dir``; see the module docstring.
 
     ``external_data``: True writes every graph's weights to ``<graph>.onnx.data`` beside it (what a
     graph over 2 GB needs, e.g. a Stable Diffusion 1.5 denoiser); None does so only for large graphs.
+    ``allow_pickle``: accept pickle weight files in the model folder (refused otherwise: they can run code).
     """
     settings = ExportSettings(precision=precision, verify=verify, opset=opset, force=force,
                               external_data=external_data)
@@ -159,13 +162,14 @@ def export_model(
 
     # 1. Check inputs before anything slow.
     model_card = read_model_card(model_dir)
+    refuse_pickle_weights(model_dir, allow_pickle)
     tmp = _prepare_target(engine_dir, settings.force)
     try:
         # 2. Load the PyTorch parts and work out the geometry every graph shares.
         from lesionaug.export.parts import graph_specs, load_export_parts
 
         with reporter.task("loading model", total=None):
-            parts = load_export_parts(model_dir, model_card)
+            parts = load_export_parts(model_dir, model_card, allow_pickle)
         specs = graph_specs(parts, settings.precision)
 
         # 3. Export and verify each graph.
