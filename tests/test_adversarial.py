@@ -402,7 +402,6 @@ def test_train_refuses_pickles_in_base_and_resume_folders(demo_isic2018, tmp_pat
     from tiny_sd import write_tiny_sd
 
     from lesionaug.safe_weights import pickle_weight_files, refuse_pickle_weights
-    from lesionaug.train.checkpoints import STATE_FILES
 
     base = write_tiny_sd(tmp_path / "sd")
     (base / "unet" / "extra.ckpt").write_bytes(b"\x80\x04N.")  # beside safetensors: still refused
@@ -414,8 +413,9 @@ def test_train_refuses_pickles_in_base_and_resume_folders(demo_isic2018, tmp_pat
     run = tmp_path / "run"
     (run / "checkpoints" / "step-1").mkdir(parents=True)
     (run / "checkpoints" / "step-1" / "state.pt").write_bytes(b"\x80\x04N.")  # the run's own state file
-    assert pickle_weight_files(run, skip=(STATE_FILES,)) == []
-    refuse_pickle_weights(run, False, skip=(STATE_FILES,))
+    assert pickle_weight_files(run) == []
+    refuse_pickle_weights(run, False)
+    assert [p.name for p in pickle_weight_files(run, skip=())] == ["state.pt"]
     (run / "controlnet").mkdir()
     (run / "controlnet" / "diffusion_pytorch_model.pth").write_bytes(b"\x80\x04N.")
     result = run_invoke("train", demo_isic2018, "--out", run, "--resume", *common)
@@ -654,6 +654,40 @@ def test_a_huge_n_is_refused_for_memory_before_planning(tmp_path, monkeypatch, c
     code, envelope, _ = invoke("augment", tmp_path / "ds", "--n", 9999999, "--size", 64, "--dry-run", "--json")
     assert code == 3 and "9,999,999 jobs listed by a dry run" in envelope["errors"][0]["message"]
     assert counted_jobs["n"] == 0
+
+
+# ---- a deeply nested or huge config file --------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["[" * 3000 + "]" * 3000, "{a = " * 3000 + "1" + "}" * 3000])
+def test_a_deeply_nested_toml_file_is_exit_3_not_a_recursion_error(tmp_path, value):
+    config = tmp_path / "deep.toml"
+    config.write_text(f"n = {value}\n")
+    code, envelope, _ = invoke("augment", tmp_path, "--config", config, "--json", "-q")
+    assert code == 3
+    assert envelope["errors"][0]["message"] == "config file nests arrays or tables 3000 deep, over the 32 allowed"
+    assert envelope["errors"][0]["path"] == str(config)
+
+
+def test_the_nesting_bound_counts_brackets_only_outside_strings_and_comments(tmp_path):
+    from lesionaug.cli.config_file import MAX_TOML_DEPTH, read_option_file, toml_nesting_depth
+
+    deep_text = "[" * 40 + "]" * 40
+    assert toml_nesting_depth(f"n = {deep_text}") == 40
+    assert toml_nesting_depth('a = [[1, 2], [3]]\n[augment]\nb = {c = [[1]]}') == 3
+    config = tmp_path / "ok.toml"
+    # Brackets in a basic string (with an escaped quote), a literal string, a multi-line string and a comment.
+    config.write_text(
+        f'prompt-template = "a \\"{deep_text}\\" {{diagnosis}}"  # {deep_text}\n'
+        f"seed = 3\n[augment]\nprefix = '{deep_text}'\nlabels = [\"\"\"{deep_text}\"\"\"]\n"
+    )
+    options = read_option_file(config, ["prompt-template", "seed", "prefix", "labels"], command="augment")
+    assert options["seed"] == 3 and options["prefix"] == deep_text and options["labels"] == [deep_text]
+    assert toml_nesting_depth(config.read_text()) == 1 < MAX_TOML_DEPTH
+    huge = tmp_path / "huge.toml"
+    huge.write_text('prompt-template = "' + "x" * (2 << 20) + ' {diagnosis}"\n')  # the 50 MB template, in small
+    with pytest.raises(ConfigError, match="over the 1,048,576 a config file may hold"):
+        read_option_file(huge, ["prompt-template"])
 
 
 # ---- end to end: augment on a dataset with a symlinked original and a mismatched training pair ------

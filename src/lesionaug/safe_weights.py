@@ -16,6 +16,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from lesionaug.errors import ModelError
+from lesionaug.formats import CHECKPOINT_STATE_FILES
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 MAX_DEPTH = 6  # a diffusers folder is two levels deep; hub snapshots and training outputs a few more
@@ -28,8 +29,9 @@ def use_safetensors(allow_pickle: bool) -> bool | None:
     return None if allow_pickle else True
 
 
-def pickle_weight_files(folder: Path, *, skip: tuple[str, ...] = ()) -> list[Path]:
-    """Pickle weight files under ``folder``, sorted; ``skip``: relative glob patterns of files to pass over.
+def pickle_weight_files(folder: Path, *, skip: tuple[str, ...] = (CHECKPOINT_STATE_FILES,)) -> list[Path]:
+    """Pickle weight files under ``folder``, sorted; ``skip``: relative glob patterns of files to pass
+    over (by default the training checkpoints' own state files, which are never unpickled freely).
 
     Folder symlinks are followed (hub snapshots are made of them) but each real folder is walked once,
     so a link loop ends the walk instead of repeating it.
@@ -58,7 +60,8 @@ def pickle_weight_files(folder: Path, *, skip: tuple[str, ...] = ()) -> list[Pat
     return found
 
 
-def refuse_pickle_weights(folder: str | Path, allow_pickle: bool, *, skip: tuple[str, ...] = ()) -> None:
+def refuse_pickle_weights(folder: str | Path, allow_pickle: bool, *,
+                          skip: tuple[str, ...] = (CHECKPOINT_STATE_FILES,)) -> None:
     """A ModelError naming the first pickle weight file under ``folder``, unless ``allow_pickle``."""
     folder = Path(folder)
     if allow_pickle or not folder.is_dir():

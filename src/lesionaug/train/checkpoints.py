@@ -22,9 +22,6 @@ from lesionaug.errors import ModelError
 from lesionaug.formats import TMP_MARK
 
 CHECKPOINTS = "checkpoints"
-# Each checkpoint's optimizer, schedule and random states: the one pickle file lesionaug writes, read
-# back with torch.load(weights_only=True), which rebuilds tensors and plain containers and runs no code.
-STATE_FILES = f"{CHECKPOINTS}/*/state.pt"
 _STEP = re.compile(r"^step-(\d+)$")
 
 

@@ -24,7 +24,6 @@ from lesionaug.plan.prompts import build_prompt
 from lesionaug.progress import SILENT, Reporter
 from lesionaug.safe_weights import refuse_pickle_weights
 from lesionaug.train.checkpoints import (
-    STATE_FILES,
     latest_checkpoint,
     load_network_weights,
     read_checkpoint_info,
@@ -345,8 +344,8 @@ def train_model(
     # 1. Check the inputs (cheap, nothing written).
     config = config.resolved()
     check_optimizer(config.optimizer)
-    if resume:  # the run's own checkpoint states aside, a folder to resume holds no pickle weights
-        refuse_pickle_weights(out_dir, config.allow_pickle, skip=(STATE_FILES,))
+    if resume:  # a folder to resume holds no pickle weights (its checkpoints' own state files aside)
+        refuse_pickle_weights(out_dir, config.allow_pickle)
     samples = usable_training_pairs(dataset_index, config.batch_size, real_subset=real_subset)
     prompts = [build_prompt(s.labels, config.prompt_template) for s in samples]
     # 2. Build or load the networks (no side effects) and check the resolution against them.
