@@ -330,6 +330,20 @@ def test_graph_hashes_are_cached_by_file_state(engine_copy, tmp_path, monkeypatc
     assert reads[2:] == ["text_encoder.onnx"]
 
 
+def test_export_records_the_digests_it_computed_so_the_first_load_reads_nothing(monkeypatch):
+    from exported_engines import exported_engine
+
+    from lesionaug.cards import read_card
+    from lesionaug.engine import integrity
+    from lesionaug.formats import ENGINE_FORMAT
+
+    built = exported_engine("pixel")
+    monkeypatch.setenv("LESIONAUG_CACHE", str(built.cache_dir))  # the cache the export wrote to
+    monkeypatch.setattr(integrity, "sha256_file", lambda path: pytest.fail(f"{path} was read again"))
+    digests = integrity.verify_engine(built.engine_dir, read_card(built.engine_dir, ENGINE_FORMAT)["graphs"])
+    assert digests["denoiser"]["denoiser.onnx"] == built.result.graphs["denoiser"]["sha256"]
+
+
 def test_an_external_data_file_the_card_does_not_record_is_refused(engine_copy, tmp_path):
     from exported_engines import denoiser_with_external_weights
 
