@@ -367,6 +367,19 @@ def test_an_external_data_file_the_card_does_not_record_is_refused(engine_copy, 
     graphs["denoiser"]["files"]["../lesionaug.json"] = "0" * 64
     with pytest.raises(ConfigError, match=r"graphs.denoiser.files names '../lesionaug.json'"):
         verify_engine(engine_copy, graphs)
+    # A graph whose weights are read from outside the engine folder.
+    import onnx
+
+    model = onnx.load(str(engine_copy / "denoiser.onnx"), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../elsewhere.data"
+    onnx.save_model(model, str(engine_copy / "denoiser.onnx"))
+    _re_sign(engine_copy)
+    graphs = json.loads((engine_copy / "lesionaug.json").read_text())["graphs"]
+    with pytest.raises(ConfigError, match=r"denoiser.onnx's external data names '../elsewhere.data', which climbs out"):
+        verify_engine(engine_copy, graphs)
 
 
 # ---- pickle weights ------------------------------------------------------------------------------

@@ -111,6 +111,25 @@ def _tensors(graph):
                 yield from _tensors(sub)
 
 
+def external_data_files_cached(graph_path: Path) -> set[str]:
+    """``external_data_files``, kept in the digest cache beside the graph's hash (keyed by its state)."""
+    resolved = Path(graph_path).resolve()
+    stat = resolved.stat()
+    cache = cache_root() / FILE_HASHES_NAME
+    with _LOCK:
+        entry = _read_cache(cache).get(str(resolved))
+    if isinstance(entry, dict) and entry.get("stat") == _stat_key(stat) and isinstance(entry.get("external"), list):
+        return set(entry["external"])
+    names = external_data_files(resolved)
+    with _LOCK:
+        entries = _read_cache(cache)
+        entry = entries.get(str(resolved))
+        if isinstance(entry, dict) and entry.get("stat") == _stat_key(stat):
+            entries[str(resolved)] = {**entry, "external": sorted(names)}
+            _write_cache(cache, entries)
+    return names
+
+
 def _recorded_files(engine_dir: Path, name: str, graph: dict) -> dict[Path, tuple[str, object]]:
     """Each file of graph ``name`` -> (its name as the card gives it, the sha256 the card records)."""
     source = engine_dir / CARD_NAME
@@ -146,31 +165,14 @@ def verify_graph(engine_dir: Path, name: str, graph: dict) -> dict[str, str]:
                 f"{rel} does not match the sha256 its card records (file {actual[:12]}..., card {expected[:12]}...): "
                 "it was changed after export", path=path, fix=REEXPORT)
         digests[rel] = actual
-    known = {p.name for p in recorded}
-    unrecorded = sorted(external_data_files_cached(main) - known)
-    if unrecorded:
-        raise ModelError(f"{main.name} reads weights from {unrecorded[0]}, which its card does not record",
-                         path=main, fix=REEXPORT)
+    graph_dir = main.parent.relative_to(engine_dir.resolve()).as_posix()
+    for location in sorted(external_data_files_cached(main)):
+        rel = location if graph_dir == "." else f"{graph_dir}/{location}"  # relative to the graph's folder
+        path = resolve_inside(engine_dir, rel, source=main, where=f"{main.name}'s external data", fix=REEXPORT)
+        if path not in recorded:
+            raise ModelError(f"{main.name} reads weights from {location}, which its card does not record",
+                             path=main, fix=REEXPORT)
     return digests
-
-
-def external_data_files_cached(graph_path: Path) -> set[str]:
-    """``external_data_files``, kept in the digest cache beside the graph's hash (keyed by its state)."""
-    resolved = Path(graph_path).resolve()
-    stat = resolved.stat()
-    cache = cache_root() / FILE_HASHES_NAME
-    with _LOCK:
-        entry = _read_cache(cache).get(str(resolved))
-    if isinstance(entry, dict) and entry.get("stat") == _stat_key(stat) and isinstance(entry.get("external"), list):
-        return set(entry["external"])
-    names = external_data_files(resolved)
-    with _LOCK:
-        entries = _read_cache(cache)
-        entry = entries.get(str(resolved))
-        if isinstance(entry, dict) and entry.get("stat") == _stat_key(stat):
-            entries[str(resolved)] = {**entry, "external": sorted(names)}
-            _write_cache(cache, entries)
-    return names
 
 
 def verify_engine(engine_dir: Path, graphs: dict[str, dict]) -> dict[str, dict[str, str]]:
