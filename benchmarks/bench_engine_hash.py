@@ -2,8 +2,9 @@
 
 Writes one file of ``--mb`` MB of random bytes (a Stable Diffusion 1.5 fp16 denoiser is about 1,700 MB)
 to a temporary folder, with its own temporary ``LESIONAUG_CACHE``, then times
-``engine.integrity.file_digest`` on it: the first call reads and hashes the file (from the page cache, as right after writing it; and records the
-digest), the repeats look it up by path, size, mtime, ctime and inode. Prints the numbers and writes
+``engine.integrity.file_digest`` on it: the first call reads and hashes the file (from the page
+cache, as right after writing it) and records the digest; the repeats look it up by path, size,
+mtime, ctime and inode. Prints the numbers and writes
 benchmarks/results/engine_hash.json.
 
     python benchmarks/bench_engine_hash.py            # 512 MB

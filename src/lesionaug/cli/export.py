@@ -21,7 +21,8 @@ def export_command(
     opset: Annotated[int, typer.Option(help="ONNX opset (18 or newer).")] = 18,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing engine folder.")] = False,
     allow_pickle: Annotated[
-        bool, typer.Option("--allow-pickle", help="Accept .bin/.pt pickle weights in the model folder (runs their code).")
+        bool,
+        typer.Option("--allow-pickle", help="Accept .bin/.pt pickle weights in the model folder (runs their code)."),
     ] = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,

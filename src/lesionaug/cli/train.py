@@ -90,7 +90,8 @@ def train(
     allow_pickle: Annotated[
         bool,
         typer.Option(
-            "--allow-pickle", help="Accept .bin/.pt pickle weights in --base, --controlnet or a --resume folder (runs their code)."
+            "--allow-pickle",
+            help="Accept .bin/.pt pickle weights in --base, --controlnet or a --resume folder (runs their code).",
         ),
     ] = False,
     prompt_template: Annotated[
