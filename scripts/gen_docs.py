@@ -23,7 +23,7 @@ PROG = "lesionaug"
 COMPLETE_VAR = "_LESIONAUG_COMPLETE"
 
 ENVIRONMENT = [
-    ("LESIONAUG_CACHE", "Folder for cached compact models, exported engines and TensorRT caches "
+    ("LESIONAUG_CACHE", "Folder for cached compact models, exported engines, TensorRT caches and engine graph digests "
      "(default: the user cache folder, e.g. ~/.cache/lesionaug)."),
     ("NO_COLOR", "When set and not empty, no colour in any output."),
     ("HF_HUB_OFFLINE", "When 1, Hugging Face hub ids are never fetched; pass a local model folder instead."),

@@ -16,7 +16,7 @@ import lesionaug
 
 PACKAGE = Path(lesionaug.__file__).parent
 STEPS = [
-    {"errors", "progress", "atomic_files", "formats", "cards", "seeds", "safe_paths", "environment", ""},  # foundations ("" is __init__)
+    {"errors", "progress", "atomic_files", "formats", "cards", "seeds", "safe_paths", "safe_weights", "environment", ""},  # foundations ("" is __init__)
     {"dataset"},
     {"masks"},
     {"plan"},

@@ -11,11 +11,16 @@ from __future__ import annotations
 CARD_NAME = "lesionaug.json"
 MODEL_FORMAT = "lesionaug.model/1"
 ENGINE_FORMAT = "lesionaug.engine/1"
+FILE_HASHES_NAME = "file-hashes.json"  # in the cache folder: graph sha256 by path, size and times
 
 # A training run's output folder.
 TRAIN_RUN_MARKER = "lesionaug-train.json"
 PIPELINE_INDEX_NAME = "model_index.json"  # a latent model folder as one diffusers pipeline
 TRAIN_RUN_FORMAT = "lesionaug.train-run/1"
+# Each checkpoint's optimizer, schedule and random states: the one pickle file lesionaug writes, read
+# back only by `train --resume`, with torch.load(weights_only=True), which rebuilds tensors and plain
+# containers and runs no code. Model folders keep their checkpoints, so the pickle check passes over it.
+CHECKPOINT_STATE_FILES = "checkpoints/*/state.pt"
 LOSS_LOG_NAME = "loss.csv"  # step,stage,loss,lr of every optimizer step
 LOSS_CURVE_NAME = "loss_curve.png"
 TRACKER_DIR = "logs"  # accelerate's trackers (train --report-to)

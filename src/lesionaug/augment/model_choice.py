@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lesionaug.cards import find_card, model_card_of, read_card
 from lesionaug.dataset.subsets import RealSubset, choose_real_subset
+from lesionaug.engine.integrity import verify_engine
 from lesionaug.engine.registry import cache_root
 from lesionaug.errors import ConfigError, ModelError
 from lesionaug.export.run import export_model
@@ -28,6 +29,7 @@ from lesionaug.formats import CARD_NAME as CARD
 from lesionaug.formats import ENGINE_FORMAT, MODEL_FORMAT
 from lesionaug.output.lock import OutputLock
 from lesionaug.progress import SILENT, Reporter
+from lesionaug.safe_weights import refuse_pickle_weights
 from lesionaug.train.config import TrainConfig
 from lesionaug.train.run import train_model
 
@@ -68,14 +70,20 @@ def model_hash(model_card: dict) -> str:
 
 
 def engine_hash(engine_dir: Path, card: dict) -> str:
-    """The engine's identity: its graphs' sha256 and the tokenizer and scheduler files.
+    """The engine's identity: its graph files' sha256 and the tokenizer and scheduler files.
 
-    Not the card itself (it carries a creation time) nor caches kept beside the graphs, so
-    re-registering an engine or building TensorRT caches does not change it.
+    The graphs are hashed from the files (``engine/integrity.py``: cached by file state, and a file
+    that differs from its card is refused, exit 4), never taken from the card's text. Not the card
+    itself (it carries a creation time) nor caches kept beside the graphs, so re-registering an
+    engine or building TensorRT caches does not change it.
     """
+    digests = verify_engine(Path(engine_dir), card.get("graphs") or {})
     h = hashlib.sha256()
-    for name in sorted(card.get("graphs") or {}):
-        h.update(f"graph {name} {card['graphs'][name].get('sha256')}\n".encode())
+    for name in sorted(digests):
+        main = card["graphs"][name]["file"]
+        h.update(f"graph {name} {digests[name][main]}\n".encode())
+        for rel in sorted(set(digests[name]) - {main}):  # external-data files
+            h.update(f"graph {name} file {rel} {digests[name][rel]}\n".encode())
     for sub in ("tokenizer", "scheduler"):
         folder = Path(engine_dir) / sub
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -104,7 +112,8 @@ def _engine(engine_dir: Path, model_dir: Path | None, source: str) -> ResolvedMo
     )
 
 
-def _locked_export(model_dir: Path, engine_dir: Path, precision: str, reporter: Reporter) -> None:
+def _locked_export(model_dir: Path, engine_dir: Path, precision: str, reporter: Reporter,
+                   allow_pickle: bool = False) -> None:
     """Export ``model_dir`` to ``engine_dir`` unless another run did it while we waited for the lock."""
     locks = cache_root() / "locks" / engine_dir.name
     locks.mkdir(parents=True, exist_ok=True)
@@ -113,18 +122,22 @@ def _locked_export(model_dir: Path, engine_dir: Path, precision: str, reporter: 
         if card is not None and card.get("format") == ENGINE_FORMAT:
             return
         reporter.info(f"exporting {model_dir} to ONNX ({precision}) into the cache: {engine_dir}")
-        export_model(model_dir, engine_dir, precision, True, reporter, force=engine_dir.exists())
+        export_model(model_dir, engine_dir, precision, True, reporter, force=engine_dir.exists(),
+                     allow_pickle=allow_pickle)
 
 
-def engine_for_model(model_dir: Path, precision: str, reporter: Reporter = SILENT) -> ResolvedModel:
-    """A model folder's engine from the cache, exported there first when missing."""
+def engine_for_model(model_dir: Path, precision: str, reporter: Reporter = SILENT, *,
+                     allow_pickle: bool = False) -> ResolvedModel:
+    """A model folder's engine from the cache, exported there first when missing. A folder holding
+    pickle weights is refused, even when its engine is cached, unless ``allow_pickle``."""
     card = find_card(model_dir)
     if card is None or card.get("format") != MODEL_FORMAT:
         raise ModelError("not a finished lesionaug model folder", path=model_dir, fix="pass a folder `lesionaug train` wrote")
+    refuse_pickle_weights(model_dir, allow_pickle)
     engine_dir = cache_root() / "engines" / f"{model_hash(card)[:24]}-{precision}"
     exists = (find_card(engine_dir) or {}).get("format") == ENGINE_FORMAT
     if not exists:
-        _locked_export(model_dir, engine_dir, precision, reporter)
+        _locked_export(model_dir, engine_dir, precision, reporter, allow_pickle)
     return _engine(engine_dir, Path(model_dir), "cached" if exists else "exported")
 
 
@@ -143,14 +156,16 @@ def generator_resolution(model: Path | None, model_size: str | None, train_steps
     return resolution
 
 
-def resolve_given_model(path: Path, precision: str, reporter: Reporter = SILENT) -> ResolvedModel:
-    """``--model PATH``: an engine folder, or a model folder exported on the fly."""
+def resolve_given_model(path: Path, precision: str, reporter: Reporter = SILENT, *,
+                        allow_pickle: bool = False) -> ResolvedModel:
+    """``--model PATH``: an engine folder, or a model folder exported on the fly (safetensors only
+    unless ``allow_pickle``)."""
     path = Path(path).expanduser().resolve()
     card = read_card(path, MODEL_FORMAT, ENGINE_FORMAT)
     if card.get("format") == ENGINE_FORMAT:
         return _engine(path, None, "engine")
     if card.get("format") == MODEL_FORMAT:
-        return engine_for_model(path, precision, reporter)
+        return engine_for_model(path, precision, reporter, allow_pickle=allow_pickle)
     raise ModelError(f"unknown folder format {card.get('format')!r}", path=path, fix="pass a model or engine folder")
 
 

@@ -108,7 +108,7 @@ def output_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def _resolve_model(options, index, gen, provider: str, reporter: Reporter):
     precision = "fp16" if provider in ("cuda", "tensorrt") else "fp32"
     if gen.model is not None:
-        return resolve_given_model(gen.model, precision, reporter)
+        return resolve_given_model(gen.model, precision, reporter, allow_pickle=gen.allow_pickle)
     budget = default_budget(gen.model_size, gen.train_steps)
     return dataset_model(index, budget, precision, no_train=gen.no_train, seed=options.plan.seed, reporter=reporter,
                          real_subset=options.real_subset)

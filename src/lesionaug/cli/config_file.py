@@ -18,23 +18,67 @@ from typer.core import TyperOption
 from lesionaug.cli._click import click
 from lesionaug.errors import ConfigError
 
+MAX_TOML_DEPTH = 32  # arrays and inline tables; an option value is a plain value or a short list
+MAX_CONFIG_BYTES = 1 << 20  # a config file holds a few options, not a 50 MB prompt template
+
 
 def option_key(name: str) -> str:
     """``--control-scale`` / ``control-scale`` / ``control_scale`` -> ``control_scale``."""
     return name.lstrip("-").replace("-", "_")
 
 
-def read_option_file(path: Path, allowed: Iterable[str], *, command: str | None = None) -> dict[str, Any]:
-    """The options a TOML file sets, keyed by ``option_key``; ``allowed`` are the command's keys."""
-    path = Path(path)
+def toml_nesting_depth(text: str) -> int:
+    """The deepest nesting of arrays and inline tables in TOML ``text``; brackets inside strings and
+    comments do not count. Python's TOML parser recurses once per level, so this is checked first."""
+    depth = deepest = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            i = text.find("\n", i)
+            i = n if i < 0 else i
+        elif c in "\"'":
+            quote = c * 3 if text.startswith(c * 3, i) else c
+            i += len(quote)
+            while i < n and not text.startswith(quote, i):
+                i += 2 if c == '"' and text[i] == "\\" else 1
+            i += len(quote) - 1
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return deepest
+
+
+def _parse_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file is {path.stat().st_size:,} bytes, over the {MAX_CONFIG_BYTES:,} a "
+                              "config file may hold", path=path, fix="keep option values short in a config file")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("config file not found", path=path, fix="pass an existing TOML file to --config") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file cannot be read ({exc})", path=path, fix="check its permissions") from None
+    depth = toml_nesting_depth(text)
+    if depth > MAX_TOML_DEPTH:
+        raise ConfigError(f"config file nests arrays or tables {depth} deep, over the {MAX_TOML_DEPTH} allowed",
+                          path=path, fix="option values are plain values or short lists")
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file is not valid TOML ({exc})", path=path, fix="fix the TOML syntax") from None
+    except RecursionError:  # nesting the depth count did not see (it is a bound, not a TOML parser)
+        raise ConfigError("config file nests too deep to read", path=path,
+                          fix="option values are plain values or short lists") from None
+
+
+def read_option_file(path: Path, allowed: Iterable[str], *, command: str | None = None) -> dict[str, Any]:
+    """The options a TOML file sets, keyed by ``option_key``; ``allowed`` are the command's keys."""
+    path = Path(path)
+    data = _parse_toml(path)
     if command is not None and isinstance(data.get(command), dict):
         section = data.pop(command)
         data = {**data, **section}  # the command's own table wins over top-level keys

@@ -20,6 +20,10 @@ def export_command(
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check ONNX Runtime against PyTorch.")] = True,
     opset: Annotated[int, typer.Option(help="ONNX opset (18 or newer).")] = 18,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing engine folder.")] = False,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option("--allow-pickle", help="Accept .bin/.pt pickle weights in the model folder (runs their code)."),
+    ] = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -33,7 +37,7 @@ def export_command(
 
     def body(reporter):
         result = export_model(model_dir, out, precision=precision, verify=verify, reporter=reporter,
-                              opset=opset, force=force)
+                              opset=opset, force=force, allow_pickle=allow_pickle)
         data = result.as_dict()
 
         def render(console) -> None:

@@ -88,7 +88,11 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace whatever run --out holds.")] = False,
     allow_pickle: Annotated[
-        bool, typer.Option("--allow-pickle", help="Accept .bin pickle weights in the base (runs their code).")
+        bool,
+        typer.Option(
+            "--allow-pickle",
+            help="Accept .bin/.pt pickle weights in --base, --controlnet or a --resume folder (runs their code).",
+        ),
     ] = False,
     prompt_template: Annotated[
         str | None, typer.Option("--prompt-template", help="Prompt text with {diagnosis} {attributes} {site} ...")

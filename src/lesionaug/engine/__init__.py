@@ -4,8 +4,9 @@
 builds each graph's runner with its provider's loader (``loaders.py``); ``providers.py`` chooses and
 validates execution providers, ``provider_options.py`` says what each is asked for (TensorRT shape
 profiles and caches), ``cuda_graphs.py`` which graphs CUDA graphs can capture, ``session.py``
-builds sessions and ``binding.py`` moves tensors in and out of them (device values on a GPU). This package's ``__init__`` stays light (no
-onnxruntime import) so the CLI can read engine cards at start-up.
+builds sessions and ``binding.py`` moves tensors in and out of them (device values on a GPU);
+``integrity.py`` checks each graph file against the sha256 its card records before anything loads.
+This package's ``__init__`` stays light (no onnxruntime import) so the CLI can read engine cards at start-up.
 """
 
 from __future__ import annotations

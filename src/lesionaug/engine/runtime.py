@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionaug.engine.card import EngineCard
+from lesionaug.engine.integrity import verify_engine
 from lesionaug.engine.loaders import (
     CUDA_GRAPH_MODES,
     DENOISER,
@@ -34,7 +35,8 @@ class Engine:
 
     def __init__(self, card: EngineCard, provider: str, runners: dict, tokenizer: Any,
                  scheduler_config: dict, load_seconds: float, notes: list[str],
-                 cpu_rewrites: dict[str, dict[str, int]] | None = None, device_id: int = 0):
+                 cpu_rewrites: dict[str, dict[str, int]] | None = None, device_id: int = 0,
+                 file_digests: dict[str, dict[str, str]] | None = None):
         self.card = card
         self.provider = provider
         self.runners = runners
@@ -45,6 +47,7 @@ class Engine:
         self.load_seconds = load_seconds
         self.notes = notes
         self.cpu_rewrites = cpu_rewrites or {}
+        self.file_digests = file_digests or {}  # graph -> {file: sha256}, as hashed (and checked) on load
         self._embeddings: OrderedDict[str, Any] = OrderedDict()
 
     # -- loading ---------------------------------------------------------------------------------
@@ -68,6 +71,7 @@ class Engine:
         # 1. Check the engine folder and the request before anything is loaded.
         engine_dir = Path(engine_dir)
         card = EngineCard.read(engine_dir)
+        digests = verify_engine(engine_dir, card.graphs)  # each graph is what its card says (cached by file state)
         chosen = resolve_provider(provider)
         mode = {True: "auto", False: "off"}.get(cuda_graph, cuda_graph)  # type: ignore[call-overload]
         if mode not in CUDA_GRAPH_MODES or not isinstance(device, int) or device < 0:
@@ -90,7 +94,7 @@ class Engine:
                               cpu_stages=cpu_stages)
         runners = {name: RUNNER_LOADERS[chosen](request, name) for name in card.graphs}
         return cls(card, chosen, runners, tokenizer, scheduler_config, time.perf_counter() - start, notes,
-                   request.rewrites, device)
+                   request.rewrites, device, digests)
 
     # -- the calls the sampler makes -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from lesionaug.errors import ModelError, first_line
 from lesionaug.export import graphs as g
+from lesionaug.safe_weights import use_safetensors
 
 
 @dataclass
@@ -42,8 +43,11 @@ def _load(kind: str, loader, folder: Path) -> Any:
                          fix="the model folder must hold diffusers/transformers save_pretrained output") from None
 
 
-def load_export_parts(model_dir: Path, card: dict[str, Any]) -> ExportParts:
-    """Load the text encoder, UNet, ControlNet (and VAE) and derive their shared geometry."""
+def load_export_parts(model_dir: Path, card: dict[str, Any], allow_pickle: bool = False) -> ExportParts:
+    """Load the text encoder, UNet, ControlNet (and VAE) and derive their shared geometry.
+
+    Weights are read from safetensors only (no silent fallback to pickles) unless ``allow_pickle``.
+    """
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextModel
     from transformers.utils import logging as transformers_logging
@@ -51,7 +55,8 @@ def load_export_parts(model_dir: Path, card: dict[str, Any]) -> ExportParts:
     transformers_logging.disable_progress_bar()  # progress is ours to report
 
     def pretrained(cls):
-        return lambda folder: cls.from_pretrained(folder, local_files_only=True).eval()
+        return lambda folder: cls.from_pretrained(folder, local_files_only=True,
+                                                  use_safetensors=use_safetensors(allow_pickle)).eval()
 
     unet = _load("the UNet", pretrained(UNet2DConditionModel), model_dir / "unet")
     controlnet = _load("the ControlNet", pretrained(ControlNetModel), model_dir / "controlnet")

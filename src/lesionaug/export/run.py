@@ -20,11 +20,13 @@ from lesionaug import __version__
 from lesionaug.cards import read_card
 from lesionaug.atomic_files import replace_folder
 from lesionaug.engine.card import EngineCard
+from lesionaug.engine.integrity import remember_digest
 from lesionaug.engine.registry import register_engine
 from lesionaug.engine.session import verification_session
 from lesionaug.errors import ConfigError, LesionaugError, ModelError
 from lesionaug.formats import CARD_NAME, ENGINE_FORMAT, MODEL_FORMAT
 from lesionaug.progress import SILENT, Reporter
+from lesionaug.safe_weights import refuse_pickle_weights
 
 PRECISIONS = ("fp32", "fp16")
 MIN_OPSET, MAX_OPSET = 18, 23
@@ -136,11 +138,13 @@ def export_model(
     opset: int = 18,
     force: bool = False,
     external_data: bool | None = None,
+    allow_pickle: bool = False,
 ) -> ExportResult:
     """Export ``model_dir`` to an ONNX engine folder at ``engine_dir``; see the module docstring.
 
     ``external_data``: True writes every graph's weights to ``<graph>.onnx.data`` beside it (what a
     graph over 2 GB needs, e.g. a Stable Diffusion 1.5 denoiser); None does so only for large graphs.
+    ``allow_pickle``: accept pickle weight files in the model folder (refused otherwise: they can run code).
     """
     settings = ExportSettings(precision=precision, verify=verify, opset=opset, force=force,
                               external_data=external_data)
@@ -149,13 +153,14 @@ def export_model(
 
     # 1. Check inputs before anything slow.
     model_card = read_model_card(model_dir)
+    refuse_pickle_weights(model_dir, allow_pickle)
     tmp = _prepare_target(engine_dir, settings.force)
     try:
         # 2. Load the PyTorch parts and work out the geometry every graph shares.
         from lesionaug.export.parts import graph_specs, load_export_parts
 
         with reporter.task("loading model", total=None):
-            parts = load_export_parts(model_dir, model_card)
+            parts = load_export_parts(model_dir, model_card, allow_pickle)
         specs = graph_specs(parts, settings.precision)
 
         # 3. Export and verify each graph.
@@ -198,6 +203,10 @@ def export_model(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    # The graphs were hashed as they were written: the first load need not read them again.
+    for graph in graphs.values():
+        for rel, digest in {graph["file"]: graph["sha256"], **graph["files"]}.items():
+            remember_digest(engine_dir / rel, digest)
     _register(engine_dir, reporter)
     return ExportResult(engine_dir, settings.precision, geometry.size_multiple, graphs, time.perf_counter() - start)
 

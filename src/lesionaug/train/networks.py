@@ -19,6 +19,7 @@ from typing import Any
 from lesionaug.dataset.labels import ATTRIBUTES, DIAGNOSES
 from lesionaug.errors import ConfigError, ModelError
 from lesionaug.plan.prompts import GENERIC_PROMPT
+from lesionaug.safe_weights import refuse_pickle_weights, use_safetensors
 
 MODEL_SIZES = ("tiny", "small", "base")
 
@@ -246,7 +247,8 @@ def _offline() -> bool:
 
 
 def check_sd_folder(root: Path, allow_pickle: bool = False) -> None:
-    """Refuse a folder that is not a diffusers Stable Diffusion layout, naming what is missing."""
+    """Refuse a folder that is not a diffusers Stable Diffusion layout, naming what is missing, or that
+    holds pickle weights anywhere (``safe_weights.py``) unless ``allow_pickle``."""
     for sub, files in SD_LAYOUT.items():
         if not any((root / sub / f).is_file() for f in files):
             raise ModelError(
@@ -264,12 +266,7 @@ def check_sd_folder(root: Path, allow_pickle: bool = False) -> None:
                 path=folder,
                 fix="save the model with save_pretrained(..., safe_serialization=True)",
             )
-        if not safe and not allow_pickle:
-            raise ModelError(
-                f"{sub}/ holds only pickle weights ({pickled[0].name}), which can run code when loaded",
-                path=folder,
-                fix="convert them to safetensors, or pass --allow-pickle if you trust the file",
-            )
+    refuse_pickle_weights(root, allow_pickle)
 
 
 def quiet_library_progress() -> None:
@@ -300,7 +297,7 @@ def load_base(base: str, allow_pickle: bool = False) -> ModelParts:
         )
     else:
         source = base
-    kwargs = {"use_safetensors": None if allow_pickle else True, "local_files_only": _offline()}
+    kwargs = {"use_safetensors": use_safetensors(allow_pickle), "local_files_only": _offline()}
     check_not_sdxl(source, root if local else None, kwargs["local_files_only"])
     try:
         unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **kwargs)
@@ -363,8 +360,9 @@ def load_controlnet(path: str | Path, parts: ModelParts, allow_pickle: bool = Fa
     if not (folder / "config.json").is_file():
         raise ModelError("not a ControlNet folder (no config.json)", path=folder,
                          fix="pass a folder written by ControlNetModel.save_pretrained (a model folder's controlnet/)")
+    refuse_pickle_weights(folder, allow_pickle)
     try:
-        controlnet = ControlNetModel.from_pretrained(folder, use_safetensors=None if allow_pickle else True,
+        controlnet = ControlNetModel.from_pretrained(folder, use_safetensors=use_safetensors(allow_pickle),
                                                      local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load the ControlNet ({_first_line(exc)})", path=folder,

@@ -22,6 +22,7 @@ from lesionaug.masks.model_file import save_shape_model
 from lesionaug.masks.shape_model import fit_shape_model
 from lesionaug.plan.prompts import build_prompt
 from lesionaug.progress import SILENT, Reporter
+from lesionaug.safe_weights import refuse_pickle_weights
 from lesionaug.train.checkpoints import (
     latest_checkpoint,
     load_network_weights,
@@ -373,6 +374,8 @@ def train_model(
     # 1. Check the inputs (cheap, nothing written).
     config = config.resolved()
     check_optimizer(config.optimizer)
+    if resume:  # a folder to resume holds no pickle weights (its checkpoints' own state files aside)
+        refuse_pickle_weights(out_dir, config.allow_pickle)
     samples = usable_training_pairs(dataset_index, config.batch_size, real_subset=real_subset)
     prompts = [build_prompt(s.labels, config.prompt_template) for s in samples]
     # 2. Build or load the networks (no side effects) and check the resolution against them.
