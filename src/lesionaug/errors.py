@@ -2,10 +2,20 @@
 
 The CLI maps these to exit codes and one-line messages in one place (``cli/_app.py``).
 Core modules raise them with the file that is wrong and the fix, never a bare message.
+
+Which class, by one rule: a value that is wrong whatever the files hold (``--n 0``, ``--steps 0``,
+``--size 7``, an unknown scheduler, two options that contradict each other) is a ``UsageError``
+(exit 2); a file or folder that cannot be used, or a value that does not fit one (a resolution the
+engine cannot make, a diagnosis the training split lacks), is a ``ConfigError`` or ``DatasetError``
+(exit 3), and so is an OS error on a file (``ResourceError``: read-only, full, no permission, name
+too long). Error lines stay short: ``one_line`` shortens long quoted values and paths in the middle.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 from pathlib import Path
 
 EXIT_OK = 0
@@ -15,6 +25,76 @@ EXIT_BAD_INPUT = 3
 EXIT_BACKEND = 4
 EXIT_PARTIAL = 5
 EXIT_INTERRUPTED = 130
+
+MAX_ERROR_LINE = 300  # characters of one printed error line: two terminal lines at most
+MAX_QUOTED = 80  # a quoted value or unbroken run (a path) longer than this is shortened in the middle
+MAX_PATH = 120  # the path an error names, in its line
+MAX_FIELD = 8192  # each field of an error in a JSON envelope
+ELLIPSIS = "..."
+
+# OS errors that say a file or folder cannot be used (not a bug): exit 3 with the path and the cause.
+RESOURCE_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "EFBIG", "ENAMETOOLONG", "ENOTDIR", "EISDIR",
+                 "ELOOP", "EMLINK", "ENOENT", "EEXIST", "ENOTEMPTY", "EXDEV", "EIO", "EMFILE", "ENFILE", "EBUSY",
+                 "ETXTBSY", "ESTALE")
+    if hasattr(errno, name)
+)
+_RESOURCE_FIXES = {
+    "EROFS": "the filesystem is read-only: choose an output folder on a writable one",
+    "EACCES": "check the permissions of the file and its folders, or choose another output folder",
+    "EPERM": "check the permissions of the file and its folders, or choose another output folder",
+    "ENOSPC": "free disk space (or choose an output folder on another disk), then rerun",
+    "EDQUOT": "free space within your disk quota (or choose another output folder), then rerun",
+    "EFBIG": "the file is larger than this filesystem allows: choose an output folder on another disk",
+    "ENAMETOOLONG": "use a shorter path: at most 255 bytes per file or folder name, 4096 in all",
+    "EMFILE": "raise the open-file limit (ulimit -n) or lower --workers",
+    "ENFILE": "the system has too many open files: retry when fewer programs run",
+}
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` itself when it fits in ``limit`` characters, else its start and end around ``...``."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - len(ELLIPSIS), 2)
+    head = (keep + 1) // 2
+    return text[:head] + ELLIPSIS + text[len(text) - (keep - head):]
+
+
+_QUOTED = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S{%d,}""" % (MAX_QUOTED + 1))
+
+
+def shorten_quoted(text: str, limit: int = MAX_QUOTED) -> str:
+    """``text`` with each quoted value and each unbroken run (a path, a long word) longer than
+    ``limit`` shortened in the middle, its quotes kept: a 50 MB value quoted in a message becomes
+    its first and last few dozen characters."""
+    if len(text) <= limit:
+        return text
+    text = shorten(text, MAX_FIELD)  # the scan below stays cheap however long the text
+
+    def cut(match: re.Match) -> str:
+        part = match.group(0)
+        if len(part) <= limit:
+            return part
+        if part[0] in "'\"" and part[-1] == part[0] and len(part) > 1:
+            return part[0] + shorten(part[1:-1], limit - 2) + part[0]
+        return shorten(part, limit)
+
+    return _QUOTED.sub(cut, text)
+
+
+def os_error_in(exc: BaseException) -> OSError | None:
+    """The OS error behind ``exc`` (itself, or what it was raised from) when it says a file or folder
+    cannot be used (``RESOURCE_ERRNOS``); None for anything else, which is a bug to report."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in RESOURCE_ERRNOS:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def first_line(exc: BaseException) -> str:
@@ -36,14 +116,34 @@ class LesionaugError(Exception):
         self.path = str(path) if path is not None else None
         self.fix = fix
 
-    def one_line(self) -> str:
-        parts = [f"{self.path}: {self.message}" if self.path else self.message]
-        if self.fix:
-            parts.append(self.fix)
-        return " -- ".join(parts).replace("\n", " ")
+    # The fix is printed whole even when long (Interrupted's is the command line that resumes the run).
+    verbatim_fix = False
+
+    def one_line(self, limit: int = MAX_ERROR_LINE) -> str:
+        """Path, message and fix in one line of at most about ``limit`` characters: long quoted
+        values, paths and words are shortened in the middle, then the message, then the whole."""
+        path = shorten(self.path.replace("\n", " "), MAX_PATH) if self.path else None
+        message = shorten_quoted(self.message.replace("\n", " "))
+        fix = self.fix.replace("\n", " ") if self.fix else None
+        if fix and not self.verbatim_fix:
+            fix = shorten_quoted(fix)
+        fixed = (len(path) + 2 if path else 0) + (len(fix) + 4 if fix else 0)
+        if not self.verbatim_fix:
+            message = shorten(message, max(limit - fixed, 80))
+        line = f"{path}: {message}" if path else message
+        if fix and self.verbatim_fix:
+            return f"{line} -- {fix}"
+        line = f"{line} -- {fix}" if fix else line
+        return shorten(line, limit)
 
     def as_dict(self) -> dict:
-        return {"code": self.code, "message": self.message, "path": self.path, "fix": self.fix}
+        """The error for a JSON envelope: every field whole unless absurdly long (``MAX_FIELD``)."""
+        return {
+            "code": self.code,
+            "message": shorten(self.message, MAX_FIELD),
+            "path": shorten(self.path, MAX_FIELD) if self.path else self.path,
+            "fix": shorten(self.fix, MAX_FIELD) if self.fix else self.fix,
+        }
 
 
 class UsageError(LesionaugError):
@@ -108,3 +208,25 @@ class Interrupted(LesionaugError):
 
     exit_code = EXIT_INTERRUPTED
     code = "interrupted"
+    verbatim_fix = True  # the command line that resumes the run, to copy whole
+
+
+class ResourceError(LesionaugError):
+    """The operating system refused a file or folder: read-only, full, no permission, name too long."""
+
+    exit_code = EXIT_BAD_INPUT
+    code = "resource"
+
+    @classmethod
+    def from_os_error(cls, exc: OSError) -> ResourceError:
+        """The OS error as one line: the path it names, the cause in words and its errno name."""
+        name = errno.errorcode.get(exc.errno or 0, "")
+        cause = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+        path = exc.filename if exc.filename is not None else None
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        message = f"{cause} ({name})" if name else cause
+        if exc.filename2 is not None:
+            message += f" (with {os.fsdecode(exc.filename2) if isinstance(exc.filename2, bytes) else exc.filename2})"
+        fix = _RESOURCE_FIXES.get(name, "check that the path exists and that you can write to it")
+        return cls(message, path=path, fix=fix)

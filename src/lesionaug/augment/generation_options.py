@@ -18,7 +18,7 @@ from lesionaug.engine.sampler import (
     DEFAULT_STEPS,
     SamplerSettings,
 )
-from lesionaug.errors import BackendError, ConfigError, UsageError
+from lesionaug.errors import BackendError, UsageError
 
 PROVIDERS = ("auto", "tensorrt", "cuda", "cpu")
 IMAGE_FORMAT_CHOICES = ("png", "jpg")
@@ -58,19 +58,19 @@ class GenerationOptions:
         if self.provider not in PROVIDERS:
             raise UsageError(f"unknown provider {self.provider!r}", fix=f"use one of {', '.join(PROVIDERS)}")
         if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= MAX_BATCH:
-            raise ConfigError(f"--batch-size must be 1..{MAX_BATCH}, got {self.batch_size}", fix="use --batch-size 4")
+            raise UsageError(f"--batch-size must be 1..{MAX_BATCH}, got {self.batch_size}", fix="use --batch-size 4")
         if self.image_format is not None and self.image_format not in IMAGE_FORMAT_CHOICES:
             raise UsageError(
                 f"unknown image format {self.image_format!r}", fix=f"use --image-format {' or '.join(IMAGE_FORMAT_CHOICES)}"
             )
         if self.train_steps is not None and (not isinstance(self.train_steps, int) or self.train_steps < 1):
-            raise ConfigError(f"--train-steps must be a positive integer, got {self.train_steps}")
+            raise UsageError(f"--train-steps must be a positive integer, got {self.train_steps}")
         if self.model_size is not None and self.model_size not in MODEL_SIZE_CHOICES:
             raise UsageError(f"unknown model size {self.model_size!r}", fix=f"use one of {', '.join(MODEL_SIZE_CHOICES)}")
         if self.link not in LINK_MODES:
             raise UsageError(f"unknown link mode {self.link!r}", fix=f"use --link {' or '.join(LINK_MODES)}")
         if self.workers is not None and (not isinstance(self.workers, int) or not 1 <= self.workers <= 64):
-            raise ConfigError(f"--workers must be 1..64, got {self.workers}")
+            raise UsageError(f"--workers must be 1..64, got {self.workers}")
         if not isinstance(self.device, int) or self.device < 0:
             raise UsageError(f"--device must be a GPU index >= 0, got {self.device!r}", fix="use --device 0")
         if self.gpus and (len(set(self.gpus)) != len(self.gpus) or min(self.gpus) < 0):

@@ -313,6 +313,8 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
                 linking.join()
     if error is None and link_errors:
         error = link_errors[0]
+    if error is None and tally.refused is not None:
+        error = tally.refused  # the output cannot be written: exit 3 naming the file, not a partial run
     timings["generate_s"] = stats.seconds["generate"] if stats else 0.0
     # What each engine did (a CUDA graph fallback is noted on its first run) and each worker's share.
     record["engines"] = [e.describe() for e in engines]

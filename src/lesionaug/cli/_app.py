@@ -30,15 +30,20 @@ from rich.progress import (
 )
 
 from lesionaug import __version__
+from lesionaug.cli._click import click, click_globals
 from lesionaug.cli._invocation import resume_command
 from lesionaug.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_UNEXPECTED,
+    MAX_ERROR_LINE,
     ConfigError,
     Interrupted,
     LesionaugError,
     PartialFailure,
+    ResourceError,
+    UsageError,
+    os_error_in,
 )
 from lesionaug.formats import RESULT_SCHEMA as SCHEMA
 from lesionaug.progress import PlainTask, progress_interval
@@ -250,6 +255,39 @@ def _json_default(obj: Any) -> Any:
 
 Body = Callable[[RichReporter], tuple[Any, Callable[[Console], None] | None]]
 
+# The longest text option value (a prompt template is a sentence, an id prefix a word); paths are
+# left to the operating system, whose refusal is a ResourceError naming the path.
+MAX_OPTION_CHARS = 4096
+
+
+def check_option_length(name: str, value: Any, path: Path | None = None) -> None:
+    """Refuse a text option value (or a list of them) longer than ``MAX_OPTION_CHARS``: a 50 MB
+    ``--prompt-template`` would otherwise be copied into every manifest line. ``path``: the config
+    file the value came from."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for item in values:
+        if isinstance(item, str) and len(item) > MAX_OPTION_CHARS:
+            raise UsageError(
+                f"{name} is {len(item):,} characters long, over the {MAX_OPTION_CHARS:,} an option value may hold",
+                path=path,
+                fix=f"pass a shorter {name}",
+            )
+
+
+def option_name(param: click.Parameter) -> str:
+    """``--prompt-template`` for an option, ``DATASET`` for an argument."""
+    long_names = [o for o in getattr(param, "opts", ()) if o.startswith("--")]
+    return long_names[0] if long_names else (param.name or "value").upper()
+
+
+def _check_option_lengths() -> None:
+    """Every text value of the command being run, as click parsed it, within ``MAX_OPTION_CHARS``."""
+    ctx = click_globals.get_current_context(silent=True)
+    if ctx is None:
+        return
+    for param in ctx.command.params:
+        check_option_length(option_name(param), ctx.params.get(param.name or ""))
+
 
 def run_command(command: str, out: Out, body: Body, *, resume: str | None = None) -> None:
     """Run one command body; map its outcome to stdout, stderr and the exit code.
@@ -260,6 +298,7 @@ def run_command(command: str, out: Out, body: Body, *, resume: str | None = None
     """
     reporter = RichReporter(out)
     try:
+        _check_option_lengths()
         reporter.open_log()
         with _sigterm_interrupts(resume is not None):
             data, render = body(reporter)
@@ -274,6 +313,9 @@ def run_command(command: str, out: Out, body: Body, *, resume: str | None = None
     except Exception as exc:  # noqa: BLE001 - the one place an unexpected error is reported
         if out.verbose:
             traceback.print_exc(file=sys.stderr)
+        os_error = os_error_in(exc)
+        if os_error is not None:  # a file or folder the OS refused (read-only, full, name too long): exit 3
+            _fail(command, out, ResourceError.from_os_error(os_error), reporter)
         err = LesionaugError(
             f"unexpected error: {type(exc).__name__}: {exc}",
             fix="rerun with -v for the traceback and report it",
@@ -326,7 +368,8 @@ def _fail(
     code = exc.exit_code if exc.exit_code else EXIT_UNEXPECTED
     if out.verbose and exc.__traceback__ is not None and code != EXIT_INTERRUPTED:
         traceback.print_exception(exc, file=sys.stderr)
-    line = f"lesionaug {command}: error: {exc.one_line()}"
+    prefix = f"lesionaug {command}: error: "
+    line = prefix + exc.one_line(MAX_ERROR_LINE - len(prefix))
     out.stderr.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
     if reporter is not None:
         reporter.log_line(line)

@@ -15,8 +15,9 @@ from typing import Any
 
 from typer.core import TyperOption
 
+from lesionaug.cli._app import check_option_length, option_name
 from lesionaug.cli._click import click
-from lesionaug.errors import ConfigError
+from lesionaug.errors import ConfigError, UsageError
 
 MAX_TOML_DEPTH = 32  # arrays and inline tables; an option value is a plain value or a short list
 MAX_CONFIG_BYTES = 1 << 20  # a config file holds a few options, not a 50 MB prompt template
@@ -132,6 +133,8 @@ def apply_config_file(ctx: click.Context, path: Path | None, command: str) -> di
             raw = [raw]  # a repeatable option given once: `labels = "metadata.csv"`
         try:
             values[param.name] = param.process_value(ctx, raw)
-        except click.exceptions.BadParameter as exc:
-            raise ConfigError(f"bad value for {key!r}: {exc.message}", path=path, fix="fix the value in the file") from None
+        except click.exceptions.BadParameter as exc:  # a bad option value, here as on the command line: exit 2
+            raise UsageError(f"bad value for {key!r}: {exc.message}", path=path,
+                             fix="fix the value in the file") from None
+        check_option_length(option_name(param), values[param.name], path=path)
     return values

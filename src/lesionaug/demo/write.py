@@ -53,14 +53,14 @@ def check_demo_options(
 ) -> Path:
     """Validate the demo options and the target folder; the absolute target path."""
     if layout not in DEMO_LAYOUTS:
-        raise ConfigError(f"unknown demo layout {layout!r}", fix=f"use one of {', '.join(DEMO_LAYOUTS)}")
+        raise UsageError(f"unknown demo layout {layout!r}", fix=f"use one of {', '.join(DEMO_LAYOUTS)}")
     if archive_metadata and layout not in ARCHIVE_ID_START:
         raise UsageError(
             f"--archive-metadata needs images with ISIC ids; the {layout} layout has none",
             fix=f"use it with --layout {' or '.join(ARCHIVE_ID_START)}",
         )
     if n < 1 or not 32 <= size <= 2048:
-        raise ConfigError(f"need n >= 1 and 32 <= size <= 2048 (got n={n}, size={size})", fix="change --n or --size")
+        raise UsageError(f"need n >= 1 and 32 <= size <= 2048 (got n={n}, size={size})", fix="change --n or --size")
     out = Path(out).expanduser().absolute()
     check_demo_target(out)
     return out

@@ -21,7 +21,7 @@ from typing import Any
 
 from lesionaug.engine.providers import ORT_NAMES, tensorrt_version
 from lesionaug.engine.registry import cache_root
-from lesionaug.errors import ConfigError
+from lesionaug.errors import ConfigError, UsageError
 
 GIB = 1 << 30
 
@@ -87,10 +87,10 @@ class TensorrtSettings:
 
     def __post_init__(self) -> None:
         if self.workspace_gib is not None and not self.workspace_gib > 0:
-            raise ConfigError(f"TensorRT workspace must be a positive number of GiB, got {self.workspace_gib}",
-                              fix="use --trt-workspace-gb 4, or leave it out for TensorRT's default")
+            raise UsageError(f"TensorRT workspace must be a positive number of GiB, got {self.workspace_gib}",
+                             fix="use --trt-workspace-gb 4, or leave it out for TensorRT's default")
         if not 0 <= self.builder_optimization_level <= 5:
-            raise ConfigError(f"TensorRT builder optimisation level must be 0..5, got {self.builder_optimization_level}")
+            raise UsageError(f"TensorRT builder optimisation level must be 0..5, got {self.builder_optimization_level}")
 
     def cache_tag(self, precision: str) -> str:
         """The part of the cache key these settings change (the workspace only limits the search)."""

@@ -23,7 +23,7 @@ from lesionaug.engine.loaders import (
 )
 from lesionaug.engine.provider_options import ShapeProfile, TensorrtSettings
 from lesionaug.engine.providers import resolve_provider
-from lesionaug.errors import ConfigError, ModelError
+from lesionaug.errors import ModelError, UsageError
 from lesionaug.progress import SILENT, Reporter
 
 EMBEDDING_CACHE_SIZE = 1024
@@ -75,8 +75,8 @@ class Engine:
         chosen = resolve_provider(provider)
         mode = {True: "auto", False: "off"}.get(cuda_graph, cuda_graph)  # type: ignore[call-overload]
         if mode not in CUDA_GRAPH_MODES or not isinstance(device, int) or device < 0:
-            raise ConfigError(f"bad engine options (cuda_graph={cuda_graph!r}, device={device!r})",
-                              fix=f"cuda_graph is one of {', '.join(CUDA_GRAPH_MODES)}; device is a GPU index >= 0")
+            raise UsageError(f"bad engine options (cuda_graph={cuda_graph!r}, device={device!r})",
+                             fix=f"cuda_graph is one of {', '.join(CUDA_GRAPH_MODES)}; device is a GPU index >= 0")
         notes: list[str] = []
 
         def note(message: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lesionaug.errors import ConfigError, ModelError
+from lesionaug.errors import ConfigError, ModelError, UsageError
 from lesionaug.progress import SILENT, Reporter
 
 # --scheduler name -> diffusers class name (all built with from_config on the engine's scheduler config).
@@ -47,14 +47,14 @@ class SamplerSettings:
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
-            raise ConfigError(f"unknown scheduler {self.scheduler!r}", fix=f"use one of {', '.join(SCHEDULERS)}")
+            raise UsageError(f"unknown scheduler {self.scheduler!r}", fix=f"use one of {', '.join(SCHEDULERS)}")
         if not 1 <= int(self.steps) <= MAX_STEPS:
-            raise ConfigError(f"steps must be 1..{MAX_STEPS}, got {self.steps}", fix="use --steps 20")
+            raise UsageError(f"--steps must be 1..{MAX_STEPS}, got {self.steps}", fix="use --steps 20")
         if not np.isfinite(self.guidance) or self.guidance < 1.0:
-            raise ConfigError(f"guidance must be >= 1.0, got {self.guidance}",
-                              fix="use --guidance 1.0 to turn classifier-free guidance off, or e.g. 7.5")
+            raise UsageError(f"--guidance must be >= 1.0, got {self.guidance}",
+                             fix="use --guidance 1.0 to turn classifier-free guidance off, or e.g. 7.5")
         if not np.isfinite(self.control_scale) or self.control_scale < 0:
-            raise ConfigError(f"control scale must be >= 0, got {self.control_scale}", fix="use --control-scale 1.0")
+            raise UsageError(f"--control-scale must be >= 0, got {self.control_scale}", fix="use --control-scale 1.0")
 
     @property
     def classifier_free_guidance(self) -> bool:

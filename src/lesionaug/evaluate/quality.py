@@ -25,7 +25,7 @@ from lesionaug.engine import Engine
 from lesionaug.engine.card import EngineCard
 from lesionaug.engine.provider_options import ShapeProfile
 from lesionaug.engine.sampler import SamplerSettings, generate
-from lesionaug.errors import ConfigError, DatasetError
+from lesionaug.errors import ConfigError, DatasetError, ModelError, UsageError
 from lesionaug.evaluate import plots as report_plots
 from lesionaug.evaluate.feature_distance import (
     ENABLE_HINT,
@@ -35,8 +35,9 @@ from lesionaug.evaluate.feature_distance import (
 from lesionaug.evaluate.metrics import dice_coefficient, structural_similarity
 from lesionaug.evaluate.report import write_report
 from lesionaug.evaluate.segmenter import SegmenterConfig, square_image, train_segmenter
+from lesionaug.formats import CARD_NAME
 from lesionaug.masks.geometry import resize_mask
-from lesionaug.plan.prompts import DEFAULT_TEMPLATE, build_prompt
+from lesionaug.plan.prompts import DEFAULT_TEMPLATE, build_prompt, check_template
 from lesionaug.progress import SILENT, Reporter
 from lesionaug.seeds import NOISE_STREAM, derive_seed
 
@@ -70,15 +71,15 @@ class QualityConfig:
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
-            raise ConfigError(f"unknown split {self.split!r}", fix=f"use --split {' or '.join(SPLITS)}")
+            raise UsageError(f"unknown split {self.split!r}", fix=f"use --split {' or '.join(SPLITS)}")
         if self.batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.engine_device < 0:
-            raise ConfigError(f"--engine-device must be a GPU index >= 0, got {self.engine_device}")
+            raise UsageError(f"--engine-device must be a GPU index >= 0, got {self.engine_device}")
         if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit must be at least 1, got {self.limit}")
+            raise UsageError(f"--limit must be at least 1, got {self.limit}")
         if self.size is not None and self.size < 8:
-            raise ConfigError(f"size must be at least 8 px (SSIM's 7x7 window), got {self.size}")
+            raise UsageError(f"--size must be at least 8 px (SSIM's 7x7 window), got {self.size}")
 
     def to_dict(self) -> dict:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "segmenter"}
@@ -185,6 +186,11 @@ def check_quality_inputs(config: QualityConfig, settings: SamplerSettings, repor
         )
         reporter.warn(notes[-1])
     template = model_card.get("prompt_template") or DEFAULT_TEMPLATE
+    try:
+        check_template(template)
+    except UsageError as exc:  # the template was read from the engine's card: a bad file, not a bad option
+        raise ModelError(f"its model card's prompt template: {exc.message}", path=card.path / CARD_NAME,
+                         fix="re-export the engine from a model trained by this version of lesionaug") from None
     return QualityInputs(samples, train, extractor, resolved, engine, size, template, notes)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from lesionaug.dataset.files import read_mask
 from lesionaug.dataset.index import load_dataset
 from lesionaug.dataset.subsets import RealSubset, choose_real_subset
-from lesionaug.errors import ConfigError, DatasetError, UsageError
+from lesionaug.errors import DatasetError, UsageError
 from lesionaug.evaluate import plots as report_plots
 from lesionaug.evaluate.memorisation import check_memorisation
 from lesionaug.evaluate.metrics import macro_average, score_masks
@@ -71,12 +71,12 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         counts = sorted({int(c) for c in self.synthetic_counts} | {0})
         if counts[0] < 0:
-            raise ConfigError(f"synthetic counts must be 0 or more, got {self.synthetic_counts}")
+            raise UsageError(f"--synthetic-counts must be 0 or more, got {self.synthetic_counts}")
         object.__setattr__(self, "synthetic_counts", tuple(counts))
         if self.repeats < 1:
-            raise ConfigError(f"repeats must be at least 1, got {self.repeats}")
+            raise UsageError(f"--repeats must be at least 1, got {self.repeats}")
         if not 0 < self.real_fraction <= 1:
-            raise ConfigError(f"real fraction must be in (0, 1], got {self.real_fraction}")
+            raise UsageError(f"--real-fraction must be in (0, 1], got {self.real_fraction}")
         if self.real_count is not None and self.real_fraction != 1.0:
             raise UsageError("--real-fraction and --real-count both choose the real training pairs",
                              fix="pass one of them")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from lesionaug.dataset.files import read_image, read_mask
-from lesionaug.errors import BackendError, ConfigError
+from lesionaug.errors import BackendError, ConfigError, UsageError
 from lesionaug.evaluate.seg_augment import PairAugmenter, check_seg_augment
 from lesionaug.progress import SILENT, Reporter
 
@@ -48,28 +48,28 @@ class SegmenterConfig:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         check_seg_augment(self.augment)
         if self.arch not in ARCHITECTURES:
-            raise ConfigError(
+            raise UsageError(
                 f"unknown segmenter architecture {self.arch!r}", fix=f"use one of {', '.join(ARCHITECTURES)}"
             )
         if self.device not in DEVICES:
-            raise ConfigError(f"unknown device {self.device!r}", fix=f"use one of {', '.join(DEVICES)}")
+            raise UsageError(f"unknown device {self.device!r}", fix=f"use one of {', '.join(DEVICES)}")
         for name in ("image_size", "epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise UsageError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
+            raise UsageError(f"steps must be at least 1, got {self.steps}")
         if not self.learning_rate > 0:
-            raise ConfigError(f"learning rate must be positive, got {self.learning_rate}")
+            raise UsageError(f"learning rate must be positive, got {self.learning_rate}")
         if len(self.channels) < 2 or min(self.channels) < 1:
-            raise ConfigError(f"channels {self.channels} need at least two positive widths")
+            raise UsageError(f"channels {self.channels} need at least two positive widths")
         if self.arch == "basicunet" and len(self.channels) != 5:
-            raise ConfigError(
+            raise UsageError(
                 f"basicunet has exactly 5 resolution levels, got channels {self.channels}",
                 fix="pass five widths, e.g. 16,32,64,128,256",
             )
         factor = 2 ** (len(self.channels) - 1)
         if self.image_size % factor:
-            raise ConfigError(
+            raise UsageError(
                 f"image size {self.image_size} is not divisible by {factor} ({len(self.channels)} resolution levels)",
                 fix=f"use a multiple of {factor}, e.g. --image-size {max(factor, self.image_size // factor * factor)}",
             )

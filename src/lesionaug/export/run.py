@@ -23,7 +23,7 @@ from lesionaug.engine.card import EngineCard
 from lesionaug.engine.integrity import remember_digest
 from lesionaug.engine.registry import register_engine
 from lesionaug.engine.session import verification_session
-from lesionaug.errors import ConfigError, LesionaugError, ModelError
+from lesionaug.errors import ConfigError, LesionaugError, ModelError, UsageError
 from lesionaug.formats import CARD_NAME, ENGINE_FORMAT, MODEL_FORMAT
 from lesionaug.progress import SILENT, Reporter
 from lesionaug.safe_weights import refuse_pickle_weights
@@ -48,10 +48,10 @@ class ExportSettings:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}", fix="use --precision fp32 or fp16")
+            raise UsageError(f"unknown precision {self.precision!r}", fix="use --precision fp32 or fp16")
         if not MIN_OPSET <= self.opset <= MAX_OPSET:
-            raise ConfigError(f"opset {self.opset} is not supported",
-                              fix=f"use an opset from {MIN_OPSET} to {MAX_OPSET} (the dynamo exporter needs >= 18)")
+            raise UsageError(f"opset {self.opset} is not supported",
+                             fix=f"use an opset from {MIN_OPSET} to {MAX_OPSET} (the dynamo exporter needs >= 18)")
 
 
 @dataclass(frozen=True)

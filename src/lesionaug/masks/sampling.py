@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lesionaug.errors import ConfigError
+from lesionaug.errors import UsageError
 from lesionaug.masks.jitter import sample_real_mask
 from lesionaug.masks.shape_model import ShapeModel, sample_model_mask
 from lesionaug.seeds import MASK_STREAM, derive_seed
@@ -21,7 +21,7 @@ MASK_SOURCES = ("model", "real", "mixed")
 
 def check_mask_source(source: str) -> str:
     if source not in MASK_SOURCES:
-        raise ConfigError(f"unknown mask source {source!r}", fix=f"use one of {', '.join(MASK_SOURCES)}")
+        raise UsageError(f"unknown mask source {source!r}", fix=f"use one of {', '.join(MASK_SOURCES)}")
     return source
 
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from lesionaug.errors import ConfigError
+from lesionaug.errors import ConfigError, UsageError
 from lesionaug.masks.geometry import (
     fill_censored,
     fit_within,
@@ -312,7 +312,7 @@ def _render_within_area(params: tuple, size: tuple[int, int], area: tuple[float,
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     w, h = int(size[0]), int(size[1])
     if w < 8 or h < 8:
-        raise ConfigError(f"mask size must be at least 8x8, got {w}x{h}")
+        raise UsageError(f"mask size must be at least 8x8, got {w}x{h}")
     return w, h
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from lesionaug import __version__
 from lesionaug.atomic_files import sha256_bytes, write_bytes_atomic
+from lesionaug.errors import os_error_in
 from lesionaug.output.manifest import ManifestAppender
 
 JPEG_QUALITY = 95
@@ -160,6 +161,9 @@ class WriteTally:
     written: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (pair id, error)
     entries: list[dict] = field(default_factory=list)
+    # The OS refused the output (read-only, full, no permission, name too long): no later pair can
+    # be written either, so the run stops with this error (exit 3) instead of failing pair by pair.
+    refused: OSError | None = None
 
 
 class PairWriter:
@@ -184,6 +188,9 @@ class PairWriter:
         self._futures: list[Future] = []
 
     def submit(self, record: PairRecord, image: np.ndarray, mask: np.ndarray) -> Future:
+        """Queue one pair; raises the OS error that refused an earlier write (nothing more is queued)."""
+        if self.tally.refused is not None:
+            raise self.tally.refused
         self._slots.acquire()  # back-pressure: wait while too many pairs are queued
         try:
             future = self._pool.submit(self._write_one, record, image, mask)
@@ -200,6 +207,8 @@ class PairWriter:
         except Exception as exc:  # noqa: BLE001 - one failed pair is recorded, the run goes on
             with self._lock:
                 self.tally.failed.append((record.id, f"{type(exc).__name__}: {exc}"))
+                if self.tally.refused is None:
+                    self.tally.refused = os_error_in(exc)
         else:
             with self._lock:
                 self.tally.written += 1

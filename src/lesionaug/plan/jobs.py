@@ -150,20 +150,21 @@ class PlanConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.n, int) or not 1 <= self.n <= MAX_JOBS:
-            raise ConfigError(f"--n must be between 1 and {MAX_JOBS}, got {self.n}")
+            raise UsageError(f"--n must be between 1 and {MAX_JOBS}, got {self.n}", fix="use e.g. --n 100")
         if not isinstance(self.seed, int) or not 0 <= self.seed < MAX_SEED:
-            raise ConfigError(f"--seed must be an integer in [0, 2**63), got {self.seed}")
+            raise UsageError(f"--seed must be an integer in [0, 2**63), got {self.seed}", fix="use e.g. --seed 0")
         check_template(self.template)
         if self.mask_source not in MASK_SOURCES:
-            raise ConfigError(
+            raise UsageError(
                 f"unknown mask source {self.mask_source!r}", fix=f"use one of {', '.join(MASK_SOURCES)}"
             )
         w, h = self.size
         if not (isinstance(w, int) and isinstance(h, int)) or not (8 <= w <= 8192 and 8 <= h <= 8192):
-            raise ConfigError(f"size must be between 8 and 8192 pixels per side, got {w}x{h}")
+            raise UsageError(f"--size must be between 8 and 8192 pixels per side, got {w}x{h}",
+                             fix="use e.g. --size 512")
         if not _PREFIX.match(self.prefix):
-            raise ConfigError(
-                f"id prefix {self.prefix!r} is not a safe file-name prefix",
+            raise UsageError(
+                f"--prefix {self.prefix!r} is not a safe file-name prefix",
                 fix="use letters, digits, '_', '-' or '.', at most 32, not starting with '.', '_' or '-'",
             )
 

@@ -20,26 +20,39 @@ from typing import Iterable
 import numpy as np
 
 from lesionaug.dataset.labels import ATTRIBUTES, DIAGNOSES, Labels, diagnosis_code
-from lesionaug.errors import ConfigError
+from lesionaug.errors import ConfigError, UsageError
 
 DEFAULT_TEMPLATE = "a dermoscopic image of {diagnosis} {attributes} {site}"
 GENERIC_PROMPT = "a dermoscopic image of a skin lesion"
 FIELDS = ("diagnosis", "attributes", "site", "age", "sex")
 
 
+MAX_TEMPLATE_CHARS = 4096  # a sentence; a longer template would be copied into every manifest line
+
+
 def check_template(template: str) -> str:
-    """Validate a prompt template: only known fields, well-formed braces."""
+    """Validate a prompt template: a sentence (at most ``MAX_TEMPLATE_CHARS``), only known fields,
+    well-formed braces. Raises ``UsageError``: a template read from a file is checked by its reader."""
+    if not isinstance(template, str):
+        raise UsageError(f"--prompt-template must be text, got {type(template).__name__}",
+                         fix="write one sentence with fields like {diagnosis} and {attributes}")
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise UsageError(
+            f"--prompt-template is {len(template):,} characters long, "
+            f"over the {MAX_TEMPLATE_CHARS:,} a template may hold",
+            fix="write one sentence with fields like {diagnosis} and {attributes}",
+        )
     try:
         names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
     except ValueError as exc:
-        raise ConfigError(
-            f"prompt template {template!r} is malformed ({exc})",
+        raise UsageError(
+            f"--prompt-template {template!r} is malformed ({exc})",
             fix="use fields like {diagnosis} and {attributes}, and double braces for literal ones",
         ) from None
     unknown = sorted({n for n in names if n not in FIELDS})
     if unknown:
-        raise ConfigError(
-            f"prompt template has unknown field(s) {', '.join(unknown)}",
+        raise UsageError(
+            f"--prompt-template has unknown field(s) {', '.join(unknown)}",
             fix=f"use only {', '.join('{' + f + '}' for f in FIELDS)}",
         )
     return template
@@ -101,14 +114,14 @@ class LabelSpec:
 
     def __post_init__(self) -> None:
         if self.mode not in (*LABEL_MODES, "weights"):
-            raise ConfigError(f"unknown label mode {self.mode!r}", fix="use match, balanced or code=weight,...")
+            raise UsageError(f"unknown label mode {self.mode!r}", fix="use match, balanced or code=weight,...")
         if (self.mode == "weights") != bool(self.weights):
-            raise ConfigError("diagnosis weights go with label mode 'weights' and only with it")
+            raise UsageError("diagnosis weights go with label mode 'weights' and only with it")
         if any(w <= 0 or not math.isfinite(w) for _, w in self.weights):
-            raise ConfigError("diagnosis weights must be positive numbers")
+            raise UsageError("diagnosis weights must be positive numbers")
         codes = [c for c, _ in self.weights]
         if len(set(codes)) != len(codes):
-            raise ConfigError(f"diagnosis weights name a code twice: {','.join(codes)}")
+            raise UsageError(f"diagnosis weights name a code twice: {','.join(codes)}")
 
     def describe(self) -> str:
         if self.mode != "weights":
@@ -143,28 +156,28 @@ def parse_diagnosis_weights(text: str) -> tuple[tuple[str, float], ...]:
             continue
         name, sep, value = item.partition("=")
         if not sep or not name.strip() or not value.strip():
-            raise ConfigError(
+            raise UsageError(
                 f"malformed diagnosis weight {item!r} in {text!r}", fix="write code=weight, e.g. mel=0.5,nv=0.5"
             )
         try:
             weight = float(value)
         except ValueError:
-            raise ConfigError(f"weight {value.strip()!r} of {name.strip()!r} is not a number") from None
+            raise UsageError(f"weight {value.strip()!r} of {name.strip()!r} is not a number") from None
         if not math.isfinite(weight) or weight <= 0:
-            raise ConfigError(f"weight of {name.strip()!r} must be a positive number, got {value.strip()}")
+            raise UsageError(f"weight of {name.strip()!r} must be a positive number, got {value.strip()}")
         code = diagnosis_code(name)
         if code is None:
             unknown.append(name.strip())
             continue
         if code in pairs:
-            raise ConfigError(f"diagnosis {code!r} is given twice in {text!r}")
+            raise UsageError(f"diagnosis {code!r} is given twice in {text!r}")
         pairs[code] = weight
     if unknown:
-        raise ConfigError(
+        raise UsageError(
             f"unknown diagnosis code(s) {', '.join(unknown)}; known codes: {', '.join(DIAGNOSES)}"
         )
     if not pairs:
-        raise ConfigError(f"no diagnosis weights in {text!r}", fix="write code=weight, e.g. mel=0.5,nv=0.5")
+        raise UsageError(f"no diagnosis weights in {text!r}", fix="write code=weight, e.g. mel=0.5,nv=0.5")
     total = sum(pairs.values())
     return tuple(sorted((code, weight / total) for code, weight in pairs.items()))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from lesionaug.engine.sampler import DEFAULT_GUIDANCE
-from lesionaug.errors import ConfigError
+from lesionaug.errors import ConfigError, UsageError
 from lesionaug.plan.prompts import DEFAULT_TEMPLATE, check_template
 from lesionaug.train.networks import COMPACT_SIZES, MODEL_SIZES, PREDICTION_TYPES
 
@@ -126,54 +126,65 @@ class TrainConfig:
         return {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_CHANGES}
 
 
+# TrainConfig fields that `lesionaug train` takes as options: their errors name the option.
+_OPTIONS = frozenset({"batch_size", "grad_accum", "resolution", "steps", "base_steps", "checkpoint_every", "lr_warmup",
+                      "seed", "lr", "base_lr", "prompt_dropout"})
+
+
+def _named(field: str) -> str:
+    """``--batch-size`` for a field the command line sets, the field's own name for the others."""
+    return f"--{field.replace('_', '-')}" if field in _OPTIONS else field
+
+
 def check_config(c: TrainConfig) -> None:
-    """Every check of a TrainConfig's values, in one place."""
+    """Every check of a TrainConfig's values, in one place. Each is a bad value whatever the files
+    hold, so a ``UsageError`` (exit 2) naming the option."""
     positive = {"batch_size": c.batch_size, "grad_accum": c.grad_accum, "keep_checkpoints": c.keep_checkpoints}
     positive |= {"sample_steps": c.sample_steps, "num_samples": c.num_samples}
     for name, value in positive.items():
         if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+            raise UsageError(f"{_named(name)} must be a positive integer, not {value!r}")
     if c.resolution is not None and (not isinstance(c.resolution, int) or c.resolution < 1):
-        raise ConfigError(f"resolution must be a positive integer, not {c.resolution!r}")
+        raise UsageError(f"--resolution must be a positive integer, not {c.resolution!r}")
     for name in ("steps", "base_steps"):
         value = getattr(c, name)
         if value is not None and (not isinstance(value, int) or value < 0):
-            raise ConfigError(f"{name} must be a non-negative integer, not {value!r}")
+            raise UsageError(f"{_named(name)} must be a non-negative integer, not {value!r}")
     for name in ("checkpoint_every", "lr_warmup", "seed"):
         value = getattr(c, name)
         if (value is not None or name != "lr_warmup") and (not isinstance(value, int) or value < 0):
-            raise ConfigError(f"{name} must be a non-negative integer, not {value!r}")
+            raise UsageError(f"{_named(name)} must be a non-negative integer, not {value!r}")
     for name in ("lr", "base_lr"):
         value = getattr(c, name)
         if value is not None and not value > 0:
-            raise ConfigError(f"{name} must be positive, not {value!r}")
+            raise UsageError(f"{_named(name)} must be positive, not {value!r}")
     if c.prediction_type is not None and c.prediction_type not in PREDICTION_TYPES:
-        raise ConfigError(f"unknown prediction type {c.prediction_type!r}", fix=f"use one of {', '.join(PREDICTION_TYPES)}")
+        raise UsageError(f"unknown prediction type {c.prediction_type!r}", fix=f"use one of {', '.join(PREDICTION_TYPES)}")
     if not c.compact and (c.prediction_type is not None or c.zero_terminal_snr is not None):
-        raise ConfigError(
+        raise UsageError(
             "the prediction type and noise schedule are chosen for the compact base only",
             fix="a Stable Diffusion base trains its ControlNet with the base's own scheduler; drop --prediction-type",
         )
     if c.zero_terminal_snr and c.prediction_type == "epsilon":
-        raise ConfigError(
+        raise UsageError(
             "a zero terminal SNR schedule needs v-prediction (noise cannot be predicted from pure noise)",
             fix="use prediction_type v_prediction or zero_terminal_snr False",
         )
     if not 0.0 <= c.prompt_dropout < 1.0:
-        raise ConfigError(f"prompt dropout must be in [0, 1), not {c.prompt_dropout}")
+        raise UsageError(f"--prompt-dropout must be in [0, 1), not {c.prompt_dropout}", fix="use e.g. --prompt-dropout 0.1")
     if c.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {c.optimizer!r}", fix=f"use one of {', '.join(OPTIMIZERS)}")
+        raise UsageError(f"unknown optimizer {c.optimizer!r}", fix=f"use one of {', '.join(OPTIMIZERS)}")
     if c.controlnet is not None and c.compact:
-        raise ConfigError("--controlnet starts from a ControlNet of a Stable Diffusion base",
-                          fix="pass --base with the Stable Diffusion folder the ControlNet was trained on")
+        raise UsageError("--controlnet starts from a ControlNet of a Stable Diffusion base",
+                         fix="pass --base with the Stable Diffusion folder the ControlNet was trained on")
     if c.mixed_precision not in MIXED_PRECISION:
-        raise ConfigError(f"unknown mixed precision {c.mixed_precision!r}", fix=f"use one of {', '.join(MIXED_PRECISION)}")
+        raise UsageError(f"unknown mixed precision {c.mixed_precision!r}", fix=f"use one of {', '.join(MIXED_PRECISION)}")
     if c.model_size not in MODEL_SIZES:
-        raise ConfigError(f"unknown model size {c.model_size!r}", fix=f"use one of {', '.join(MODEL_SIZES)}")
+        raise UsageError(f"unknown model size {c.model_size!r}", fix=f"use one of {', '.join(MODEL_SIZES)}")
     if c.report_to is not None and c.report_to not in REPORT_TO:
-        raise ConfigError(f"unknown tracker {c.report_to!r}", fix=f"use --report-to {' or '.join(REPORT_TO)}")
+        raise UsageError(f"unknown tracker {c.report_to!r}", fix=f"use --report-to {' or '.join(REPORT_TO)}")
     if not c.base:
-        raise ConfigError("base must be 'compact', a Stable Diffusion folder or a hub id")
+        raise UsageError("--base must be 'compact', a Stable Diffusion folder or a hub id", fix="use --base compact")
     check_template(c.prompt_template)
 
 

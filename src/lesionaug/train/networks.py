@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionaug.dataset.labels import ATTRIBUTES, DIAGNOSES
-from lesionaug.errors import ConfigError, ModelError
+from lesionaug.errors import ConfigError, ModelError, UsageError
 from lesionaug.plan.prompts import GENERIC_PROMPT
 from lesionaug.safe_weights import refuse_pickle_weights, use_safetensors
 
@@ -148,7 +148,7 @@ def compact_scheduler(prediction_type: str = "v_prediction", zero_terminal_snr: 
     from diffusers import DDPMScheduler
 
     if prediction_type not in PREDICTION_TYPES:
-        raise ConfigError(f"unknown prediction type {prediction_type!r}", fix=f"use one of {', '.join(PREDICTION_TYPES)}")
+        raise UsageError(f"unknown prediction type {prediction_type!r}", fix=f"use one of {', '.join(PREDICTION_TYPES)}")
     return DDPMScheduler(
         num_train_timesteps=1000,
         beta_schedule="squaredcos_cap_v2",
@@ -172,7 +172,7 @@ def build_compact_model(
     from transformers import CLIPTextConfig, CLIPTextModel
 
     if size not in COMPACT_SIZES:
-        raise ConfigError(f"unknown model size {size!r}", fix=f"use one of {', '.join(MODEL_SIZES)}")
+        raise UsageError(f"unknown model size {size!r}", fix=f"use one of {', '.join(MODEL_SIZES)}")
     spec = COMPACT_SIZES[size]
     tokenizer = build_word_tokenizer(prompts)
     hidden = spec["text_hidden"]
