@@ -149,16 +149,16 @@ def test_human_dry_run_shows_the_plan(demo):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["--diagnosis", "xyz=1", "--dry-run"], 3, "unknown diagnosis code(s) xyz; known codes: mel"),
-        (["--diagnosis", "mel=-1", "--dry-run"], 3, "positive"),
+        (["--diagnosis", "xyz=1", "--dry-run"], 2, "unknown diagnosis code(s) xyz; known codes: mel"),
+        (["--diagnosis", "mel=-1", "--dry-run"], 2, "positive"),
         (["--label-mix", "balanced", "--diagnosis", "mel=1", "--dry-run"], 2, "both choose"),
         (["--labels", "balanced", "--dry-run"], 2, "--labels now names a label table"),
         (["--labels", "/nonexistent/metadata.csv", "--dry-run"], 3, "label table is not found"),
         (["--shard", "3/3", "--dry-run"], 2, "shard 3/3 does not exist"),
         (["--shard", "x", "--dry-run"], 2, "malformed shard"),
-        (["--prompt-template", "{color}", "--dry-run"], 3, "unknown field"),
-        (["--mask-source", "ellipse", "--dry-run"], 3, "unknown mask source"),
-        (["--size", "0", "--dry-run"], 3, "size must be"),
+        (["--prompt-template", "{color}", "--dry-run"], 2, "unknown field"),
+        (["--mask-source", "ellipse", "--dry-run"], 2, "unknown mask source"),
+        (["--size", "0", "--dry-run"], 2, "size must be"),
     ],
 )
 def test_option_errors_are_one_line(demo, args, code, message):

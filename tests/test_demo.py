@@ -145,10 +145,12 @@ def test_isic2017_features_rasterise_onto_the_superpixels(tmp_path: Path) -> Non
     assert labels.min() == 0 and np.array_equal(np.unique(labels), np.arange(labels.max() + 1))
 
 
-def test_bad_demo_options_are_config_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown demo layout"):
+def test_bad_demo_options_are_usage_errors_and_a_file_a_config_error(tmp_path: Path) -> None:
+    from lesionaug.errors import UsageError
+
+    with pytest.raises(UsageError, match="unknown demo layout"):
         write_demo_dataset(tmp_path / "x", layout="isic2019")
-    with pytest.raises(ConfigError, match="size"):
+    with pytest.raises(UsageError, match="size"):
         write_demo_dataset(tmp_path / "x", size=8)
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="is a file"):

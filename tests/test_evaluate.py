@@ -229,7 +229,7 @@ def test_repeat_seeds_come_from_the_master_seed_and_the_repeat_index():
 
 @pytest.mark.parametrize(
     ("kwargs", "error"),
-    [({"repeats": 0}, ConfigError), ({"real_fraction": 0.0}, ConfigError), ({"synthetic_counts": (-1, 5)}, ConfigError),
+    [({"repeats": 0}, UsageError), ({"real_fraction": 0.0}, UsageError), ({"synthetic_counts": (-1, 5)}, UsageError),
      ({"real_count": 0}, UsageError), ({"real_count": 4, "real_fraction": 0.5}, UsageError)],
 )
 def test_config_validation(kwargs, error, tmp_path):

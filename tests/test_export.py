@@ -130,12 +130,13 @@ def test_bad_model_folder_exits_4_with_one_line(pixel_model, tmp_path, damage, m
     assert not (tmp_path / "engine").exists()
 
 
-def test_bad_precision_and_opset_are_config_errors(pixel_model, tmp_path):
+def test_bad_precision_and_opset_are_usage_errors(pixel_model, tmp_path):
+    from lesionaug.errors import UsageError
     from lesionaug.export.run import export_model
 
-    with pytest.raises(ConfigError, match="precision"):
+    with pytest.raises(UsageError, match="precision"):
         export_model(pixel_model, tmp_path / "e", precision="int8")
-    with pytest.raises(ConfigError, match="opset 12"):
+    with pytest.raises(UsageError, match="opset 12"):
         export_model(pixel_model, tmp_path / "e", opset=12)
 
 

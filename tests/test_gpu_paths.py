@@ -295,5 +295,7 @@ def test_tensorrt_engine_gets_each_graphs_profile_and_device(monkeypatch, tmp_pa
 def test_engine_options_are_checked_before_loading(kwargs):
     from lesionaug.engine import Engine
 
-    with pytest.raises(ConfigError, match="bad engine options"):
+    from lesionaug.errors import UsageError
+
+    with pytest.raises(UsageError, match="bad engine options"):
         Engine.load(exported_engine("pixel").engine_dir, "cpu", **kwargs)

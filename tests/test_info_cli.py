@@ -235,4 +235,4 @@ def test_demo_data_refuses_a_folder_with_other_files(tmp_path: Path) -> None:
     assert "not empty" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert tree_digest(tmp_path) == before
     bad = invoke("demo-data", str(tmp_path / "x"), "--layout", "kaggle")
-    assert bad.exit_code == 3 and "unknown demo layout" in bad.stderr
+    assert bad.exit_code == 2 and "unknown demo layout" in bad.stderr

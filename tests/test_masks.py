@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from lesion_shapes import lesion_mask, lesion_masks
 from scipy import ndimage
 
-from lesionaug.errors import ConfigError
+from lesionaug.errors import ConfigError, UsageError
 from lesionaug.masks.features import FEATURES, shape_features
 from lesionaug.masks.geometry import (
     fill_polygon,
@@ -240,7 +240,7 @@ def test_different_seeds_give_different_masks(model):
 def test_mixed_source_draws_both(model):
     sources = [choose_source("mixed", mask_seed(1, k)) for k in range(200)]
     assert 60 < sources.count("real") < 140
-    with pytest.raises(ConfigError, match="unknown mask source"):
+    with pytest.raises(UsageError, match="unknown mask source"):
         choose_source("ellipse", 0)
 
 

@@ -113,8 +113,8 @@ def test_real_mask_source(demo, tmp_path):
     "args, code, message",
     [
         (["--size", "big"], 2, "malformed size"),
-        (["--mask-source", "ellipse"], 3, "unknown mask source"),
-        (["--n", "0"], 3, "--n must be"),
+        (["--mask-source", "ellipse"], 2, "unknown mask source"),
+        (["--n", "0"], 2, "--n must be"),
     ],
 )
 def test_bad_options_fail_in_one_line(demo, tmp_path, args, code, message):

@@ -75,8 +75,10 @@ def test_conditioning_embedding_downsamples_once_per_vae_halving():
     assert len(conditioning_channels_for(4)) == 3
 
 
-def test_unknown_model_size_is_a_config_error():
-    with pytest.raises(ConfigError):
+def test_unknown_model_size_is_a_usage_error():
+    from lesionaug.errors import UsageError
+
+    with pytest.raises(UsageError):
         build_compact_model("huge", 64, PROMPTS)
 
 

@@ -177,7 +177,7 @@ def test_label_counts():
 def test_plan_config_is_validated_in_one_place(kwargs, message):
     base = {"n": 5}
     base.update(kwargs)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UsageError, match=message):
         PlanConfig(**base)
 
 

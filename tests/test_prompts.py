@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lesionaug.dataset.labels import ATTRIBUTES, DIAGNOSES, Labels
-from lesionaug.errors import ConfigError
+from lesionaug.errors import ConfigError, UsageError
 from lesionaug.plan.prompts import (
     DEFAULT_TEMPLATE,
     GENERIC_PROMPT,
@@ -64,10 +64,13 @@ def test_default_prompt_reads_like_the_paper():
 
 def test_check_template():
     assert check_template("{diagnosis} {sex}") == "{diagnosis} {sex}"
-    with pytest.raises(ConfigError, match="unknown field"):
+    with pytest.raises(UsageError, match="unknown field"):
         check_template("{diagnosis} {colour}")
-    with pytest.raises(ConfigError, match="malformed"):
+    with pytest.raises(UsageError, match="malformed"):
         check_template("{diagnosis")
+    with pytest.raises(UsageError, match="4,097 characters long, over the 4,096"):
+        check_template("{diagnosis}" + "x" * 4086)
+    assert check_template("{diagnosis}" + "x" * 4085)
 
 
 # --- label specs ----------------------------------------------------------------------------
@@ -99,24 +102,24 @@ def test_parse_label_spec_modes_and_weights():
         (",", "no diagnosis weights"),
     ],
 )
-def test_bad_weights_are_one_line_config_errors(text, message):
-    with pytest.raises(ConfigError, match=message) as info:
+def test_bad_weights_are_one_line_usage_errors(text, message):
+    with pytest.raises(UsageError, match=message) as info:
         parse_label_spec(text)
     assert "\n" not in info.value.one_line()
 
 
 def test_unknown_code_error_lists_the_known_ones():
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(UsageError) as info:
         parse_diagnosis_weights("xyz=1")
     assert "mel" in info.value.message and "akiec" in info.value.message
 
 
 def test_label_spec_validation():
-    with pytest.raises(ConfigError):
+    with pytest.raises(UsageError):
         LabelSpec(mode="weights")
-    with pytest.raises(ConfigError):
+    with pytest.raises(UsageError):
         LabelSpec(mode="match", weights=(("mel", 1.0),))
-    with pytest.raises(ConfigError):
+    with pytest.raises(UsageError):
         LabelSpec(mode="sometimes")
 
 

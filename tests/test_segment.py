@@ -9,7 +9,7 @@ import pytest
 from evaluation_fixtures import blob_pair
 from PIL import Image
 
-from lesionaug.errors import BackendError, ConfigError
+from lesionaug.errors import BackendError, ConfigError, UsageError
 from lesionaug.evaluate.metrics import dice_coefficient
 from lesionaug.evaluate.segmenter import (
     SegmenterConfig,
@@ -103,7 +103,7 @@ def test_other_architectures_train_and_predict(blob_files, arch, channels):
     ],
 )
 def test_config_is_validated_in_one_place(kwargs, match):
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(UsageError, match=match):
         SegmenterConfig(**kwargs)
 
 

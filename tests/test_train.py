@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 
 from tiny_sd import write_tiny_sd
 
-from lesionaug.errors import ConfigError, DatasetError
+from lesionaug.errors import ConfigError, DatasetError, UsageError
 from lesionaug.progress import SILENT
 from lesionaug.train.config import TrainConfig
 from lesionaug.train.data import (
@@ -296,11 +296,11 @@ def test_compact_defaults_and_schedule_options_are_checked():
     epsilon = TrainConfig(prediction_type="epsilon").resolved()
     assert epsilon.zero_terminal_snr is False  # pure noise at the last step leaves no noise to predict
     assert TrainConfig(base="some/model").resolved().prediction_type is None  # the base's scheduler decides
-    with pytest.raises(ConfigError, match="needs v-prediction"):
+    with pytest.raises(UsageError, match="needs v-prediction"):
         TrainConfig(prediction_type="epsilon", zero_terminal_snr=True)
-    with pytest.raises(ConfigError, match="compact base only"):
+    with pytest.raises(UsageError, match="compact base only"):
         TrainConfig(base="some/model", prediction_type="epsilon")
-    with pytest.raises(ConfigError, match="unknown prediction type"):
+    with pytest.raises(UsageError, match="unknown prediction type"):
         TrainConfig(prediction_type="sample")
 
 

@@ -241,7 +241,7 @@ def test_loss_log_curve_and_tensorboard_cover_a_resumed_run(demo, tmp_path):
 def test_an_unknown_or_missing_tracker_is_refused_before_training(demo, tmp_path, monkeypatch):
     args = [demo, "--out", tmp_path / "m", *FAST, "--steps", "1", "--base-steps", "1", "--resolution", "32"]
     unknown = run(*args, "--report-to", "mlflow")
-    assert unknown.exit_code == 3 and "unknown tracker" in one_error_line(unknown)
+    assert unknown.exit_code == 2 and "unknown tracker" in one_error_line(unknown)
     from lesionaug.train import loss_log
 
     monkeypatch.setitem(loss_log.TRACKER_PACKAGES, "wandb", "no_such_package_for_the_test")

@@ -14,7 +14,7 @@ import pytest
 from test_train import PROVENANCE, blob_set, state_hash, tiny_config
 from tiny_sd import write_tiny_sd
 
-from lesionaug.errors import BackendError, ConfigError, ModelError
+from lesionaug.errors import BackendError, ConfigError, ModelError, UsageError
 from lesionaug.progress import SILENT
 from lesionaug.train.config import TrainConfig
 from lesionaug.train.loop import (
@@ -161,7 +161,7 @@ def test_eight_bit_adam_needs_bitsandbytes(monkeypatch):
     monkeypatch.setitem(sys.modules, "bitsandbytes", types.SimpleNamespace(optim=types.SimpleNamespace(AdamW8bit=AdamW8bit)))
     optimizer = make_optimizer("adamw8bit", [torch.nn.Parameter(torch.zeros(2))], 1e-3)
     assert type(optimizer) is AdamW8bit and optimizer.defaults["weight_decay"] == 1e-2
-    with pytest.raises(ConfigError, match="unknown optimizer"):
+    with pytest.raises(UsageError, match="unknown optimizer"):
         TrainConfig(optimizer="lion")
 
 
