@@ -18,9 +18,11 @@ into a binary one, a rotated JPEG was a "size mismatch", and ``--n 9999999`` pla
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -37,7 +39,7 @@ from lesionaug.atomic_files import sha256_file
 from lesionaug.cli import app
 from lesionaug.dataset.files import mask_pixel_problem, probe_file, read_image, read_mask
 from lesionaug.dataset.index import load_dataset
-from lesionaug.errors import ConfigError
+from lesionaug.errors import ConfigError, UsageError
 from lesionaug.formats import MANIFEST_NAME, RUN_NAME
 from lesionaug.output import disk_space
 from lesionaug.output.folder import link_originals, list_originals
@@ -804,3 +806,208 @@ def test_an_original_named_like_a_synthetic_pair_is_never_replaced(tmp_path, cou
     code, envelope, _ = invoke("augment", tmp_path / "ds", "--n", 3, "--shard", "0/2", "--out", tmp_path / "b", *common)
     assert "would replace" not in envelope["errors"][0]["message"]
     assert counted_jobs["n"] < 10  # the check looks up the jobs the originals name, it does not walk the plan
+
+
+# ---- one exit-code rule: a bad option value is 2, a bad file or folder 3 --------------------------
+
+BAD_VALUES = [
+    ("augment", ["--n", 0], "--n must be between 1 and"),
+    ("augment", ["--steps", 0], "--steps must be 1..1000, got 0"),
+    ("augment", ["--guidance", -1], "--guidance must be >= 1.0, got -1.0"),
+    ("augment", ["--size", 7], "--size must be between 8 and 8192 pixels per side, got 7x7"),
+    ("augment", ["--shard", "3/2"], "shard 3/2 does not exist"),
+    ("augment", ["--batch-size", 0], "--batch-size must be 1..256, got 0"),
+    ("augment", ["--workers", 0], "--workers must be 1..64, got 0"),
+    ("augment", ["--control-scale", -1], "--control-scale must be >= 0"),
+    ("augment", ["--scheduler", "heun"], "unknown scheduler 'heun'"),
+    ("augment", ["--prefix", "../x"], "--prefix '../x' is not a safe file-name prefix"),
+    ("augment", ["--label-mix", "mel=0"], "weight of 'mel' must be a positive number"),
+    ("augment", ["--prompt-template", "{colour}"], "--prompt-template has unknown field(s) colour"),
+    ("train", ["--batch-size", 0], "--batch-size must be a positive integer, not 0"),
+    ("train", ["--steps", -1], "--steps must be a non-negative integer, not -1"),
+    ("train", ["--prompt-dropout", 1.5], "--prompt-dropout must be in [0, 1)"),
+    ("train", ["--mixed-precision", "fp8"], "unknown mixed precision 'fp8'"),
+    ("evaluate", ["--repeats", 0], "--repeats must be at least 1, got 0"),
+    ("evaluate", ["--real-fraction", 2], "--real-fraction must be in (0, 1], got 2.0"),
+    ("evaluate", ["--epochs", 0], "epochs must be at least 1, got 0"),
+    ("evaluate", ["--arch", "resnet"], "unknown segmenter architecture 'resnet'"),
+    ("masks", ["--n", 0], "--n must be between 1 and"),
+    ("masks", ["--size", 4], "--size must be between 8 and 8192"),
+    ("masks", ["--mask-source", "ellipse"], "unknown mask source 'ellipse'"),
+    ("quality", ["--steps", 0], "--steps must be 1..1000, got 0"),
+    ("quality", ["--guidance", 0.5], "--guidance must be >= 1.0, got 0.5"),
+    ("quality", ["--split", "holdout"], "unknown split 'holdout'"),
+    ("quality", ["--limit", 0], "--limit must be at least 1, got 0"),
+    ("demo-data", ["--layout", "kaggle"], "unknown demo layout 'kaggle'"),
+    ("demo-data", ["--n", 0], "Invalid value for '--n'"),
+    ("demo-data", ["--size", 7], "Invalid value for '--size'"),
+]
+
+
+def command_line(command: str, dataset: Path, tmp_path: Path) -> list:
+    """A command line that runs (or would, given a model) but for the option under test."""
+    out = ["--out", tmp_path / "out"]
+    return {
+        "augment": [dataset, *out, "--n", 2, "--size", 64, "--model", tmp_path / "no-model"],
+        "train": [dataset, *out, "--model-size", "tiny"],
+        "evaluate": [dataset, "--augmented", dataset, *out],
+        "masks": [dataset, *out, "--n", 3, "--size", 64],
+        "quality": [dataset, "--model", tmp_path, *out],
+        "demo-data": [tmp_path / "out"],
+    }[command]
+
+
+@pytest.mark.parametrize("command, args, message", BAD_VALUES, ids=[f"{c}{a[0]}" for c, a, _ in BAD_VALUES])
+def test_a_bad_option_value_is_exit_2_in_every_command(demo_isic2018, tmp_path, command, args, message):
+    code, envelope, stderr = invoke(command, *command_line(command, demo_isic2018, tmp_path), *args, "--json")
+    assert code == 2, stderr
+    if message.startswith("Invalid value"):  # a range click checks while parsing (main() adds the envelope)
+        assert message in stderr
+    else:
+        assert message in envelope["errors"][0]["message"]
+        assert envelope["errors"][0]["code"] == "usage" and envelope["exit_code"] == 2
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "command, damage, message",
+    [
+        ("augment", lambda data, tmp: [tmp / "missing", "--out", tmp / "out", "--n", 2], "does not exist"),
+        ("masks", lambda data, tmp: [data, "--out", data / "m", "--n", 3], "inside the dataset"),
+        ("demo-data", lambda data, tmp: [(tmp / "file.txt", (tmp / "file.txt").write_text("x"))[0]], "is a file"),
+        ("augment", lambda data, tmp: [data, "--config", tmp / "none.toml"], "config file not found"),
+    ],
+)
+def test_a_bad_file_or_folder_is_exit_3(demo_isic2018, tmp_path, command, damage, message):
+    code, envelope, _ = invoke(command, *damage(demo_isic2018, tmp_path), "--json")
+    assert code == 3 and message in envelope["errors"][0]["message"]
+
+
+def test_a_value_in_a_config_file_is_judged_like_the_option(demo_isic2018, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text("n = 0\nsize = 64\n")
+    code, envelope, _ = invoke("augment", demo_isic2018, "--config", config, "--dry-run", "--json")
+    assert code == 2 and "--n must be between 1 and" in envelope["errors"][0]["message"]
+    config.write_text('n = "many"\n')
+    code, envelope, _ = invoke("augment", demo_isic2018, "--config", config, "--dry-run", "--json")
+    assert code == 2 and envelope["errors"][0]["path"] == str(config)
+    assert envelope["errors"][0]["message"].startswith("bad value for 'n':")
+
+
+# ---- resources: OS errors on the output, long names, huge option values, long error lines ---------
+
+
+def _writable_again(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)
+
+
+def test_an_output_made_read_only_mid_run_is_exit_3_naming_the_path_and_resumes(demo_isic2018, tmp_path, monkeypatch):
+    """The first pair is written; then the output turns read-only. Without root, chmod does it for
+    real (EACCES); root writes through chmod, so the OS refusal is raised as a read-only
+    filesystem raises it (EROFS). Either way the run stops with exit 3 naming a path in the output,
+    not exit 5 pair by pair or exit 1 "unexpected", and once writable again the same command resumes."""
+    from exported_engines import exported_engine
+
+    from lesionaug.output import pair_writer
+
+    engine = exported_engine("pixel").engine_dir
+    out = tmp_path / "out"
+    real = pair_writer.write_pair
+    calls: list[str] = []
+    lock = threading.Lock()
+    as_root = os.geteuid() == 0
+
+    def write_pair(out_dir, layout, stamp, record, image, mask, **kwargs):
+        with lock:
+            calls.append(record.id)
+            first = len(calls) == 1
+            if len(calls) == 2 and not as_root:
+                for path in [out, *out.rglob("*")]:
+                    if path.is_dir():
+                        path.chmod(0o555)
+        if first or not as_root:
+            return real(out_dir, layout, stamp, record, image, mask, **kwargs)
+        target = Path(out_dir) / layout.image_path(record.id)
+        raise OSError(errno.EROFS, "Read-only file system", str(target))
+
+    monkeypatch.setattr(pair_writer, "write_pair", write_pair)
+    try:
+        stopped = augment(demo_isic2018, out, "--n", 6, "--batch-size", 1, "--workers", 1, engine=engine)
+    finally:
+        _writable_again(out)
+    assert stopped.exit_code == 3, stopped.stderr
+    error = stopped.envelope["errors"][0]
+    assert error["code"] == "resource" and error["path"].startswith(str(out))
+    assert error["message"] == ("Read-only file system (EROFS)" if as_root else "Permission denied (EACCES)")
+    assert len(read_manifest(out / MANIFEST_NAME)) == 1  # the pair written before stays, recorded
+
+    monkeypatch.setattr(pair_writer, "write_pair", real)
+    resumed = augment(demo_isic2018, out, "--n", 6, "--batch-size", 1, "--workers", 1, engine=engine)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert (resumed.envelope["data"]["n_skipped_existing"], resumed.envelope["data"]["n_generated"]) == (1, 5)
+
+
+@pytest.mark.parametrize(
+    "command, args",
+    [
+        ("masks", lambda data, long: [data, "--out", long, "--n", 3, "--size", 64]),
+        ("demo-data", lambda data, long: [long, "--n", 4, "--size", 32]),
+        ("info", lambda data, long: [long]),
+        ("train", lambda data, long: [data, "--out", long / "model", "--model-size", "tiny"]),
+    ],
+)
+def test_a_file_name_over_255_bytes_is_exit_3_naming_it(demo_isic2018, tmp_path, command, args):
+    long = tmp_path / ("n" * 300)
+    code, envelope, stderr = invoke(command, *args(demo_isic2018, long), "--json", "-q")
+    assert code == 3, stderr
+    error = envelope["errors"][0]
+    assert error["code"] == "resource" and error["message"] == "File name too long (ENAMETOOLONG)"
+    assert error["path"].startswith(str(long)) and "255 bytes" in error["fix"]
+    [line] = stderr.strip().splitlines()
+    assert len(line) <= 300 and "..." in line
+
+
+def test_a_50_mb_prompt_template_is_a_usage_error_before_anything_runs(demo_isic2018, tmp_path, counted_jobs):
+    from lesionaug.plan.jobs import PlanConfig
+    from lesionaug.plan.prompts import MAX_TEMPLATE_CHARS
+
+    template = "a dermoscopic image of {diagnosis} " + "x" * (50 << 20)
+    for command in ("augment", "train"):
+        code, envelope, stderr = invoke(command, *command_line(command, demo_isic2018, tmp_path),
+                                        "--prompt-template", template, "--json")
+        assert code == 2
+        assert envelope["errors"][0]["message"] == (
+            f"--prompt-template is {len(template):,} characters long, over the 4,096 an option value may hold"
+        )
+        assert len(stderr) < 400 and not (tmp_path / "out").exists()
+    assert counted_jobs["n"] == 0
+    # In a config file (small enough to be read) the same bound names the file.
+    config = tmp_path / "run.toml"
+    config.write_text(f'prompt-template = "{template[:5000]}"\n')
+    code, envelope, _ = invoke("augment", demo_isic2018, "--n", 2, "--size", 64, "--dry-run", "--config", config, "--json")
+    assert code == 2 and envelope["errors"][0]["path"] == str(config)
+    assert envelope["errors"][0]["message"].startswith("--prompt-template is 5,000 characters long")
+    # The library itself refuses one: a template is copied into every manifest line.
+    with pytest.raises(UsageError, match="over the 4,096 a template may hold"):
+        PlanConfig(n=1, template=template[: MAX_TEMPLATE_CHARS + 1])
+
+
+def test_a_very_long_bad_path_or_value_prints_a_short_error_line(tmp_path, demo_isic2018):
+    from lesionaug.errors import MAX_ERROR_LINE
+
+    deep = tmp_path / ("a/" * 1500) / "dataset"  # 3,000+ characters, each name short: it just is not there
+    result = CliRunner().invoke(app, ["info", str(deep), "--json"], catch_exceptions=False)
+    assert result.exit_code == 3
+    [line] = result.stderr.strip().splitlines()
+    assert len(line) <= MAX_ERROR_LINE and line.startswith(f"lesionaug info: error: {str(tmp_path)[:20]}")
+    assert "..." in line and "a/a/dataset: " in line and line.endswith("check the path")
+    assert json.loads(result.stdout)["errors"][0]["path"] == str(deep)  # the envelope keeps it whole
+    prefix = "p" * 3000 + "/"
+    code, envelope, stderr = invoke("augment", demo_isic2018, "--n", 2, "--size", 64, "--prefix", prefix, "--dry-run",
+                                    "--json")
+    [line] = stderr.strip().splitlines()
+    assert code == 2 and len(line) <= MAX_ERROR_LINE
+    assert line.startswith("lesionaug augment: error: --prefix 'ppp") and "p/' is not a safe" in line
+    assert prefix in envelope["errors"][0]["message"]
