@@ -10,6 +10,13 @@ are hashed against its card when it loads; networks are read from safetensors on
 Dataset input and options: symlinks out of the dataset and looped, a relative file symlink, a 16-bit
 soft mask, a camera JPEG turned by its EXIF tag, a huge ``--n``, a deeply nested TOML file.
 
+Options and resources: one exit-code rule in every command (a bad option value is 2, a bad file or
+folder 3: ``--n 0``, ``--steps 0``, ``--guidance -1`` and ``--size 7`` were 3 while a bad ``--shard``
+was 2); an output made read-only mid-run, a full disk and a name over 255 bytes are exit 3 naming
+the path (they were exit 1, "unexpected"); a 50 MB ``--prompt-template`` is refused before planning
+(it was copied into every manifest line); an error line stays within two terminal lines however
+long the path or value it quotes.
+
 Each test reproduces a case of issue 15 that went wrong before: ``merge`` replaced a file outside
 every folder, a tampered engine generated under its old hash, the symlink was hard-linked and
 dangled in the output, ``info`` walked ``/`` through a folder link, a 16-bit soft mask was clipped
@@ -947,6 +954,27 @@ def test_an_output_made_read_only_mid_run_is_exit_3_naming_the_path_and_resumes(
     resumed = augment(demo_isic2018, out, "--n", 6, "--batch-size", 1, "--workers", 1, engine=engine)
     assert resumed.exit_code == 0, resumed.stderr
     assert (resumed.envelope["data"]["n_skipped_existing"], resumed.envelope["data"]["n_generated"]) == (1, 5)
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path, monkeypatch):
+    """write() and fsync() on a full disk raise an OSError without a file name: the writers add it."""
+    from lesionaug.atomic_files import write_bytes_atomic
+    from lesionaug.errors import ResourceError
+    from lesionaug.output.manifest import ManifestAppender
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        write_bytes_atomic(tmp_path / "SYN_0000001.png", b"png")
+    assert info.value.filename == str(tmp_path / "SYN_0000001.png") and list(tmp_path.iterdir()) == []
+    line = ResourceError.from_os_error(info.value).one_line()
+    assert line == f"{tmp_path / 'SYN_0000001.png'}: No space left on device (ENOSPC) -- free disk space (or " \
+        "choose an output folder on another disk), then rerun"
+    with ManifestAppender(tmp_path / MANIFEST_NAME) as manifest, pytest.raises(OSError) as info:
+        manifest.append({key: None for key in MANIFEST_KEYS})
+    assert info.value.filename == str(tmp_path / MANIFEST_NAME)
 
 
 @pytest.mark.parametrize(

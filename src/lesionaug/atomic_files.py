@@ -52,9 +52,11 @@ def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None
             view = view[written:]
         if durable:
             os.fsync(fd)
-    except BaseException:
+    except BaseException as exc:
         os.close(fd)
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # write() and fsync() name no file (a full disk): say which one
         raise
     os.close(fd)
     try:

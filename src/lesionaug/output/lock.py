@@ -253,11 +253,15 @@ class OutputLock:
         if not self._held:
             return
         if self._fd >= 0:
-            # Unlink while still locked: a run waiting on this inode sees it is no longer the lock file.
-            if self._locked_file_is_current(self._fd):
-                self.path.unlink(missing_ok=True)
-            os.close(self._fd)
-            self._fd = -1
+            try:
+                # Unlink while still locked: a run waiting on this inode sees it is no longer the lock file.
+                if self._locked_file_is_current(self._fd):
+                    self.path.unlink(missing_ok=True)
+            except OSError:  # an output made read-only keeps the file: the OS lock goes with the
+                pass  # descriptor all the same, so the next run takes the file over
+            finally:
+                os.close(self._fd)
+                self._fd = -1
         else:
             holder = read_lock(self.path)
             if isinstance(holder, dict) and holder.get("pid") == os.getpid():

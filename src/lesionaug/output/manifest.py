@@ -67,9 +67,13 @@ class ManifestAppender:
     def append(self, entry: dict) -> None:
         data = manifest_line(entry).encode("utf-8")
         with self._lock:
-            os.write(self._fd, data)  # one write: a killed process leaves the line whole or absent
-            if self.durable:
-                os.fsync(self._fd)
+            try:
+                os.write(self._fd, data)  # one write: a killed process leaves the line whole or absent
+                if self.durable:
+                    os.fsync(self._fd)
+            except OSError as exc:
+                exc.filename = exc.filename or str(self.path)  # a full disk names no file: this one
+                raise
 
     def close(self) -> None:
         with self._lock:
