@@ -32,8 +32,10 @@ ENVIRONMENT = [
 EXIT_STATUS = [
     ("0", "Success."),
     ("1", "Unexpected error (rerun with -v for the traceback)."),
-    ("2", "Usage error: unknown option or malformed value."),
-    ("3", "Bad dataset, configuration or output folder."),
+    ("2", "Usage error: an unknown option, or a value that is wrong whatever the files hold "
+          "(--n 0, --steps 0, --size 7, an unknown scheduler, a text option over 4096 characters)."),
+    ("3", "Bad file or folder: dataset, configuration file or output folder, a value that does not fit "
+          "one, or an OS refusal (read-only, disk full, no permission, a name over 255 bytes), with its path."),
     ("4", "Backend or model unavailable (execution provider, model or engine folder)."),
     ("5", "Partial: some items failed; what succeeded is written and listed in the manifest."),
     ("130", "Interrupted; rerun the same command to resume."),
