@@ -133,9 +133,9 @@ def test_resume_and_force(demo, tmp_path):
         ("foreign", 3, "holds no lesionaug training run"),
         ("different", 3, "different training run"),
         ("no_train", 3, "no usable training pairs"),
-        ("bad_option", 3, "mixed precision"),
-        ("prediction_on_sd", 3, "compact base only"),
-        ("bad_prediction", 3, "unknown prediction type"),
+        ("bad_option", 2, "mixed precision"),
+        ("prediction_on_sd", 2, "compact base only"),
+        ("bad_prediction", 2, "unknown prediction type"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(demo, tiny_sd, tmp_path, case, code, needle):

@@ -14,6 +14,7 @@ too long). Error lines stay short: ``one_line`` shortens long quoted values and 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 from pathlib import Path
@@ -26,9 +27,11 @@ EXIT_BACKEND = 4
 EXIT_PARTIAL = 5
 EXIT_INTERRUPTED = 130
 
-MAX_ERROR_LINE = 300  # characters of one printed error line: two terminal lines at most
+MAX_ERROR_LINE = 300  # characters of one printed error line: two terminal lines
 MAX_QUOTED = 80  # a quoted value or unbroken run (a path) longer than this is shortened in the middle
 MAX_PATH = 120  # the path an error names, in its line
+# What a line quotes is shortened step by step until the line fits: (path, quoted value) lengths.
+_QUOTE_STEPS = ((MAX_PATH, MAX_QUOTED), (60, 40), (40, 24))
 MAX_FIELD = 8192  # each field of an error in a JSON envelope
 ELLIPSIS = "..."
 
@@ -62,7 +65,10 @@ def shorten(text: str, limit: int) -> str:
     return text[:head] + ELLIPSIS + text[len(text) - (keep - head):]
 
 
-_QUOTED = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S{%d,}""" % (MAX_QUOTED + 1))
+@functools.lru_cache(maxsize=8)
+def _quoted(limit: int) -> re.Pattern:
+    """A quoted value ('...' or "...", escapes allowed) or a run of more than ``limit`` non-spaces."""
+    return re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\S{%d,}""" % (limit + 1))
 
 
 def shorten_quoted(text: str, limit: int = MAX_QUOTED) -> str:
@@ -81,7 +87,7 @@ def shorten_quoted(text: str, limit: int = MAX_QUOTED) -> str:
             return part[0] + shorten(part[1:-1], limit - 2) + part[0]
         return shorten(part, limit)
 
-    return _QUOTED.sub(cut, text)
+    return _quoted(limit).sub(cut, text)
 
 
 def os_error_in(exc: BaseException) -> OSError | None:
@@ -120,21 +126,29 @@ class LesionaugError(Exception):
     verbatim_fix = False
 
     def one_line(self, limit: int = MAX_ERROR_LINE) -> str:
-        """Path, message and fix in one line of at most about ``limit`` characters: long quoted
-        values, paths and words are shortened in the middle, then the message, then the whole."""
-        path = shorten(self.path.replace("\n", " "), MAX_PATH) if self.path else None
-        message = shorten_quoted(self.message.replace("\n", " "))
-        fix = self.fix.replace("\n", " ") if self.fix else None
-        if fix and not self.verbatim_fix:
-            fix = shorten_quoted(fix)
-        fixed = (len(path) + 2 if path else 0) + (len(fix) + 4 if fix else 0)
-        if not self.verbatim_fix:
-            message = shorten(message, max(limit - fixed, 80))
+        """Path, message and fix in one line of about ``limit`` characters at most.
+
+        What the line quotes (the path, quoted values, paths and other unbroken runs in the text)
+        is shortened in the middle, more at each step, until the line fits; the words of the message
+        are kept. Only a line still over twice ``limit`` (a library's long message quoted without
+        quotes) has its message cut. The fix of an ``Interrupted`` (the command that resumes) is whole.
+        """
+        lines = [self._line(path_chars, quoted) for path_chars, quoted in _QUOTE_STEPS]
+        line = next((candidate for candidate in lines if len(candidate) <= limit), lines[0])
+        if len(line) <= 2 * limit or self.verbatim_fix:
+            return line
+        return shorten(self._line(*_QUOTE_STEPS[0], message_chars=limit), 2 * limit)
+
+    def _line(self, path_chars: int, quoted: int, message_chars: int | None = None) -> str:
+        message = shorten_quoted(self.message.replace("\n", " "), quoted)
+        if message_chars is not None:
+            message = shorten(message, message_chars)
+        path = shorten(self.path.replace("\n", " "), path_chars) if self.path else None
         line = f"{path}: {message}" if path else message
-        if fix and self.verbatim_fix:
-            return f"{line} -- {fix}"
-        line = f"{line} -- {fix}" if fix else line
-        return shorten(line, limit)
+        if self.fix:
+            fix = self.fix.replace("\n", " ")
+            line = f"{line} -- {fix if self.verbatim_fix else shorten_quoted(fix, quoted)}"
+        return line
 
     def as_dict(self) -> dict:
         """The error for a JSON envelope: every field whole unless absurdly long (``MAX_FIELD``)."""
