@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -9,32 +10,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lesionaug.augment.generation_options import GenerationOptions, parse_gpus
 from lesionaug.augment.model_choice import generator_resolution
-from lesionaug.augment.options import LABEL_MODES, augment_options
+from lesionaug.augment.options import AugmentOptions
 from lesionaug.augment.preparation import prepare_plan, preview_plan
 from lesionaug.augment.run import run_augment
 from lesionaug.cli._app import JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.cli._invocation import RESUME_SAME
 from lesionaug.cli.config_file import apply_config_file
 from lesionaug.cli.masks import MasksDirOpt, MaskSourceOpt, RealCountOpt, RealFractionOpt, SplitSeedOpt
-from lesionaug.dataset.subsets import real_subset_from_options
-from lesionaug.errors import UsageError
+from lesionaug.progress import Reporter
 
 PREVIEW_ROWS = 10
-
-
-def check_label_tables(values: list[Path] | None) -> tuple[Path, ...]:
-    """``--labels`` names label tables; a label mix there (its old meaning) says where it went."""
-    tables = tuple(values or ())
-    for value in tables:
-        text = str(value)
-        if not Path(value).exists() and (text.lower() in LABEL_MODES or "=" in text):
-            raise UsageError(
-                f"--labels {text}: --labels now names a label table (a CSV joined by image id)",
-                fix=f"choose the diagnoses of the new pairs with --label-mix {text}",
-            )
-    return tables
 
 
 def render_plan(data: dict, console: Console) -> None:
@@ -77,6 +63,23 @@ def render_run(data: dict, console: Console) -> None:
     for key, value in data.items():
         if isinstance(value, (str, int, float, bool)) or value is None:
             console.print(f"{key}: {value}")
+
+
+def build_options(dataset: Path, values: dict) -> AugmentOptions:
+    """Step 1: the parameter values as one options object; the model's side when --size is absent."""
+    side = None
+    if values.get("size") is None:
+        side = generator_resolution(values["model"], values["model_size"], values["train_steps"])
+    return AugmentOptions.from_cli(dataset, values, generator_side=side)
+
+
+def run_or_preview(options: AugmentOptions, reporter: Reporter) -> tuple[dict, Callable[[Console], None]]:
+    """Step 2: the dry run's plan, or the generation run; each with its human view."""
+    if options.dry_run:
+        plan = preview_plan(prepare_plan(options, reporter), reporter)
+        return plan, lambda console: render_plan(plan, console)
+    data = run_augment(options, reporter)
+    return data, lambda console: render_run(data, console)
 
 
 @app.command("augment")
@@ -216,59 +219,7 @@ def augment(
     """
 
     def body(reporter):
-        v = apply_config_file(ctx, config, "augment")
-        if v["n"] is None:
-            raise UsageError("--n is required", fix="pass --n N (or n = N in the --config file)")
-        generation = GenerationOptions(
-            out=v["out"],
-            model=v["model"],
-            provider=v["provider"],
-            scheduler=v["scheduler"],
-            steps=v["steps"],
-            guidance=v["guidance"],
-            control_scale=v["control_scale"],
-            batch_size=v["batch_size"],
-            image_format=v["image_format"],
-            synthetic_only=v["synthetic_only"],
-            force=v["force"],
-            no_train=v["no_train"],
-            train_steps=v["train_steps"],
-            model_size=v["model_size"],
-            workers=v["workers"],
-            link=v["link"],
-            allow_pickle=v["allow_pickle"],
-            break_lock=v["break_lock"],
-            device=v["device"],
-            gpus=parse_gpus(v["gpus"]) if v["gpus"] is not None else (),
-            trt_workspace_gb=v["trt_workspace_gb"],
-        )
-        if generation.gpus and generation.provider == "cpu":
-            raise UsageError("--gpus runs one worker per GPU, and --provider cpu uses none",
-                             fix="drop --gpus, or use --provider cuda or tensorrt")
-        side = None if v["size"] is not None else generator_resolution(v["model"], v["model_size"], v["train_steps"])
-        options = augment_options(
-            dataset,
-            v["n"],
-            seed=v["seed"],
-            shard=v["shard"],
-            template=v["prompt_template"],
-            labels=v["label_mix"],
-            diagnosis=v["diagnosis"],
-            mask_source=v["mask_source"],
-            size=v["size"],
-            prefix=v["prefix"],
-            masks=v["masks_dir"],
-            label_tables=check_label_tables(v["labels"]),
-            split_seed=v["split_seed"],
-            dry_run=v["dry_run"],
-            generation=generation,
-            generator_side=side,
-            real_subset=real_subset_from_options(v["real_fraction"], v["real_count"], v["split_seed"]),
-        )
-        if options.dry_run:
-            data = preview_plan(prepare_plan(options, reporter), reporter)
-            return data, lambda console: render_plan(data, console)
-        data = run_augment(options, reporter)
-        return data, lambda console: render_run(data, console)
+        options = build_options(dataset, apply_config_file(ctx, config, "augment"))
+        return run_or_preview(options, reporter)
 
     run_command("augment", Out(json_, quiet, verbose, log_file), body, resume=RESUME_SAME)
