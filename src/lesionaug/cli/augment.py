@@ -10,14 +10,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lesionaug.atomic_files import LINK_MODES
+from lesionaug.augment.generation_options import IMAGE_FORMAT_CHOICES, MODEL_SIZE_CHOICES, PROVIDERS
 from lesionaug.augment.model_choice import generator_resolution
 from lesionaug.augment.options import AugmentOptions
 from lesionaug.augment.preparation import prepare_plan, preview_plan
 from lesionaug.augment.run import run_augment
-from lesionaug.cli._app import JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.cli._invocation import RESUME_SAME
-from lesionaug.cli.config_file import apply_config_file
+from lesionaug.cli.option_types import SIZE_METAVAR, choice, size_text
 from lesionaug.cli.masks import MasksDirOpt, MaskSourceOpt, RealCountOpt, RealFractionOpt, SplitSeedOpt
+from lesionaug.engine.sampler import SCHEDULERS
 from lesionaug.progress import Reporter
 
 PREVIEW_ROWS = 10
@@ -85,12 +88,12 @@ def run_or_preview(options: AugmentOptions, reporter: Reporter) -> tuple[dict, C
 @app.command("augment")
 def augment(
     ctx: typer.Context,
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder (any layout in DATASETS.md).")],
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (any layout in docs/datasets.md; lesionaug info --layouts).")],
     n: Annotated[
         int | None, typer.Option("--n", help="How many new image/mask pairs (required, here or in --config).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Output folder (default: <dataset>-augmented beside the dataset).")
+        Path | None, typer.Option("--out", "-o", help="Output folder (default: <dataset>-augmented beside the dataset).")
     ] = None,
     model: Annotated[
         Path | None,
@@ -132,6 +135,8 @@ def augment(
         str | None,
         typer.Option(
             "--size",
+            parser=size_text,
+            metavar=SIZE_METAVAR,
             help="Size of the new pairs: 512 (square) or WxH (default: the generator's resolution, so nothing is resampled).",
         ),
     ] = None,
@@ -141,7 +146,9 @@ def augment(
     split_seed: SplitSeedOpt = 0,
     real_fraction: RealFractionOpt = None,
     real_count: RealCountOpt = None,
-    provider: Annotated[str, typer.Option("--provider", help="auto, tensorrt, cuda or cpu (never a silent fallback).")] = "auto",
+    provider: Annotated[
+        choice(PROVIDERS), typer.Option("--provider", case_sensitive=False, help="Execution provider (never a silent fallback).")
+    ] = "auto",
     device: Annotated[int, typer.Option("--device", help="The GPU to generate on (CUDA device index).")] = 0,
     gpus: Annotated[
         str | None,
@@ -151,15 +158,16 @@ def augment(
     trt_workspace_gb: Annotated[
         float | None, typer.Option("--trt-workspace-gb", help="TensorRT build workspace limit in GiB (default: TensorRT's).")
     ] = None,
-    scheduler: Annotated[str, typer.Option("--scheduler", help="ddim, dpm++, unipc, euler or euler-a.")] = "dpm++",
-    steps: Annotated[int, typer.Option("--steps", help="Denoising steps.")] = 20,
+    scheduler: Annotated[choice(SCHEDULERS), typer.Option("--scheduler", case_sensitive=False, help="Sampler.")] = "dpm++",
+    steps: Annotated[int, typer.Option("--denoise-steps", help="Denoising steps (was --steps).")] = 20,
     guidance: Annotated[
         float, typer.Option("--guidance", help="Classifier-free guidance scale; 1.0 turns it off (twice as fast).")
     ] = 7.5,
     control_scale: Annotated[float, typer.Option("--control-scale", help="How strongly the mask steers.")] = 1.0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs generated together.")] = 4,
     image_format: Annotated[
-        str | None, typer.Option("--image-format", help="png or jpg (quality 95); default: the input's format.")
+        choice(IMAGE_FORMAT_CHOICES) | None,
+        typer.Option("--image-format", case_sensitive=False, help="jpg is written at quality 95; default: the input's format."),
     ] = None,
     synthetic_only: Annotated[
         bool, typer.Option("--synthetic-only", help="Write only the new pairs (label files hold only their rows).")
@@ -174,13 +182,15 @@ def augment(
         int | None, typer.Option("--train-steps", help="Training steps per stage of the default compact model.")
     ] = None,
     model_size: Annotated[
-        str | None, typer.Option("--model-size", help="tiny, small or base (default: small on CPU, base on GPU).")
+        choice(MODEL_SIZE_CHOICES) | None,
+        typer.Option("--model-size", case_sensitive=False, help="Size of the default compact model (default: small on CPU, base on GPU)."),
     ] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Threads that encode and write files.")] = None,
     link: Annotated[
-        str,
+        choice(LINK_MODES),
         typer.Option(
             "--link",
+            case_sensitive=False,
             help="How the originals enter the output: hard (hard links, copied across filesystems; they share "
             "the input's files, so editing one in place edits the input), copy, or reflink (copy-on-write "
             "clones on btrfs/XFS; an error where the filesystem cannot clone).",
@@ -197,11 +207,8 @@ def augment(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan (ids, prompts, label counts, mask statistics); no model.")
     ] = False,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="TOML file of these options (e.g. steps = 30); the command line wins."),
-    ] = None,
     log_file: LogFileOpt = None,
+    config: ConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -219,7 +226,7 @@ def augment(
     """
 
     def body(reporter):
-        options = build_options(dataset, apply_config_file(ctx, config, "augment"))
+        options = build_options(dataset, ctx.params)
         return run_or_preview(options, reporter)
 
     run_command("augment", Out(json_, quiet, verbose, log_file), body, resume=RESUME_SAME)
