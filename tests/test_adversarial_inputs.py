@@ -344,7 +344,7 @@ def test_link_reflink_is_refused_before_anything_is_generated(tmp_path, monkeypa
     assert "--link reflink: the output's filesystem cannot clone" in envelope["errors"][0]["message"]
     assert not out.exists()  # the folder it made for the run is gone again
     code, envelope, _ = invoke("augment", tmp_path / "ds", "--n", 2, "--size", 64, "--link", "soft", "--json")
-    assert code == 2 and "unknown link mode 'soft'" in envelope["errors"][0]["message"]
+    assert code == 2 and "'soft' is not one of 'hard', 'copy', 'reflink'" in envelope["errors"][0]["message"]
 
 
 def test_an_original_named_like_a_synthetic_pair_is_never_replaced(tmp_path, counted_jobs):

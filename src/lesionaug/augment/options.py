@@ -2,8 +2,9 @@
 
 ``AugmentOptions`` holds what the planning half needs (dataset, plan config, shard, dry run) and,
 in ``generation``, how the pairs are generated and written. ``AugmentOptions.from_cli`` is the one
-place the command's parameter values become that object. Parsing helpers turn option strings (``--size 640x480``, ``--label-mix balanced``, ``--diagnosis mel=0.5,nv=0.5``) into values
-and fail with one line naming the option.
+place the command's parameter values become that object. Parsing helpers turn option strings
+(``--size 640x480``, ``--label-mix balanced``, ``--diagnosis mel=0.5,nv=0.5``) into values and fail
+with one line naming the option.
 """
 
 from __future__ import annotations

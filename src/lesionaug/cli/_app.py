@@ -25,7 +25,6 @@ from typing import IO, Annotated, Any, Callable, Iterator
 
 import typer
 from rich.console import Console
-from typer.core import TyperCommand
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -34,6 +33,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from typer.core import TyperCommand
 
 from lesionaug import __version__
 from lesionaug.cli._click import click
@@ -71,11 +71,12 @@ class LesionaugCommand(TyperCommand):
             verbose = "-v" in words or "--verbose" in words
             _fail(self.name or "lesionaug", Out(json="--json" in words, verbose=verbose), exc)
             raise  # _fail always exits; this keeps type checkers content
-        except click.exceptions.UsageError as exc:
-            if "--json" not in words or ctx.resilient_parsing:
-                raise  # people get click's own message, with the usage line
-            error = UsageError(exc.format_message(), fix=f"see lesionaug {self.name} --help")
-            _fail(self.name or "lesionaug", Out(json=True), error)
+        except click.exceptions.UsageError as exc:  # unknown option, bad value, missing argument
+            if ctx.resilient_parsing or isinstance(exc, click.exceptions.NoArgsIsHelpError):
+                raise
+            message = exc.format_message().replace("Value error, ", "")
+            error = UsageError(message, fix=f"see lesionaug {self.name} --help")
+            _fail(self.name or "lesionaug", Out(json="--json" in words), error)
             raise
 
 

@@ -16,10 +16,20 @@ from lesionaug.augment.model_choice import generator_resolution
 from lesionaug.augment.options import AugmentOptions
 from lesionaug.augment.preparation import prepare_plan, preview_plan
 from lesionaug.augment.run import run_augment
-from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import (
+    ConfigOpt,
+    JsonOpt,
+    LabelTablesOpt,
+    LogFileOpt,
+    Out,
+    QuietOpt,
+    VerboseOpt,
+    app,
+    run_command,
+)
 from lesionaug.cli._invocation import RESUME_SAME
-from lesionaug.cli.option_types import SIZE_METAVAR, choice, size_text
 from lesionaug.cli.masks import MasksDirOpt, MaskSourceOpt, RealCountOpt, RealFractionOpt, SplitSeedOpt
+from lesionaug.cli.option_types import SIZE_METAVAR, choice, size_text
 from lesionaug.engine.sampler import SCHEDULERS
 from lesionaug.progress import Reporter
 
@@ -183,7 +193,9 @@ def augment(
     ] = None,
     model_size: Annotated[
         choice(MODEL_SIZE_CHOICES) | None,
-        typer.Option("--model-size", case_sensitive=False, help="Size of the default compact model (default: small on CPU, base on GPU)."),
+        typer.Option(
+            "--model-size", case_sensitive=False, help="The default compact model's size (default: small on CPU, base on GPU)."
+        ),
     ] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Threads that encode and write files.")] = None,
     link: Annotated[

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
+from lesionaug.augment.generation_options import PROVIDERS
 from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.cli.evaluate import parse_int_list
 from lesionaug.cli.option_types import choice, square_side
-from lesionaug.augment.generation_options import PROVIDERS
 from lesionaug.engine.sampler import SCHEDULERS
 from lesionaug.evaluate.quality import SPLITS, QualityConfig, run_quality
 from lesionaug.evaluate.segmenter import ARCHITECTURES, DEVICES, SegmenterConfig
@@ -25,7 +25,9 @@ def quality(
     split: Annotated[
         choice(SPLITS), typer.Option("--split", case_sensitive=False, help="Whose masks to generate for.")
     ] = "test",
-    provider: Annotated[choice(PROVIDERS), typer.Option("--provider", case_sensitive=False, help="Execution provider.")] = "auto",
+    provider: Annotated[
+        choice(PROVIDERS), typer.Option("--provider", case_sensitive=False, help="Execution provider.")
+    ] = "auto",
     engine_device: Annotated[
         int, typer.Option("--engine-device", help="The GPU the generator runs on (CUDA device index).")
     ] = 0,
@@ -58,7 +60,9 @@ def quality(
     seg_epochs: Annotated[int, typer.Option("--seg-epochs", help="Fidelity segmenter training epochs.")] = 30,
     seg_image_size: Annotated[
         int,
-        typer.Option("--seg-size", parser=square_side, metavar="N", help="Fidelity segmenter input side (was --seg-image-size)."),
+        typer.Option(
+            "--seg-size", parser=square_side, metavar="N", help="Fidelity segmenter input side (was --seg-image-size)."
+        ),
     ] = 128,
     seg_channels: Annotated[
         str, typer.Option("--seg-channels", help="Fidelity segmenter widths, comma-separated.")

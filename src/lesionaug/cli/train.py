@@ -71,7 +71,9 @@ def train(
     ] = "small",
     resolution: Annotated[
         int | None,
-        typer.Option("--size", parser=square_side, metavar="N", help="Training side in px (default per base; was --resolution)."),
+        typer.Option(
+            "--size", parser=square_side, metavar="N", help="Training side in px (default per base; was --resolution)."
+        ),
     ] = None,
     steps: Annotated[
         int | None, typer.Option("--train-steps", help="ControlNet training steps (was --steps).")

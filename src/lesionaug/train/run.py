@@ -173,7 +173,7 @@ def run_training(
             raise ConfigError(
                 f"the run in the output folder is already at step {done}, past the {total} steps asked for",
                 path=out_dir,
-                fix=f"pass --steps {done - plans[-1].first_step} or more to --resume it",
+                fix=f"pass --train-steps {done - plans[-1].first_step} or more to --resume it",
             )
 
     prepare_output(out_dir, identity, resume=resume, force=force, before_resume=check_resumable)
