@@ -33,6 +33,7 @@ CHOICES = {
               "--prediction-type": "epsilon", "--report-to": "tensorboard"},
     "evaluate": {"--seg-arch": "attentionunet", "--seg-device": "cuda", "--seg-augment": "flips"},
     "export": {"--precision": "fp16"},
+    "datalist": {"--format": "nnunet"},
 }
 runner = CliRunner()
 
@@ -234,6 +235,11 @@ def test_top_level_keys_serve_every_command_that_has_them() -> None:
         "seed": 1, "train_steps": 7}
     with pytest.raises(ConfigError, match="'bogus'"):
         command_entries({"bogus": 1}, "augment", {"n"}, path=Path("x"), commands=commands_keys)
+    renamed = {"steps": "denoise_steps"}
+    old = command_entries({"steps": 3}, "augment", {"denoise_steps"}, path=Path("x"), renamed=renamed)
+    assert old == {"denoise_steps": 3}
+    with pytest.raises(ConfigError, match="set twice"):
+        command_entries({"steps": 3, "denoise-steps": 4}, "augment", {"denoise_steps"}, path=Path("x"), renamed=renamed)
 
 
 def test_environment_names_never_collide() -> None:

@@ -97,7 +97,7 @@ def command_entries(
     renamed = dict(renamed or {})
     every_key = set().union(*commands.values()) if commands else keys
     table_names = {option_key(name): name for name in commands}
-    top: dict[str, Any] = {}
+    top_items: dict[str, Any] = {}
     own: dict[str, Any] = {}
     for raw_key, value in data.items():
         if isinstance(value, dict):
@@ -113,13 +113,14 @@ def command_entries(
             continue
         key = renamed.get(option_key(raw_key), option_key(raw_key))
         if key in keys:
-            top.update(_entries({raw_key: value}, keys, renamed, path, deprecated))
+            top_items[raw_key] = value
         elif option_key(raw_key) not in every_key:
             raise ConfigError(
                 f"unknown key {raw_key!r} in config file",
                 path=path,
                 fix="use option names without dashes, e.g. denoise-steps = 30 (see lesionaug COMMAND --help)",
             )
+    top = _entries(top_items, keys, renamed, path, deprecated)
     return {**top, **own}  # the command's own table wins over top-level keys
 
 

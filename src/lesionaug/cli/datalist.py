@@ -10,6 +10,7 @@ from rich.console import Console
 
 from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.cli.masks import MasksDirOpt, SplitSeedOpt
+from lesionaug.cli.option_types import choice
 from lesionaug.datalist.run import write_datalist
 from lesionaug.datalist.selection import DatalistOptions
 from lesionaug.formats import DATALIST_FORMATS
@@ -28,7 +29,7 @@ def render_datalist(data: dict, console: Console) -> None:
 def datalist(
     folder: Annotated[Path, typer.Argument(metavar="FOLDER", help="An augmented folder (or any dataset folder).")],
     format: Annotated[
-        str, typer.Option("--format", help=f"{' | '.join(DATALIST_FORMATS)}.", case_sensitive=False)
+        choice(DATALIST_FORMATS), typer.Option("--format", help="The stack to write for.", case_sensitive=False)
     ],
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Folder to write (default: <FOLDER>-<format> beside FOLDER).")
