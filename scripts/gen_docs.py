@@ -27,7 +27,7 @@ ENVIRONMENT = [
      "the option's long name in upper case, dashes as underscores, e.g. LESIONAUG_AUGMENT_DENOISE_STEPS=30 for "
      "augment only, or LESIONAUG_SEED=1 for every command with --seed (the command's own variable wins). They "
      "win over the config file; the command line wins over them. Flags take 1/0, true/false; --labels takes "
-     "paths separated by spaces."),
+     "paths separated by spaces. --allow-pickle, --force and --break-lock are never read from the environment."),
     ("LESIONAUG_CACHE", "Folder for cached compact models, exported engines and TensorRT caches "
      "(default: the user cache folder, e.g. ~/.cache/lesionaug)."),
     ("LESIONAUG_THREADS", "Intra-op threads of the CPU provider (default: the cores this process may use)."),

@@ -38,7 +38,7 @@ from typer.core import TyperCommand
 from lesionaug import __version__
 from lesionaug.cli._click import click
 from lesionaug.cli._invocation import resume_command
-from lesionaug.cli.config_file import env_names, file_options, load_config
+from lesionaug.cli.config_file import NOT_FROM_ENVIRONMENT, env_names, file_options, load_config
 from lesionaug.cli.renames import rewrite_renamed
 from lesionaug.errors import (
     EXIT_INTERRUPTED,
@@ -59,7 +59,7 @@ class LesionaugCommand(TyperCommand):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for key, param in file_options(self).items():
-            if param.envvar is None:
+            if param.envvar is None and key not in NOT_FROM_ENVIRONMENT:
                 param.envvar = env_names(self.name or "", key)
             param.show_envvar = False
 

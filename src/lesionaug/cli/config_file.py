@@ -17,7 +17,7 @@ renamed option's old name still works, with one deprecation line. Values go thro
 types as typed options; a bad one is a ``ConfigError`` naming the file.
 
 Where a value comes from: the command line, then ``LESIONAUG_<COMMAND>_<OPTION>`` and
-``LESIONAUG_<OPTION>``, then the file (``--config``, else ``lesionaug.toml`` in the working
+``LESIONAUG_<OPTION>`` (not for ``NOT_FROM_ENVIRONMENT``), then the file (``--config``, else ``lesionaug.toml`` in the working
 directory), then the default. The file's values become click's ``default_map``, so click itself
 applies that order and a required option may come from the file.
 """
@@ -40,6 +40,9 @@ from lesionaug.formats import PROJECT_CONFIG_NAME
 # Never from a file or the environment: how this one invocation reports, and the file itself.
 NOT_IN_FILES = frozenset({"json_", "quiet", "verbose", "config", "log_file", "help"})
 ENV_PREFIX = "LESIONAUG"
+# Never from the environment, which child processes and CI jobs inherit unseen: options that run
+# code from model files or replace and unlock outputs are typed, or written in a project's file.
+NOT_FROM_ENVIRONMENT = frozenset({"allow_pickle", "force", "break_lock"})
 
 
 def option_key(name: str) -> str:
