@@ -14,8 +14,8 @@ from lesionaug.cli._app import app
 
 runner = CliRunner()
 TINY = [
-    "--provider", "cpu", "--steps", "2", "--seg-epochs", "2", "--seg-image-size", "32",
-    "--seg-channels", "8,16,32", "--device", "cpu",
+    "--provider", "cpu", "--denoise-steps", "2", "--seg-epochs", "2", "--seg-size", "32",
+    "--seg-channels", "8,16,32", "--seg-device", "cpu",
 ]  # fmt: skip
 
 

@@ -53,6 +53,7 @@ from lesionaug.errors import (
 from lesionaug.formats import RESULT_SCHEMA as SCHEMA
 from lesionaug.progress import PlainTask, progress_interval
 
+
 class LesionaugCommand(TyperCommand):
     """A command whose options read renamed spellings, the environment and the config file."""
 
