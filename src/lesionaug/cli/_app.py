@@ -1,5 +1,10 @@
 """The Typer app, the option set every command shares, and the one place errors become exit codes.
 
+Every command is a ``LesionaugCommand``: old option spellings are rewritten (``renames.py``), each
+option also reads ``LESIONAUG_<COMMAND>_<OPTION>`` and ``LESIONAUG_<OPTION>``, ``--config`` (or
+``./lesionaug.toml``) fills what neither gives (``config_file.py``), and an error while parsing
+ends like any other: one line, its exit code, the envelope under ``--json``.
+
 A command body is a function that returns ``(data, render)``: ``data`` is what ``--json`` prints
 inside the envelope, ``render`` draws the human view on stdout. ``run_command`` does the rest.
 """
@@ -28,9 +33,13 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from typer.core import TyperCommand
 
 from lesionaug import __version__
+from lesionaug.cli._click import click
 from lesionaug.cli._invocation import resume_command
+from lesionaug.cli.config_file import NOT_FROM_ENVIRONMENT, env_names, file_options, load_config
+from lesionaug.cli.renames import rewrite_renamed
 from lesionaug.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -39,11 +48,47 @@ from lesionaug.errors import (
     Interrupted,
     LesionaugError,
     PartialFailure,
+    UsageError,
 )
 from lesionaug.formats import RESULT_SCHEMA as SCHEMA
 from lesionaug.progress import PlainTask, progress_interval
 
-app = typer.Typer(
+
+class LesionaugCommand(TyperCommand):
+    """A command whose options read renamed spellings, the environment and the config file."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for key, param in file_options(self).items():
+            if param.envvar is None and key not in NOT_FROM_ENVIRONMENT:
+                param.envvar = env_names(self.name or "", key)
+            param.show_envvar = False
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        words = rewrite_renamed(self.name or "", list(args))
+        try:
+            return super().parse_args(ctx, list(words))  # the parser consumes its list
+        except LesionaugError as exc:  # a bad config file: reported as the command's own error
+            verbose = "-v" in words or "--verbose" in words
+            _fail(self.name or "lesionaug", Out(json="--json" in words, verbose=verbose), exc)
+            raise  # _fail always exits; this keeps type checkers content
+        except click.exceptions.UsageError as exc:  # unknown option, bad value, missing argument
+            if ctx.resilient_parsing or isinstance(exc, click.exceptions.NoArgsIsHelpError):
+                raise
+            message = exc.format_message().replace("Value error, ", "")
+            error = UsageError(message, fix=f"see lesionaug {self.name} --help")
+            _fail(self.name or "lesionaug", Out(json="--json" in words), error)
+            raise
+
+
+class LesionaugTyper(typer.Typer):
+    """The app: every command it registers is a ``LesionaugCommand``."""
+
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or LesionaugCommand, **kwargs)
+
+
+app = LesionaugTyper(
     name="lesionaug",
     help=(
         "Augment a skin-lesion segmentation dataset with generated image/mask pairs.\n\n"
@@ -63,6 +108,18 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs; t
 LogFileOpt = Annotated[
     Path | None,
     typer.Option("--log-file", help="Also append progress lines, warnings and errors to this file (plain text)."),
+]
+# Every command takes option values from a TOML file (eager: it runs before the other options).
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="FILE.toml",
+        is_eager=True,
+        callback=load_config,
+        help="TOML file of option values: top-level keys and a table named after this command (default: "
+        "./lesionaug.toml when present). The command line, then LESIONAUG_<OPTION> variables, win over it.",
+    ),
 ]
 # Every command that reads a dataset takes external label tables joined by image id.
 LabelTablesOpt = Annotated[

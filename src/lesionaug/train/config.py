@@ -182,7 +182,7 @@ def check_resolution(resolution: int, multiple: int, base: str) -> None:
         lower = max(multiple, resolution // multiple * multiple)
         raise ConfigError(
             f"resolution {resolution} is not a multiple of {multiple}, which the {base} model needs",
-            fix=f"pass --resolution {lower} or {lower + multiple}",
+            fix=f"pass --size {lower} or {lower + multiple}",
         )
 
 
