@@ -12,7 +12,7 @@ rm -rf "$OUT" "$OUT-augmented" "$OUT-report"
 # 1. Example data: 120 pairs in the ISIC 2018 layout (72 train / 18 val / 30 test). As in the real
 #    release no file of the layout gives the Task 1 images a diagnosis: it comes from an ISIC Archive
 #    metadata export, joined by image id with --labels on every command that reads the dataset.
-lesionaug demo-data "$OUT" --n 120 --layout isic2018 --size 128 --seed 0
+lesionaug demo-data --out "$OUT" --n 120 --layout isic2018 --size 128 --seed 0
 LABELS=(--labels "$OUT/isic_archive_metadata.csv")
 lesionaug info "$OUT" "${LABELS[@]}"
 
@@ -21,7 +21,7 @@ lesionaug info "$OUT" "${LABELS[@]}"
 #    compact model is trained on those 16 pairs (a few minutes on a 2-core CPU), exported to ONNX and
 #    cached; the masks' shape model and the labels are fitted on the same 16; then the new pairs
 #    are generated.
-result=$(lesionaug augment "$OUT" "${LABELS[@]}" --n "$N_SYNTHETIC" --size 128 --steps 10 --real-count "$REAL" --json)
+result=$(lesionaug augment "$OUT" "${LABELS[@]}" --n "$N_SYNTHETIC" --size 128 --denoise-steps 10 --real-count "$REAL" --json)
 engine=$(printf '%s' "$result" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["engine"])')
 lesionaug verify "$OUT-augmented"
 lesionaug info "$OUT-augmented" "${LABELS[@]}"
@@ -31,10 +31,10 @@ lesionaug info "$OUT-augmented" "${LABELS[@]}"
 #    each, scored on the 30 real test images; every segmenter takes the same optimizer steps (10
 #    epochs of the 216-pair set: 270 steps). evaluate refuses pairs whose generator saw other real pairs.
 lesionaug evaluate "$OUT" "${LABELS[@]}" --augmented "$OUT-augmented" --synthetic-counts "0,$N_SYNTHETIC" \
-    --repeats 5 --real-count "$REAL" --seg-augment classic --image-size 64 --epochs 10 --out "$OUT-report"
+    --repeats 5 --real-count "$REAL" --seg-augment classic --seg-size 64 --seg-epochs 10 --out "$OUT-report"
 
 # 4. Image quality (SSIM against the real image for the same mask) and mask fidelity.
-lesionaug quality "$OUT" "${LABELS[@]}" --model "$engine" --split test --steps 10 \
-    --seg-image-size 64 --seg-epochs 20 --out "$OUT-report"
+lesionaug quality "$OUT" "${LABELS[@]}" --model "$engine" --split test --denoise-steps 10 \
+    --seg-size 64 --seg-epochs 20 --out "$OUT-report"
 
 echo "main job done in $((SECONDS - start)) s; report: $OUT-report/report.md" >&2

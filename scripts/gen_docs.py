@@ -8,23 +8,32 @@
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import sys
 from pathlib import Path
 
 import typer
 from typer._completion_shared import get_completion_script
 
-from lesionaug import __version__
+from lesionaug import __release_date__, __version__
 from lesionaug.cli import app
+from lesionaug.cli.renames import POSITIONAL_OUT, RENAMED_OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "lesionaug"
 COMPLETE_VAR = "_LESIONAUG_COMPLETE"
 
 ENVIRONMENT = [
+    ("LESIONAUG_<COMMAND>_<OPTION>, LESIONAUG_<OPTION>", "The value of an option not given on the command line: "
+     "the option's long name in upper case, dashes as underscores, e.g. LESIONAUG_AUGMENT_DENOISE_STEPS=30 for "
+     "augment only, or LESIONAUG_SEED=1 for every command with --seed (the command's own variable wins). They "
+     "win over the config file; the command line wins over them. Flags take 1/0, true/false; --labels takes "
+     "paths separated by spaces. --allow-pickle, --force and --break-lock are never read from the environment."),
     ("LESIONAUG_CACHE", "Folder for cached compact models, exported engines, TensorRT caches and engine graph digests "
      "(default: the user cache folder, e.g. ~/.cache/lesionaug)."),
+    ("LESIONAUG_THREADS", "Intra-op threads of the CPU provider (default: the cores this process may use)."),
+    ("LESIONAUG_SHARD_COUNT", "The shard count for augment --shard auto where the scheduler gives only an index "
+     "(docs/cluster.md)."),
+    ("LESIONAUG_PROGRESS_INTERVAL", "Seconds between plain progress lines when stderr is not a terminal (default 30)."),
     ("NO_COLOR", "When set and not empty, no colour in any output."),
     ("HF_HUB_OFFLINE", "When 1, Hugging Face hub ids are never fetched; pass a local model folder instead."),
     ("CUDA_VISIBLE_DEVICES", "Restricts the GPUs the CUDA and TensorRT providers see."),
@@ -41,6 +50,10 @@ EXIT_STATUS = [
     ("130", "Interrupted; rerun the same command to resume."),
 ]
 FILES = [
+    ("lesionaug.toml", "Option values read from the working directory when present and no --config is given: "
+     "top-level keys apply to every command that has the option, a table such as [augment] or [train] to that "
+     "command only (it wins over top-level keys). Keys are long option names without dashes "
+     "(denoise-steps = 30). Order: command line, then environment, then this file, then the defaults."),
     ("DATASET-augmented/lesionaug-manifest.jsonl", "One JSON line per synthetic pair: files and sha256, prompt, labels, seeds, model and engine hashes."),
     ("DATASET-augmented/lesionaug-run.json", "The full configuration of an augment run, its plan hash, timings and provider."),
     ("MODEL_DIR/lesionaug.json", "How a model was trained: base, resolution, prompt template, vocabulary, split fingerprint."),
@@ -77,8 +90,16 @@ def _option_synopsis(param) -> str:
     return opts
 
 
+def _shows_default(param) -> bool:
+    """A default worth printing: any value, 0 included; not None, an empty one or a flag's False."""
+    default = param.default
+    if param.is_flag or default is None or default is False:
+        return False
+    return not (isinstance(default, (str, tuple, list)) and len(default) == 0)
+
+
 def render_man(group) -> str:
-    date = _dt.date(2026, 1, 1).isoformat()  # fixed, so regeneration is deterministic
+    date = __release_date__  # the release's, so regeneration is deterministic
     out = [
         f'.TH LESIONAUG 1 "{date}" "lesionaug {__version__}" "User Commands"',
         ".SH NAME",
@@ -96,21 +117,30 @@ def render_man(group) -> str:
         ),
         ".PP",
         _escape("Every command takes --json (one result envelope on stdout), -q/--quiet and -v/--verbose after its "
-                "name. stdout carries data only; progress and logs go to stderr."),
+                "name. stdout carries data only; progress and logs go to stderr. Every command also takes "
+                "--config FILE.toml (see FILES and ENVIRONMENT). Supported dataset layouts, as folder trees with "
+                "the label files read: docs/datasets.md, or lesionaug info --layouts."),
         ".SH COMMANDS",
     ]
     for name, cmd in _commands(group):
         out.append(".SS " + _escape(f"lesionaug {name}"))
         out.append(_escape((cmd.help or "").strip()))
         for param in cmd.params:
-            if param.name in {"help"}:
+            if param.name in {"help"} or getattr(param, "hidden", False):
                 continue
             out.append(".TP")
             out.append(".B " + _escape(_option_synopsis(param)))
             help_text = getattr(param, "help", None) or ""
-            if _is_option(param) and param.default not in (None, False, "", ()) and not param.is_flag:
+            if _is_option(param) and _shows_default(param):
                 help_text = f"{help_text} (default: {param.default})".strip()
             out.append(_escape(help_text or "Argument."))
+    out.append(".SH DEPRECATED SPELLINGS")
+    out.append(_escape("Still accepted, each use printing one line on stderr; config-file keys likewise."))
+    for command, table in RENAMED_OPTIONS.items():
+        for old, new in table.items():
+            out += [".TP", ".B " + _escape(f"lesionaug {command} {old}"), _escape(f"Use {new}.")]
+    for command in POSITIONAL_OUT:
+        out += [".TP", ".B " + _escape(f"lesionaug {command} OUT ..."), _escape("Use --out OUT (-o OUT).")]
     out.append(".SH EXIT STATUS")
     for code, text in EXIT_STATUS:
         out += [".TP", f".B {code}", _escape(text)]

@@ -157,7 +157,7 @@ def test_human_dry_run_shows_the_plan(demo):
         (["--shard", "3/3", "--dry-run"], 2, "shard 3/3 does not exist"),
         (["--shard", "x", "--dry-run"], 2, "malformed shard"),
         (["--prompt-template", "{color}", "--dry-run"], 2, "unknown field"),
-        (["--mask-source", "ellipse", "--dry-run"], 2, "unknown mask source"),
+        (["--mask-source", "ellipse", "--dry-run"], 2, "'ellipse' is not one of 'model', 'real', 'mixed'"),
         (["--size", "0", "--dry-run"], 2, "size must be"),
     ],
 )

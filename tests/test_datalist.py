@@ -195,7 +195,7 @@ def test_refusals_and_replacing_an_earlier_datalist(augmented: Path, tmp_path: P
     foreign = invoke("datalist", augmented, "--format", "csv", "--out", tmp_path / "mine", "--json", "-q")
     assert foreign.exit_code == 3 and (tmp_path / "mine" / "notes.txt").read_text() == "keep"
     bad = invoke("datalist", augmented, "--format", "coco", "--json", "-q")
-    assert bad.exit_code == 2 and "monai|nnunet|hf|csv" in bad.envelope["errors"][0]["fix"]
+    assert bad.exit_code == 2 and "'coco' is not one of 'monai', 'nnunet', 'hf', 'csv'" in bad.envelope["errors"][0]["message"]
     first = datalist(augmented, "monai", tmp_path / "again")
     second = datalist(augmented, "csv", tmp_path / "again")  # an earlier datalist is replaced
     assert sorted(os.listdir(tmp_path / "again")) == [".lesionaug-datalist.json", "datalist.csv"]

@@ -24,7 +24,7 @@ from lesionaug.output.run_record import write_run_record
 from lesionaug.output.synthetic_pairs import check_no_leakage, read_synthetic_source
 
 runner = CliRunner()
-TINY = ["--image-size", "32", "--channels", "8,16,32", "--batch-size", "8", "--device", "cpu"]
+TINY = ["--seg-size", "32", "--seg-channels", "8,16,32", "--seg-batch-size", "8", "--seg-device", "cpu"]
 RESULT_KEYS = {
     "synthetic_count", "repeats", "dice_mean", "dice_std", "jaccard_mean", "delta_vs_real", "delta_ci95",
     "delta_bootstrap_ci95", "delta_t_ci95", "p_wilcoxon", "per_diagnosis",
@@ -55,7 +55,7 @@ def _evaluate(world: dict, *extra: str, out: str = "report"):
 
 @pytest.mark.slow
 def test_end_to_end_json_report_and_plots(world):
-    result = _evaluate(world, "--synthetic-counts", "0,4,100", "--repeats", "2", "--epochs", "3")
+    result = _evaluate(world, "--synthetic-counts", "0,4,100", "--repeats", "2", "--seg-epochs", "3")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)["data"]
     assert [r["synthetic_count"] for r in data["results"]] == [0, 4, 8]  # 100 is capped at the 8 that exist
@@ -105,7 +105,7 @@ def test_the_same_command_writes_the_same_bytes(world):
     """Same command, same machine: report.json, report.md and every plot identical (timings apart)."""
     digests = []
     for out in ("first", "second"):
-        result = _evaluate(world, "--synthetic-counts", "0,4", "--repeats", "2", "--steps", "3", out=out)
+        result = _evaluate(world, "--synthetic-counts", "0,4", "--repeats", "2", "--seg-steps", "3", out=out)
         assert result.exit_code == 0, result.output
         folder = world["root"] / out
         digests.append({p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != "timings.json"})
@@ -115,7 +115,7 @@ def test_the_same_command_writes_the_same_bytes(world):
 
 def test_hidden_real_data_is_refused_with_the_fix(world):
     # --real-fraction 0.25 gives the segmenters 4 of the 14 training pairs; the generator saw all 14.
-    result = _evaluate(world, "--synthetic-counts", "0,4", "--repeats", "1", "--steps", "1",
+    result = _evaluate(world, "--synthetic-counts", "0,4", "--repeats", "1", "--seg-steps", "1",
                        "--real-fraction", "0.25", "--quiet")
     assert result.exit_code == 3
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -127,7 +127,7 @@ def test_hidden_real_data_is_refused_with_the_fix(world):
 
 
 def test_allowing_extra_data_says_so_at_the_top_of_the_report(world):
-    result = _evaluate(world, "--synthetic-counts", "0", "--repeats", "1", "--steps", "1",
+    result = _evaluate(world, "--synthetic-counts", "0", "--repeats", "1", "--seg-steps", "1",
                        "--real-fraction", "0.25", "--allow-generator-extra-data")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)["data"]
@@ -144,7 +144,7 @@ def test_a_generator_trained_on_the_same_subset_is_clean(world, option):
     chosen = [s.id for s in choose_real_subset(world["index"].usable("train"), subset)]
     assert len(chosen) == 5  # ceil(0.3 * 14) == 5 as well
     write_model_card(world["model"], chosen)
-    result = _evaluate(world, "--synthetic-counts", "0", "--repeats", "1", "--steps", "1", *option)
+    result = _evaluate(world, "--synthetic-counts", "0", "--repeats", "1", "--seg-steps", "1", *option)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)["data"]
     assert data["setup"]["real_train"] == 5 and data["setup"]["generator_extra_real_pairs"] == 0
@@ -159,7 +159,7 @@ def test_masks_fitted_on_extra_real_pairs_are_hidden_data_too(world):
     subset = [s.id for s in choose_real_subset(world["index"].usable("train"), RealSubset(count=5))]
     write_run_record(world["root"] / "aug", {"status": "complete", "train_ids": subset,
                                              "plan_fitted_ids": subset + [next(i for i in train if i not in subset)]})
-    result = _evaluate(world, "--synthetic-counts", "0,2", "--repeats", "1", "--steps", "1", "--real-count", "5")
+    result = _evaluate(world, "--synthetic-counts", "0,2", "--repeats", "1", "--seg-steps", "1", "--real-count", "5")
     assert result.exit_code == 3
     assert "1 real training pairs the segmenters do not get" in result.stderr
     assert "generator 0, masks and labels 1" in result.stderr
@@ -167,7 +167,7 @@ def test_masks_fitted_on_extra_real_pairs_are_hidden_data_too(world):
 
 def test_refuses_a_generator_trained_on_a_test_image(world):
     write_model_card(world["model"], world["ids"]["train"] + [world["ids"]["test"][2]])
-    result = _evaluate(world, "--synthetic-counts", "0,4", "--repeats", "1", "--epochs", "1", "--quiet")
+    result = _evaluate(world, "--synthetic-counts", "0,4", "--repeats", "1", "--seg-epochs", "1", "--quiet")
     assert result.exit_code == 3
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "test split" in lines[0] and world["ids"]["test"][2] in lines[0]
@@ -178,7 +178,7 @@ def test_unknown_provenance_is_refused_unless_allowed(tmp_path):
     write_blob_dataset(tmp_path / "data", n_train=4, n_test=2)
     write_augmented_folder(tmp_path / "aug", 2, model_dir=None)  # no run record
     args = ["evaluate", str(tmp_path / "data"), "--augmented", str(tmp_path / "aug"), "--out", str(tmp_path / "r")]
-    args += [*TINY, "--synthetic-counts", "0,2", "--repeats", "1", "--epochs", "1"]
+    args += [*TINY, "--synthetic-counts", "0,2", "--repeats", "1", "--seg-epochs", "1"]
     refused = runner.invoke(app, args)
     assert refused.exit_code == 3
     assert "--allow-unknown-provenance" in refused.stderr and "lesionaug-run.json is missing" in refused.stderr

@@ -230,9 +230,9 @@ def test_demo_data_refuses_a_folder_with_other_files(tmp_path: Path) -> None:
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
     before = tree_digest(tmp_path)
-    result = invoke("demo-data", str(tmp_path / "mine"), "--n", "2", "--size", "32")
+    result = invoke("demo-data", "--out", str(tmp_path / "mine"), "--n", "2", "--size", "32")
     assert result.exit_code == 3
     assert "not empty" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert tree_digest(tmp_path) == before
-    bad = invoke("demo-data", str(tmp_path / "x"), "--layout", "kaggle")
-    assert bad.exit_code == 2 and "unknown demo layout" in bad.stderr
+    bad = invoke("demo-data", "--out", str(tmp_path / "x"), "--layout", "kaggle")
+    assert bad.exit_code == 2 and "'kaggle' is not one of" in bad.stderr

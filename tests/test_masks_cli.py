@@ -112,8 +112,8 @@ def test_real_mask_source(demo, tmp_path):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["--size", "big"], 2, "malformed size"),
-        (["--mask-source", "ellipse"], 2, "unknown mask source"),
+        (["--size", "big"], 2, "'big' is not a size"),
+        (["--mask-source", "ellipse"], 2, "'ellipse' is not one of"),
         (["--n", "0"], 2, "--n must be"),
     ],
 )

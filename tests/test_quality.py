@@ -14,8 +14,8 @@ from lesionaug.cli._app import app
 
 runner = CliRunner()
 TINY = [
-    "--provider", "cpu", "--steps", "2", "--seg-epochs", "2", "--seg-image-size", "32",
-    "--seg-channels", "8,16,32", "--device", "cpu",
+    "--provider", "cpu", "--denoise-steps", "2", "--seg-epochs", "2", "--seg-size", "32",
+    "--seg-channels", "8,16,32", "--seg-device", "cpu",
 ]  # fmt: skip
 
 
@@ -117,7 +117,7 @@ def test_a_model_folder_is_run_through_its_cached_engine(demo_isic2018, tmp_path
 
 def test_bad_split_and_missing_model_exit_with_one_line(demo_isic2018, tmp_path):
     bad_split = runner.invoke(app, ["quality", str(demo_isic2018), "--model", str(tmp_path), "--split", "holdout"])
-    assert bad_split.exit_code == 2 and "unknown split" in bad_split.stderr
+    assert bad_split.exit_code == 2 and "'holdout' is not one of" in bad_split.stderr
     no_model = runner.invoke(app, ["quality", str(demo_isic2018), "--model", str(tmp_path / "none"), "-q"])
     assert no_model.exit_code == 4
     assert len([line for line in no_model.stderr.splitlines() if line.strip()]) == 1

@@ -133,15 +133,15 @@ def test_resume_and_force(demo, tmp_path):
         ("foreign", 3, "holds no lesionaug training run"),
         ("different", 3, "different training run"),
         ("no_train", 3, "no usable training pairs"),
-        ("bad_option", 2, "mixed precision"),
+        ("bad_option", 2, "'fp8' is not one of 'no', 'fp16', 'bf16'"),
         ("prediction_on_sd", 2, "compact base only"),
-        ("bad_prediction", 2, "unknown prediction type"),
+        ("bad_prediction", 2, "'sample' is not one of 'epsilon', 'v_prediction'"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(demo, tiny_sd, tmp_path, case, code, needle):
     out = tmp_path / "out"
     dataset = demo
-    extra: list = [*FAST, "--steps", "1", "--base-steps", "1", "--resolution", "32"]
+    extra: list = [*FAST, "--train-steps", "1", "--base-steps", "1", "--size", "32"]
     if case == "batch":
         extra += ["--batch-size", "500"]
     elif case == "resolution":
@@ -197,7 +197,7 @@ def test_prediction_type_reaches_the_model_folders_scheduler(demo, tmp_path):
     for prediction, spacing in (("epsilon", "leading"), (None, "trailing")):
         out = tmp_path / f"model-{prediction}"
         option = ["--prediction-type", prediction] if prediction else []
-        args = [demo, "--out", out, *FAST, "--steps", "1", "--base-steps", "1", "--resolution", "32", "--lr-warmup", "0"]
+        args = [demo, "--out", out, *FAST, "--train-steps", "1", "--base-steps", "1", "--size", "32", "--lr-warmup", "0"]
         assert run(*args, *option).exit_code == 0
         schedule = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
         assert schedule["prediction_type"] == (prediction or "v_prediction")
@@ -239,9 +239,9 @@ def test_loss_log_curve_and_tensorboard_cover_a_resumed_run(demo, tmp_path):
 
 
 def test_an_unknown_or_missing_tracker_is_refused_before_training(demo, tmp_path, monkeypatch):
-    args = [demo, "--out", tmp_path / "m", *FAST, "--steps", "1", "--base-steps", "1", "--resolution", "32"]
+    args = [demo, "--out", tmp_path / "m", *FAST, "--train-steps", "1", "--base-steps", "1", "--size", "32"]
     unknown = run(*args, "--report-to", "mlflow")
-    assert unknown.exit_code == 2 and "unknown tracker" in one_error_line(unknown)
+    assert unknown.exit_code == 2 and "'mlflow' is not one of" in one_error_line(unknown)
     from lesionaug.train import loss_log
 
     monkeypatch.setitem(loss_log.TRACKER_PACKAGES, "wandb", "no_such_package_for_the_test")
@@ -258,7 +258,7 @@ def test_sigterm_prints_progress_lines_and_the_command_that_resumes(demo, tmp_pa
     import sys
 
     out, log = tmp_path / "model", tmp_path / "stderr.txt"
-    given = [str(demo), "--out", str(out), *FAST, "--base-steps", "2", "--steps", "40", "--resolution", "32", "--force"]
+    given = [str(demo), "--out", str(out), *FAST, "--base-steps", "2", "--train-steps", "40", "--size", "32", "--force"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "LESIONAUG_PROGRESS_INTERVAL": "0"}
     with open(log, "w") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "lesionaug", "train", *given], stderr=stderr, env=env)

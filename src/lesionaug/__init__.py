@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
+__release_date__ = "2026-12-03"  # of this version; the man page carries it (scripts/gen_docs.py)
 __all__ = ["__version__", "open_dataset", "read_image", "read_mask"]
 
 

@@ -39,6 +39,7 @@ TMP_MARK = ".lesionaug-tmp-"
 # Reports and the command line's ``--json`` envelope.
 REPORT_SCHEMA = "lesionaug.report/1"
 RESULT_SCHEMA = "lesionaug.result/1"
+PROJECT_CONFIG_NAME = "lesionaug.toml"  # option values read from the working directory when present
 
 # Example data written by ``lesionaug demo-data``.
 DEMO_MARKER = ".lesionaug-demo.json"

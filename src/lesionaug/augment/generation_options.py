@@ -5,9 +5,10 @@ Validated once, here, before anything expensive runs; ``AugmentOptions.generatio
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from lesionaug.atomic_files import LINK_MODES
 from lesionaug.engine.provider_options import TensorrtSettings
@@ -77,12 +78,24 @@ class GenerationOptions:
             raise UsageError(f"--gpus lists each GPU once, by index >= 0, got {list(self.gpus)}", fix="use --gpus 0,1")
         if self.gpus and self.device != 0:
             raise UsageError("--device and --gpus both choose the GPUs", fix="use --device N for one GPU, --gpus for several")
+        if self.gpus and self.provider == "cpu":
+            raise UsageError("--gpus runs one worker per GPU, and --provider cpu uses none",
+                             fix="drop --gpus, or use --provider cuda or tensorrt")
         TensorrtSettings(workspace_gib=self.trt_workspace_gb)  # validates the workspace limit
         if self.model is not None and (self.train_steps is not None or self.model_size is not None):
             raise UsageError(
                 "--train-steps and --model-size choose the model trained when --model is not given",
                 fix="drop them, or drop --model",
             )
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> GenerationOptions:
+        """Each field from the value of the same name (``augment``'s parameters); absent ones keep
+        their defaults, so an option added here and on the command under one name needs no copying."""
+        kwargs = {f.name: values[f.name] for f in fields(cls) if f.name in values}
+        gpus = kwargs.get("gpus")
+        kwargs["gpus"] = parse_gpus(gpus) if isinstance(gpus, str) else tuple(gpus or ())
+        return cls(**kwargs)
 
     def sampler_settings(self) -> SamplerSettings:
         return SamplerSettings(

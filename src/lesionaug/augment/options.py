@@ -1,19 +1,22 @@
 """Options of ``lesionaug augment``, parsed from the command line into one frozen config.
 
-``AugmentOptions`` holds what the planning half needs (dataset, plan config, shard, dry run);
-generation options are added beside them by the generation half. Parsing helpers turn option
-strings (``--size 640x480``, ``--label-mix balanced``, ``--diagnosis mel=0.5,nv=0.5``) into values
-and fail with one line naming the option.
+``AugmentOptions`` holds what the planning half needs (dataset, plan config, shard, dry run) and,
+in ``generation``, how the pairs are generated and written. ``AugmentOptions.from_cli`` is the one
+place the command's parameter values become that object. Parsing helpers turn option strings
+(``--size 640x480``, ``--label-mix balanced``, ``--diagnosis mel=0.5,nv=0.5``) into values and fail
+with one line naming the option.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lesionaug.augment.generation_options import GenerationOptions
-from lesionaug.dataset.subsets import RealSubset
+from lesionaug.dataset.subsets import RealSubset, real_subset_from_options
 from lesionaug.errors import UsageError
 from lesionaug.plan.jobs import PlanConfig, Shard, parse_shard
 from lesionaug.plan.prompts import (
@@ -39,6 +42,37 @@ class AugmentOptions:
     # Only these real training pairs feed the generator, its masks and its labels (None: the whole split).
     real_subset: RealSubset | None = None
 
+    @classmethod
+    def from_cli(cls, dataset: Path, values: Mapping[str, Any], *, generator_side: int | None = None) -> AugmentOptions:
+        """The command's parameter values, by name, as one validated options object.
+
+        Generation fields take the value of the same name (``GenerationOptions.from_values``); the
+        planning half maps the few options whose names differ from their fields. ``generator_side``
+        is the resolved model's resolution, needed only when ``size`` is not given.
+        """
+        if values.get("n") is None:
+            raise UsageError("--n is required", fix="pass --n N (or n = N in the --config file)")
+        split_seed = values.get("split_seed", 0)
+        return augment_options(
+            dataset,
+            values["n"],
+            seed=values.get("seed", 0),
+            shard=values.get("shard"),
+            template=values.get("prompt_template"),
+            labels=values.get("label_mix", "match"),
+            diagnosis=values.get("diagnosis"),
+            mask_source=values.get("mask_source", "model"),
+            size=values.get("size"),
+            prefix=values.get("prefix"),
+            masks=values.get("masks_dir"),
+            label_tables=check_label_tables(values.get("labels")),
+            split_seed=split_seed,
+            dry_run=values.get("dry_run", False),
+            generation=GenerationOptions.from_values(values),
+            generator_side=generator_side,
+            real_subset=real_subset_from_options(values.get("real_fraction"), values.get("real_count"), split_seed),
+        )
+
     def to_dict(self) -> dict:
         return {
             "dataset": str(self.dataset),
@@ -61,6 +95,19 @@ def parse_size(text: str) -> tuple[int, int]:
     w = int(match.group(1))
     h = int(match.group(2)) if match.group(2) else w
     return w, h
+
+
+def check_label_tables(values: list[Path] | tuple[Path, ...] | None) -> tuple[Path, ...]:
+    """``--labels`` names label tables; a label mix there (its old meaning) says where it went."""
+    tables = tuple(values or ())
+    for value in tables:
+        text = str(value)
+        if not Path(value).exists() and (text.lower() in LABEL_MODES or "=" in text):
+            raise UsageError(
+                f"--labels {text}: --labels now names a label table (a CSV joined by image id)",
+                fix=f"choose the diagnoses of the new pairs with --label-mix {text}",
+            )
+    return tables
 
 
 def label_spec_from_options(labels: str = "match", diagnosis: str | None = None) -> LabelSpec:
@@ -129,4 +176,11 @@ def augment_options(
     )
 
 
-__all__ = ["LABEL_MODES", "AugmentOptions", "augment_options", "label_spec_from_options", "parse_size"]
+__all__ = [
+    "LABEL_MODES",
+    "AugmentOptions",
+    "augment_options",
+    "check_label_tables",
+    "label_spec_from_options",
+    "parse_size",
+]

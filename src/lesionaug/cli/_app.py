@@ -1,5 +1,10 @@
 """The Typer app, the option set every command shares, and the one place errors become exit codes.
 
+Every command is a ``LesionaugCommand``: old option spellings are rewritten (``renames.py``), each
+option also reads ``LESIONAUG_<COMMAND>_<OPTION>`` and ``LESIONAUG_<OPTION>``, ``--config`` (or
+``./lesionaug.toml``) fills what neither gives (``config_file.py``), and an error while parsing
+ends like any other: one line, its exit code, the envelope under ``--json``.
+
 A command body is a function that returns ``(data, render)``: ``data`` is what ``--json`` prints
 inside the envelope, ``render`` draws the human view on stdout. ``run_command`` does the rest.
 """
@@ -28,10 +33,14 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from typer.core import TyperCommand
 
 from lesionaug import __version__
 from lesionaug.cli._click import click, click_globals
 from lesionaug.cli._invocation import resume_command
+from lesionaug.cli.config_file import NOT_FROM_ENVIRONMENT, env_names, file_options, load_config
+from lesionaug.cli.option_bounds import check_option_lengths
+from lesionaug.cli.renames import rewrite_renamed
 from lesionaug.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -48,7 +57,42 @@ from lesionaug.errors import (
 from lesionaug.formats import RESULT_SCHEMA as SCHEMA
 from lesionaug.progress import PlainTask, progress_interval
 
-app = typer.Typer(
+
+class LesionaugCommand(TyperCommand):
+    """A command whose options read renamed spellings, the environment and the config file."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for key, param in file_options(self).items():
+            if param.envvar is None and key not in NOT_FROM_ENVIRONMENT:
+                param.envvar = env_names(self.name or "", key)
+            param.show_envvar = False
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        words = rewrite_renamed(self.name or "", list(args))
+        try:
+            return super().parse_args(ctx, list(words))  # the parser consumes its list
+        except LesionaugError as exc:  # a bad config file: reported as the command's own error
+            verbose = "-v" in words or "--verbose" in words
+            _fail(self.name or "lesionaug", Out(json="--json" in words, verbose=verbose), exc)
+            raise  # _fail always exits; this keeps type checkers content
+        except click.exceptions.UsageError as exc:  # unknown option, bad value, missing argument
+            if ctx.resilient_parsing or isinstance(exc, click.exceptions.NoArgsIsHelpError):
+                raise
+            message = exc.format_message().replace("Value error, ", "")
+            error = UsageError(message, fix=f"see lesionaug {self.name} --help")
+            _fail(self.name or "lesionaug", Out(json="--json" in words), error)
+            raise
+
+
+class LesionaugTyper(typer.Typer):
+    """The app: every command it registers is a ``LesionaugCommand``."""
+
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or LesionaugCommand, **kwargs)
+
+
+app = LesionaugTyper(
     name="lesionaug",
     help=(
         "Augment a skin-lesion segmentation dataset with generated image/mask pairs.\n\n"
@@ -68,6 +112,18 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs; t
 LogFileOpt = Annotated[
     Path | None,
     typer.Option("--log-file", help="Also append progress lines, warnings and errors to this file (plain text)."),
+]
+# Every command takes option values from a TOML file (eager: it runs before the other options).
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="FILE.toml",
+        is_eager=True,
+        callback=load_config,
+        help="TOML file of option values: top-level keys and a table named after this command (default: "
+        "./lesionaug.toml when present). The command line, then LESIONAUG_<OPTION> variables, win over it.",
+    ),
 ]
 # Every command that reads a dataset takes external label tables joined by image id.
 LabelTablesOpt = Annotated[
@@ -255,40 +311,6 @@ def _json_default(obj: Any) -> Any:
 
 Body = Callable[[RichReporter], tuple[Any, Callable[[Console], None] | None]]
 
-# The longest text option value (a prompt template is a sentence, an id prefix a word); paths are
-# left to the operating system, whose refusal is a ResourceError naming the path.
-MAX_OPTION_CHARS = 4096
-
-
-def check_option_length(name: str, value: Any, path: Path | None = None) -> None:
-    """Refuse a text option value (or a list of them) longer than ``MAX_OPTION_CHARS``: a 50 MB
-    ``--prompt-template`` would otherwise be copied into every manifest line. ``path``: the config
-    file the value came from."""
-    values = value if isinstance(value, (list, tuple)) else [value]
-    for item in values:
-        if isinstance(item, str) and len(item) > MAX_OPTION_CHARS:
-            raise UsageError(
-                f"{name} is {len(item):,} characters long, over the {MAX_OPTION_CHARS:,} an option value may hold",
-                path=path,
-                fix=f"pass a shorter {name}",
-            )
-
-
-def option_name(param: click.Parameter) -> str:
-    """``--prompt-template`` for an option, ``DATASET`` for an argument."""
-    long_names = [o for o in getattr(param, "opts", ()) if o.startswith("--")]
-    return long_names[0] if long_names else (param.name or "value").upper()
-
-
-def _check_option_lengths() -> None:
-    """Every text value of the command being run, as click parsed it, within ``MAX_OPTION_CHARS``."""
-    ctx = click_globals.get_current_context(silent=True)
-    if ctx is None:
-        return
-    for param in ctx.command.params:
-        check_option_length(option_name(param), ctx.params.get(param.name or ""))
-
-
 def run_command(command: str, out: Out, body: Body, *, resume: str | None = None) -> None:
     """Run one command body; map its outcome to stdout, stderr and the exit code.
 
@@ -298,7 +320,7 @@ def run_command(command: str, out: Out, body: Body, *, resume: str | None = None
     """
     reporter = RichReporter(out)
     try:
-        _check_option_lengths()
+        check_option_lengths(click_globals.get_current_context(silent=True))
         reporter.open_log()
         with _sigterm_interrupts(resume is not None):
             data, render = body(reporter)

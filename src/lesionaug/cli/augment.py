@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -9,32 +10,30 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lesionaug.augment.generation_options import GenerationOptions, parse_gpus
+from lesionaug.atomic_files import LINK_MODES
+from lesionaug.augment.generation_options import IMAGE_FORMAT_CHOICES, MODEL_SIZE_CHOICES, PROVIDERS
 from lesionaug.augment.model_choice import generator_resolution
-from lesionaug.augment.options import LABEL_MODES, augment_options
+from lesionaug.augment.options import AugmentOptions
 from lesionaug.augment.preparation import prepare_plan, preview_plan
 from lesionaug.augment.run import run_augment
-from lesionaug.cli._app import JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import (
+    ConfigOpt,
+    JsonOpt,
+    LabelTablesOpt,
+    LogFileOpt,
+    Out,
+    QuietOpt,
+    VerboseOpt,
+    app,
+    run_command,
+)
 from lesionaug.cli._invocation import RESUME_SAME
-from lesionaug.cli.config_file import apply_config_file
 from lesionaug.cli.masks import MasksDirOpt, MaskSourceOpt, RealCountOpt, RealFractionOpt, SplitSeedOpt
-from lesionaug.dataset.subsets import real_subset_from_options
-from lesionaug.errors import UsageError
+from lesionaug.cli.option_types import SIZE_METAVAR, choice, size_text
+from lesionaug.engine.sampler import SCHEDULERS
+from lesionaug.progress import Reporter
 
 PREVIEW_ROWS = 10
-
-
-def check_label_tables(values: list[Path] | None) -> tuple[Path, ...]:
-    """``--labels`` names label tables; a label mix there (its old meaning) says where it went."""
-    tables = tuple(values or ())
-    for value in tables:
-        text = str(value)
-        if not Path(value).exists() and (text.lower() in LABEL_MODES or "=" in text):
-            raise UsageError(
-                f"--labels {text}: --labels now names a label table (a CSV joined by image id)",
-                fix=f"choose the diagnoses of the new pairs with --label-mix {text}",
-            )
-    return tables
 
 
 def render_plan(data: dict, console: Console) -> None:
@@ -79,15 +78,32 @@ def render_run(data: dict, console: Console) -> None:
             console.print(f"{key}: {value}")
 
 
+def build_options(dataset: Path, values: dict) -> AugmentOptions:
+    """Step 1: the parameter values as one options object; the model's side when --size is absent."""
+    side = None
+    if values.get("size") is None:
+        side = generator_resolution(values["model"], values["model_size"], values["train_steps"])
+    return AugmentOptions.from_cli(dataset, values, generator_side=side)
+
+
+def run_or_preview(options: AugmentOptions, reporter: Reporter) -> tuple[dict, Callable[[Console], None]]:
+    """Step 2: the dry run's plan, or the generation run; each with its human view."""
+    if options.dry_run:
+        plan = preview_plan(prepare_plan(options, reporter), reporter)
+        return plan, lambda console: render_plan(plan, console)
+    data = run_augment(options, reporter)
+    return data, lambda console: render_run(data, console)
+
+
 @app.command("augment")
 def augment(
     ctx: typer.Context,
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder (any layout in DATASETS.md).")],
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (any layout in docs/datasets.md; lesionaug info --layouts).")],
     n: Annotated[
         int | None, typer.Option("--n", help="How many new image/mask pairs (required, here or in --config).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Output folder (default: <dataset>-augmented beside the dataset).")
+        Path | None, typer.Option("--out", "-o", help="Output folder (default: <dataset>-augmented beside the dataset).")
     ] = None,
     model: Annotated[
         Path | None,
@@ -129,6 +145,8 @@ def augment(
         str | None,
         typer.Option(
             "--size",
+            parser=size_text,
+            metavar=SIZE_METAVAR,
             help="Size of the new pairs: 512 (square) or WxH (default: the generator's resolution, so nothing is resampled).",
         ),
     ] = None,
@@ -138,7 +156,9 @@ def augment(
     split_seed: SplitSeedOpt = 0,
     real_fraction: RealFractionOpt = None,
     real_count: RealCountOpt = None,
-    provider: Annotated[str, typer.Option("--provider", help="auto, tensorrt, cuda or cpu (never a silent fallback).")] = "auto",
+    provider: Annotated[
+        choice(PROVIDERS), typer.Option("--provider", case_sensitive=False, help="Execution provider (never a silent fallback).")
+    ] = "auto",
     device: Annotated[int, typer.Option("--device", help="The GPU to generate on (CUDA device index).")] = 0,
     gpus: Annotated[
         str | None,
@@ -148,15 +168,16 @@ def augment(
     trt_workspace_gb: Annotated[
         float | None, typer.Option("--trt-workspace-gb", help="TensorRT build workspace limit in GiB (default: TensorRT's).")
     ] = None,
-    scheduler: Annotated[str, typer.Option("--scheduler", help="ddim, dpm++, unipc, euler or euler-a.")] = "dpm++",
-    steps: Annotated[int, typer.Option("--steps", help="Denoising steps.")] = 20,
+    scheduler: Annotated[choice(SCHEDULERS), typer.Option("--scheduler", case_sensitive=False, help="Sampler.")] = "dpm++",
+    steps: Annotated[int, typer.Option("--denoise-steps", help="Denoising steps (was --steps).")] = 20,
     guidance: Annotated[
         float, typer.Option("--guidance", help="Classifier-free guidance scale; 1.0 turns it off (twice as fast).")
     ] = 7.5,
     control_scale: Annotated[float, typer.Option("--control-scale", help="How strongly the mask steers.")] = 1.0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Pairs generated together.")] = 4,
     image_format: Annotated[
-        str | None, typer.Option("--image-format", help="png or jpg (quality 95); default: the input's format.")
+        choice(IMAGE_FORMAT_CHOICES) | None,
+        typer.Option("--image-format", case_sensitive=False, help="jpg is written at quality 95; default: the input's format."),
     ] = None,
     synthetic_only: Annotated[
         bool, typer.Option("--synthetic-only", help="Write only the new pairs (label files hold only their rows).")
@@ -171,13 +192,17 @@ def augment(
         int | None, typer.Option("--train-steps", help="Training steps per stage of the default compact model.")
     ] = None,
     model_size: Annotated[
-        str | None, typer.Option("--model-size", help="tiny, small or base (default: small on CPU, base on GPU).")
+        choice(MODEL_SIZE_CHOICES) | None,
+        typer.Option(
+            "--model-size", case_sensitive=False, help="The default compact model's size (default: small on CPU, base on GPU)."
+        ),
     ] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Threads that encode and write files.")] = None,
     link: Annotated[
-        str,
+        choice(LINK_MODES),
         typer.Option(
             "--link",
+            case_sensitive=False,
             help="How the originals enter the output: hard (hard links, copied across filesystems; they share "
             "the input's files, so editing one in place edits the input), copy, or reflink (copy-on-write "
             "clones on btrfs/XFS; an error where the filesystem cannot clone).",
@@ -194,11 +219,8 @@ def augment(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan (ids, prompts, label counts, mask statistics); no model.")
     ] = False,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="TOML file of these options (e.g. steps = 30); the command line wins."),
-    ] = None,
     log_file: LogFileOpt = None,
+    config: ConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -216,59 +238,7 @@ def augment(
     """
 
     def body(reporter):
-        v = apply_config_file(ctx, config, "augment")
-        if v["n"] is None:
-            raise UsageError("--n is required", fix="pass --n N (or n = N in the --config file)")
-        generation = GenerationOptions(
-            out=v["out"],
-            model=v["model"],
-            provider=v["provider"],
-            scheduler=v["scheduler"],
-            steps=v["steps"],
-            guidance=v["guidance"],
-            control_scale=v["control_scale"],
-            batch_size=v["batch_size"],
-            image_format=v["image_format"],
-            synthetic_only=v["synthetic_only"],
-            force=v["force"],
-            no_train=v["no_train"],
-            train_steps=v["train_steps"],
-            model_size=v["model_size"],
-            workers=v["workers"],
-            link=v["link"],
-            allow_pickle=v["allow_pickle"],
-            break_lock=v["break_lock"],
-            device=v["device"],
-            gpus=parse_gpus(v["gpus"]) if v["gpus"] is not None else (),
-            trt_workspace_gb=v["trt_workspace_gb"],
-        )
-        if generation.gpus and generation.provider == "cpu":
-            raise UsageError("--gpus runs one worker per GPU, and --provider cpu uses none",
-                             fix="drop --gpus, or use --provider cuda or tensorrt")
-        side = None if v["size"] is not None else generator_resolution(v["model"], v["model_size"], v["train_steps"])
-        options = augment_options(
-            dataset,
-            v["n"],
-            seed=v["seed"],
-            shard=v["shard"],
-            template=v["prompt_template"],
-            labels=v["label_mix"],
-            diagnosis=v["diagnosis"],
-            mask_source=v["mask_source"],
-            size=v["size"],
-            prefix=v["prefix"],
-            masks=v["masks_dir"],
-            label_tables=check_label_tables(v["labels"]),
-            split_seed=v["split_seed"],
-            dry_run=v["dry_run"],
-            generation=generation,
-            generator_side=side,
-            real_subset=real_subset_from_options(v["real_fraction"], v["real_count"], v["split_seed"]),
-        )
-        if options.dry_run:
-            data = preview_plan(prepare_plan(options, reporter), reporter)
-            return data, lambda console: render_plan(data, console)
-        data = run_augment(options, reporter)
-        return data, lambda console: render_run(data, console)
+        options = build_options(dataset, ctx.params)
+        return run_or_preview(options, reporter)
 
     run_command("augment", Out(json_, quiet, verbose, log_file), body, resume=RESUME_SAME)

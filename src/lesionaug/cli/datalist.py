@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from lesionaug.cli._app import JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.cli.masks import MasksDirOpt, SplitSeedOpt
+from lesionaug.cli.option_types import choice
 from lesionaug.datalist.run import write_datalist
 from lesionaug.datalist.selection import DatalistOptions
 from lesionaug.formats import DATALIST_FORMATS
@@ -26,12 +27,12 @@ def render_datalist(data: dict, console: Console) -> None:
 
 @app.command("datalist")
 def datalist(
-    folder: Annotated[Path, typer.Argument(metavar="OUT", help="An augmented folder (or any dataset folder).")],
+    folder: Annotated[Path, typer.Argument(metavar="FOLDER", help="An augmented folder (or any dataset folder).")],
     format: Annotated[
-        str, typer.Option("--format", help=f"{' | '.join(DATALIST_FORMATS)}.", case_sensitive=False)
+        choice(DATALIST_FORMATS), typer.Option("--format", help="The stack to write for.", case_sensitive=False)
     ],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Folder to write (default: <OUT>-<format> beside OUT).")
+        Path | None, typer.Option("--out", "-o", help="Folder to write (default: <FOLDER>-<format> beside FOLDER).")
     ] = None,
     synthetic: Annotated[
         int | None,
@@ -46,6 +47,7 @@ def datalist(
     split_seed: SplitSeedOpt = 0,
     labels: LabelTablesOpt = None,
     log_file: LogFileOpt = None,
+    config: ConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import ConfigOpt, JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli.renames import out_folder
 from lesionaug.errors import VerificationFailed
 from lesionaug.output.merge import merge_shards
 from lesionaug.output.verify import verify_output
@@ -18,6 +19,7 @@ SHOWN_DIFFERENCES = 20
 @app.command("verify")
 def verify_command(
     out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="A folder written by augment or merge.")],
+    config: ConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -56,15 +58,23 @@ def verify_command(
     run_command("verify", Out(json_, quiet, verbose), body)
 
 
+def merge_folders(out: Path | None, folders: list[Path]) -> tuple[Path, list[Path]]:
+    """``--out`` and the shards; without --out, the first folder is the output (the old spelling)."""
+    if out is None and len(folders) >= 2:
+        return out_folder("merge", None, folders[0]), list(folders[1:])
+    return out_folder("merge", out, None), list(folders)
+
+
 @app.command("merge")
 def merge_command(
-    out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="New folder for the merged dataset.")],
     shard_dirs: Annotated[list[Path], typer.Argument(metavar="SHARD_DIR...", help="Outputs of augment --shard i/N.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="New folder for the merged dataset.")] = None,
     break_lock: Annotated[
         bool,
         typer.Option("--break-lock", help="Clear a stale lock left on a filesystem without file locks or by "
                      "another host (refused while a live run holds it)."),
     ] = False,
+    config: ConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -74,11 +84,12 @@ def merge_command(
     Refuses shards of different plans, missing or repeated shards, unfinished shards, paths that lead
     out of a shard, and files that differ from their shard's sha256 (exit 3, before anything is written).
 
-    Example: lesionaug merge ./isic-augmented ./shard-0 ./shard-1 ./shard-2
+    Example: lesionaug merge --out ./isic-augmented ./shard-0 ./shard-1 ./shard-2
     """
 
     def body(reporter):
-        result = merge_shards(out_dir, shard_dirs, reporter, break_lock=break_lock)
+        out_dir, shards = merge_folders(out, shard_dirs)
+        result = merge_shards(out_dir, shards, reporter, break_lock=break_lock)
 
         def render(console):
             console.print(f"merged {result['n_shards']} shards, {result['n_pairs']} synthetic pairs into {result['out']}")

@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from lesionaug.cli._app import JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.cli.masks import RealCountOpt
+from lesionaug.cli.option_types import choice, square_side
 from lesionaug.errors import UsageError
 from lesionaug.evaluate.run import EvaluateConfig, run_evaluation
 from lesionaug.evaluate.seg_augment import SEG_AUGMENTATIONS
-from lesionaug.evaluate.segmenter import SegmenterConfig
+from lesionaug.evaluate.segmenter import ARCHITECTURES, DEVICES, SegmenterConfig
 
 
 def parse_int_list(text: str, option: str) -> tuple[int, ...]:
@@ -36,28 +37,38 @@ def evaluate(
         str, typer.Option("--synthetic-counts", help="Synthetic pairs to add, comma-separated (0 is always run).")
     ] = "0,1000,3000,5000",
     repeats: Annotated[int, typer.Option("--repeats", help="Seeds per count (the same seeds for every count).")] = 3,
-    arch: Annotated[str, typer.Option("--arch", help="unet, basicunet or attentionunet (MONAI).")] = "unet",
+    arch: Annotated[
+        choice(ARCHITECTURES), typer.Option("--seg-arch", case_sensitive=False, help="Segmenter (MONAI; was --arch).")
+    ] = "unet",
     epochs: Annotated[
         int,
         typer.Option(
-            "--epochs",
-            help="Epochs of the largest training set compared; every segmenter gets that many optimizer steps.",
+            "--seg-epochs",
+            help="Epochs of the largest training set compared; every segmenter gets that many optimizer steps "
+            "(was --epochs).",
         ),
     ] = 30,
     steps: Annotated[
         int | None,
-        typer.Option("--steps", min=1, help="Optimizer steps per segmenter (replaces --epochs)."),
+        typer.Option("--seg-steps", min=1, help="Optimizer steps per segmenter (replaces --seg-epochs; was --steps)."),
     ] = None,
-    image_size: Annotated[int, typer.Option("--image-size", help="Square size images are resized to.")] = 128,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Training batch size.")] = 8,
+    image_size: Annotated[
+        int,
+        typer.Option("--seg-size", parser=square_side, metavar="N", help="Segmenter input side (was --image-size)."),
+    ] = 128,
+    batch_size: Annotated[int, typer.Option("--seg-batch-size", help="Segmenter batch size (was --batch-size).")] = 8,
     channels: Annotated[
-        str, typer.Option("--channels", help="Feature widths per resolution level, comma-separated.")
-    ] = "16,32,64,128,256",
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    seg_augment: Annotated[
         str,
+        typer.Option("--seg-channels", help="Segmenter feature widths per level, comma-separated (was --channels)."),
+    ] = "16,32,64,128,256",
+    device: Annotated[
+        choice(DEVICES), typer.Option("--seg-device", case_sensitive=False, help="Segmenter device (was --device).")
+    ] = "auto",
+    seg_augment: Annotated[
+        choice(SEG_AUGMENTATIONS),
         typer.Option(
             "--seg-augment",
+            case_sensitive=False,
             help=f"Segmenter training augmentation ({', '.join(SEG_AUGMENTATIONS)}; MONAI): classic adds rotations, "
             "affine, elastic and intensity changes to the flips. The same for real and synthetic pairs.",
         ),
@@ -77,7 +88,7 @@ def evaluate(
     ] = 0,
     masks: Annotated[Path | None, typer.Option("--masks", help="Folder of masks, for layouts without them.")] = None,
     labels: LabelTablesOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="Report folder (report.json, report.md, plots).")] = Path(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.json, report.md, plots).")] = Path(
         "lesionaug-report"
     ),
     allow_unknown_provenance: Annotated[
@@ -96,6 +107,7 @@ def evaluate(
         ),
     ] = False,
     log_file: LogFileOpt = None,
+    config: ConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -119,7 +131,7 @@ def evaluate(
             epochs=epochs,
             steps=steps,
             batch_size=batch_size,
-            channels=parse_int_list(channels, "--channels"),
+            channels=parse_int_list(channels, "--seg-channels"),
             device=device,
             augment=seg_augment,
             seed=seed,

@@ -7,16 +7,19 @@ from typing import Annotated
 
 import typer
 
-from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import ConfigOpt, JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli.option_types import choice
 from lesionaug.engine.doctor import collect_diagnostics
-from lesionaug.export.run import export_model
+from lesionaug.export.run import PRECISIONS, export_model
 
 
 @app.command("export")
 def export_command(
     model_dir: Annotated[Path, typer.Argument(help="Model folder written by `lesionaug train`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Engine folder to write.")],
-    precision: Annotated[str, typer.Option(help="fp32 (CPU engines) or fp16 (GPU engines).")] = "fp32",
+    precision: Annotated[
+        choice(PRECISIONS), typer.Option("--precision", case_sensitive=False, help="fp32 for CPU engines, fp16 for GPU.")
+    ] = "fp32",
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Check ONNX Runtime against PyTorch.")] = True,
     opset: Annotated[int, typer.Option(help="ONNX opset (18 or newer).")] = 18,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing engine folder.")] = False,
@@ -24,6 +27,7 @@ def export_command(
         bool,
         typer.Option("--allow-pickle", help="Accept .bin/.pt pickle weights in the model folder (runs their code)."),
     ] = False,
+    config: ConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -55,6 +59,7 @@ def export_command(
 
 @app.command("doctor")
 def doctor_command(
+    config: ConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,

@@ -10,12 +10,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lesionaug.cli._app import JsonOpt, LabelTablesOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli.option_types import choice, square_side
+from lesionaug.cli.renames import out_folder
+from lesionaug.dataset.layouts import LAYOUT_TABLE
 from lesionaug.dataset.summary import inspect_dataset
+from lesionaug.demo.cases import DEMO_LAYOUTS
 from lesionaug.demo.layouts import ARCHIVE_METADATA
 from lesionaug.demo.write import check_demo_options, write_demo_dataset
+from lesionaug.errors import UsageError
 
-DEMO_LAYOUTS = ("isic2018", "isic2017", "ham10000", "ph2", "paired")
+DATASETS_DOC = "docs/datasets.md"
 _EXAMPLES_PER_PROBLEM = 3
 
 
@@ -83,15 +88,39 @@ def render_info(data: dict, console: Console) -> None:
     console.print(problems)
 
 
+def layout_list() -> dict:
+    """The layouts ``info`` reads, in detection order (the first that matches reads the folder)."""
+    return {
+        "layouts": [{"name": layout.name, "recognised_by": layout.recognised_by} for layout in LAYOUT_TABLE],
+        "docs": DATASETS_DOC,
+    }
+
+
+def render_layouts(data: dict, console: Console) -> None:
+    table = Table(title="dataset layouts, in detection order (the first match reads the folder)", title_justify="left")
+    table.add_column("layout", style="bold")
+    table.add_column("recognised by")
+    for layout in data["layouts"]:
+        table.add_row(layout["name"], layout["recognised_by"])
+    console.print(table)
+    console.print(f"folder trees, label files and traps: {data['docs']}", markup=False)
+
+
 @app.command("info")
 def info(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder (any layout in DATASETS.md).")],
+    dataset: Annotated[
+        Path | None, typer.Argument(help="Dataset folder (any layout in docs/datasets.md; --layouts lists them).")
+    ] = None,
+    layouts: Annotated[
+        bool, typer.Option("--layouts", help="List the dataset layouts read, and how each is recognised.")
+    ] = False,
     masks: Annotated[
         Path | None, typer.Option("--masks", help="Folder of masks, for layouts without them (ISIC Archive).")
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 3 on any problem, not only damaged files.")] = False,
     split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the split when folders give none.")] = 0,
     labels: LabelTablesOpt = None,
+    config: ConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -107,10 +136,18 @@ def info(
     Real images and the synthetic pairs `augment` added are counted apart; --labels joins label
     tables by image id, and a warning says when most training images have no diagnosis.
 
+    Every supported layout, as a folder tree with the label files read: docs/datasets.md, or
+    `lesionaug info --layouts`.
+
     Example: lesionaug info ./ISIC2018 --labels metadata.csv --json
     """
 
     def body(reporter):
+        if layouts:
+            data = layout_list()
+            return data, lambda console: render_layouts(data, console)
+        if dataset is None:
+            raise UsageError("DATASET is required", fix="pass a dataset folder, or --layouts to list the layouts")
         data = inspect_dataset(
             dataset, masks=masks, split_seed=split_seed, strict=strict, reporter=reporter, labels=tuple(labels or ())
         )
@@ -126,12 +163,20 @@ def info(
 
 @app.command("demo-data")
 def demo_data(
-    out: Annotated[Path, typer.Argument(help="Folder to create (must not exist, be empty, or be earlier demo data).")],
+    out_option: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder to create (must not exist, be empty, or be earlier demo data)."),
+    ] = None,
+    out_argument: Annotated[
+        Path | None, typer.Argument(metavar="[OUT]", hidden=True, help="Deprecated spelling of --out.")
+    ] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Number of image/mask pairs.")] = 40,
     layout: Annotated[
-        str, typer.Option("--layout", help=f"On-disk layout: {' | '.join(DEMO_LAYOUTS)}.", case_sensitive=False)
+        choice(DEMO_LAYOUTS), typer.Option("--layout", help="On-disk layout of a real dataset.", case_sensitive=False)
     ] = "isic2018",
-    size: Annotated[int, typer.Option("--size", min=32, max=2048, help="Image width and height in pixels.")] = 128,
+    size: Annotated[
+        int, typer.Option("--size", parser=square_side, metavar="N", help="Image width and height in pixels (32 to 2048).")
+    ] = 128,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed writes the same bytes.")] = 0,
     archive_metadata: Annotated[
         bool | None,
@@ -142,6 +187,7 @@ def demo_data(
             show_default=False,
         ),
     ] = None,
+    config: ConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -156,10 +202,11 @@ def demo_data(
     As in the real release, isic2018's Task 3 table names other images (ids from ISIC_0024306) than
     Task 1's (from ISIC_0000000); the Task 1 diagnoses are in isic_archive_metadata.csv.
 
-    Example: lesionaug demo-data ./example --n 120 --layout isic2018 --size 128 --seed 0
+    Example: lesionaug demo-data --out ./example --n 120 --layout isic2018 --size 128 --seed 0
     """
 
     def body(reporter):
+        out = out_folder("demo-data", out_option, out_argument)
         check_demo_options(out, n, layout.lower(), size, archive_metadata)  # refuse before any progress is drawn
         with reporter.task("writing demo data", total=n) as task:
             path = write_demo_dataset(

@@ -10,17 +10,22 @@ from rich.console import Console
 from rich.table import Table
 
 from lesionaug.augment.options import parse_size
-from lesionaug.cli._app import JsonOpt, LabelTablesOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli.option_types import SIZE_METAVAR, choice, size_text
+from lesionaug.masks.sampling import MASK_SOURCES
 from lesionaug.plan.mask_folder import MasksConfig, export_masks
 
 MaskSourceOpt = Annotated[
-    str,
+    choice(MASK_SOURCES),
     typer.Option(
         "--mask-source",
+        case_sensitive=False,
         help="model (the fitted shape model), real (training masks with affine and elastic jitter) or mixed.",
     ),
 ]
-SizeOpt = Annotated[str, typer.Option("--size", help="Mask size: 512 (square) or WxH, e.g. 640x480.")]
+SizeOpt = Annotated[
+    str, typer.Option("--size", parser=size_text, metavar=SIZE_METAVAR, help="Mask size: 512 (square) or WxH, e.g. 640x480.")
+]
 MasksDirOpt = Annotated[
     Path | None, typer.Option("--masks", help="Folder of masks, for layouts without them (ISIC Archive).")
 ]
@@ -82,8 +87,8 @@ def render_masks(data: dict, console: Console) -> None:
 
 @app.command("masks")
 def masks(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder (any layout in DATASETS.md).")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the masks (PNG 0/255) and shape_model.npz.")],
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder (any layout in docs/datasets.md; lesionaug info --layouts).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the masks (PNG 0/255) and shape_model.npz.")],
     n: Annotated[int, typer.Option("--n", help="How many masks to sample.")] = 100,
     size: SizeOpt = "512",
     seed: Annotated[int, typer.Option("--seed", help="Master seed; mask k depends only on (seed, k).")] = 0,
@@ -91,6 +96,7 @@ def masks(
     masks_dir: MasksDirOpt = None,
     split_seed: SplitSeedOpt = 0,
     labels: LabelTablesOpt = None,
+    config: ConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,

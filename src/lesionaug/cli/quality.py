@@ -7,10 +7,13 @@ from typing import Annotated
 
 import typer
 
-from lesionaug.cli._app import JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.augment.generation_options import PROVIDERS
+from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.cli.evaluate import parse_int_list
-from lesionaug.evaluate.quality import QualityConfig, run_quality
-from lesionaug.evaluate.segmenter import SegmenterConfig
+from lesionaug.cli.option_types import choice, square_side
+from lesionaug.engine.sampler import SCHEDULERS
+from lesionaug.evaluate.quality import SPLITS, QualityConfig, run_quality
+from lesionaug.evaluate.segmenter import ARCHITECTURES, DEVICES, SegmenterConfig
 
 
 @app.command("quality")
@@ -19,16 +22,21 @@ def quality(
     model: Annotated[
         Path, typer.Option("--model", help="Model folder (exported once into the cache) or engine folder.")
     ],
-    split: Annotated[str, typer.Option("--split", help="Whose masks to generate for: train, val or test.")] = "test",
-    provider: Annotated[str, typer.Option("--provider", help="auto, tensorrt, cuda or cpu.")] = "auto",
+    split: Annotated[
+        choice(SPLITS), typer.Option("--split", case_sensitive=False, help="Whose masks to generate for.")
+    ] = "test",
+    provider: Annotated[
+        choice(PROVIDERS), typer.Option("--provider", case_sensitive=False, help="Execution provider.")
+    ] = "auto",
     engine_device: Annotated[
         int, typer.Option("--engine-device", help="The GPU the generator runs on (CUDA device index).")
     ] = 0,
-    steps: Annotated[int, typer.Option("--steps", help="Denoising steps.")] = 20,
-    scheduler: Annotated[str, typer.Option("--scheduler", help="ddim, dpm++, unipc, euler or euler-a.")] = "dpm++",
+    steps: Annotated[int, typer.Option("--denoise-steps", help="Denoising steps (was --steps).")] = 20,
+    scheduler: Annotated[choice(SCHEDULERS), typer.Option("--scheduler", case_sensitive=False, help="Sampler.")] = "dpm++",
     guidance: Annotated[float, typer.Option("--guidance", help="Classifier-free guidance scale (1 = off).")] = 7.5,
     size: Annotated[
-        int | None, typer.Option("--size", help="Generation size in px (default: the model's resolution).")
+        int | None,
+        typer.Option("--size", parser=square_side, metavar="N", help="Generation side in px (default: the model's resolution)."),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images generated per batch.")] = 4,
     limit: Annotated[int | None, typer.Option("--limit", help="Use at most N samples of the split.")] = None,
@@ -47,18 +55,26 @@ def quality(
         typer.Option("--fidelity/--no-fidelity", help="Measure mask fidelity with a segmenter trained on real data."),
     ] = True,
     seg_arch: Annotated[
-        str, typer.Option("--seg-arch", help="Fidelity segmenter: unet, basicunet, attentionunet.")
+        choice(ARCHITECTURES), typer.Option("--seg-arch", case_sensitive=False, help="Fidelity segmenter (MONAI).")
     ] = "unet",
     seg_epochs: Annotated[int, typer.Option("--seg-epochs", help="Fidelity segmenter training epochs.")] = 30,
-    seg_image_size: Annotated[int, typer.Option("--seg-image-size", help="Fidelity segmenter input size.")] = 128,
+    seg_image_size: Annotated[
+        int,
+        typer.Option(
+            "--seg-size", parser=square_side, metavar="N", help="Fidelity segmenter input side (was --seg-image-size)."
+        ),
+    ] = 128,
     seg_channels: Annotated[
         str, typer.Option("--seg-channels", help="Fidelity segmenter widths, comma-separated.")
     ] = "16,32,64,128,256",
-    device: Annotated[str, typer.Option("--device", help="Fidelity segmenter device: auto, cpu or cuda.")] = "auto",
-    out: Annotated[Path, typer.Option("--out", help="Report folder (report.json, report.md, plots).")] = Path(
+    device: Annotated[
+        choice(DEVICES), typer.Option("--seg-device", case_sensitive=False, help="Fidelity segmenter device (was --device).")
+    ] = "auto",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.json, report.md, plots).")] = Path(
         "lesionaug-report"
     ),
     log_file: LogFileOpt = None,
+    config: ConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -68,7 +84,7 @@ def quality(
     (Dice of a real-data segmenter on the generated image against its mask) and, with --fid-weights,
     FID and KID. Writes report.json, report.md and plots to --out.
 
-    Example: lesionaug quality ./example --model ./runs/model --split test --steps 20 --json
+    Example: lesionaug quality ./example --model ./runs/model --split test --denoise-steps 20 --json
     """
 
     def body(reporter):

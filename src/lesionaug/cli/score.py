@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lesionaug.cli._app import JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import ConfigOpt, JsonOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.evaluate.scoring import score_folders
 
 METRIC_HEADERS = (
@@ -25,6 +25,7 @@ def score(
     truth_dir: Annotated[Path, typer.Argument(help="Folder of true masks (searched 3 levels deep).")],
     pred_dir: Annotated[Path, typer.Argument(help="Folder of predicted masks, named after the same ids.")],
     per_image: Annotated[bool, typer.Option("--per-image", help="Also print one row per image.")] = False,
+    config: ConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,

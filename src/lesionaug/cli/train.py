@@ -9,14 +9,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lesionaug.cli._app import JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.cli._invocation import RESUME_FLAG
 from lesionaug.cli.masks import RealCountOpt, RealFractionOpt
+from lesionaug.cli.option_types import choice, square_side
 from lesionaug.dataset.index import load_dataset
 from lesionaug.dataset.subsets import real_subset_from_options
 from lesionaug.dataset.summary import diagnosis_warning
 from lesionaug.plan.prompts import DEFAULT_TEMPLATE
-from lesionaug.train.config import DEFAULT_PROMPT_DROPOUT, TrainConfig
+from lesionaug.train.config import DEFAULT_PROMPT_DROPOUT, MIXED_PRECISION, OPTIMIZERS, REPORT_TO, TrainConfig
+from lesionaug.train.networks import MODEL_SIZES, PREDICTION_TYPES
 from lesionaug.train.run import train_model
 
 _CURVE_POINTS = 50
@@ -64,9 +66,18 @@ def train(
     base: Annotated[
         str, typer.Option("--base", help="'compact' (no weights), or a Stable Diffusion folder or hub id.")
     ] = "compact",
-    model_size: Annotated[str, typer.Option("--model-size", help="Compact width: tiny, small or base.")] = "small",
-    resolution: Annotated[int | None, typer.Option("--resolution", help="Training side in px (default per base).")] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="ControlNet training steps.")] = None,
+    model_size: Annotated[
+        choice(MODEL_SIZES), typer.Option("--model-size", case_sensitive=False, help="Compact model width.")
+    ] = "small",
+    resolution: Annotated[
+        int | None,
+        typer.Option(
+            "--size", parser=square_side, metavar="N", help="Training side in px (default per base; was --resolution)."
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option("--train-steps", help="ControlNet training steps (was --steps).")
+    ] = None,
     base_steps: Annotated[
         int | None, typer.Option("--base-steps", help="Compact only: text-to-image stage steps.")
     ] = None,
@@ -78,9 +89,12 @@ def train(
         int | None, typer.Option("--lr-warmup", help="Warm-up steps at the start of each stage (default per size).")
     ] = None,
     prediction_type: Annotated[
-        str | None, typer.Option("--prediction-type", help="Compact only: v_prediction (default) or epsilon.")
+        choice(PREDICTION_TYPES) | None,
+        typer.Option("--prediction-type", case_sensitive=False, help="Compact only (default: v_prediction).")
     ] = None,
-    mixed_precision: Annotated[str, typer.Option("--mixed-precision", help="no, fp16 (GPU) or bf16.")] = "no",
+    mixed_precision: Annotated[
+        choice(MIXED_PRECISION), typer.Option("--mixed-precision", case_sensitive=False, help="fp16 needs a GPU.")
+    ] = "no",
     seed: Annotated[int, typer.Option("--seed", help="Master seed of weights, data order and noise.")] = 0,
     checkpoint_every: Annotated[
         int, typer.Option("--checkpoint-every", help="Checkpoint and sample grid every N steps (0: stage ends).")
@@ -111,7 +125,8 @@ def train(
                            "memory (Stable Diffusion at 512 px), about 30% slower.")
     ] = False,
     optimizer: Annotated[
-        str, typer.Option("--optimizer", help="adamw, or adamw8bit (bitsandbytes, CUDA): 8-bit optimizer state.")
+        choice(OPTIMIZERS),
+        typer.Option("--optimizer", case_sensitive=False, help="adamw8bit: 8-bit optimizer state (bitsandbytes, CUDA).")
     ] = "adamw",
     dihedral: Annotated[
         bool, typer.Option("--dihedral", help="Train on the 8 flips/rotations of each pair, the mask turned with "
@@ -125,9 +140,10 @@ def train(
         bool, typer.Option("--no-cache", help="Encode images and prompts every step instead of once.")
     ] = False,
     report_to: Annotated[
-        str | None,
+        choice(REPORT_TO) | None,
         typer.Option(
             "--report-to",
+            case_sensitive=False,
             help="Log the loss through accelerate's tracker: tensorboard (MODEL_DIR/logs) or wandb "
             "(optional packages). loss.csv and loss_curve.png are written in any case.",
         ),
@@ -138,6 +154,7 @@ def train(
     real_count: RealCountOpt = None,
     labels: LabelTablesOpt = None,
     log_file: LogFileOpt = None,
+    config: ConfigOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -153,7 +170,7 @@ def train(
     --real-fraction / --real-count train on a seeded subset of the training split: pass the same
     option to `lesionaug evaluate`, so its real-only baseline gets the pairs the generator saw.
 
-    Example: lesionaug train ./isic --out model/ --model-size tiny
+    Example: lesionaug train ./isic --out model/ --model-size tiny --train-steps 2000
     """
 
     def body(reporter):

@@ -49,7 +49,7 @@ class SamplerSettings:
         if self.scheduler not in SCHEDULERS:
             raise UsageError(f"unknown scheduler {self.scheduler!r}", fix=f"use one of {', '.join(SCHEDULERS)}")
         if not 1 <= int(self.steps) <= MAX_STEPS:
-            raise UsageError(f"--steps must be 1..{MAX_STEPS}, got {self.steps}", fix="use --steps 20")
+            raise UsageError(f"--denoise-steps must be 1..{MAX_STEPS}, got {self.steps}", fix="use --denoise-steps 20")
         if not np.isfinite(self.guidance) or self.guidance < 1.0:
             raise UsageError(f"--guidance must be >= 1.0, got {self.guidance}",
                              fix="use --guidance 1.0 to turn classifier-free guidance off, or e.g. 7.5")

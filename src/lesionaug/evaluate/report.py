@@ -127,7 +127,7 @@ def _budget_sentence(segmenter: dict, setup: dict) -> str:
     steps = setup.get("steps_per_segmenter")
     if steps is None:  # a report written before segmenters shared one step budget
         return f"Each trained for {segmenter.get('epochs')} epochs."
-    how = ("as asked (--steps)" if segmenter.get("steps") is not None
+    how = ("as asked (--seg-steps)" if segmenter.get("steps") is not None
            else f"{segmenter.get('epochs')} epochs of the largest training set compared")
     return (f"Every segmenter takes the same {steps} optimizer steps ({how}, batch {segmenter.get('batch_size')}), "
             "so a larger training set never means more training.")

@@ -71,7 +71,7 @@ class SegmenterConfig:
         if self.image_size % factor:
             raise UsageError(
                 f"image size {self.image_size} is not divisible by {factor} ({len(self.channels)} resolution levels)",
-                fix=f"use a multiple of {factor}, e.g. --image-size {max(factor, self.image_size // factor * factor)}",
+                fix=f"use a multiple of {factor}, e.g. --seg-size {max(factor, self.image_size // factor * factor)}",
             )
 
     def to_dict(self) -> dict:
@@ -87,7 +87,7 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        raise BackendError("--device cuda was asked for but torch sees no CUDA GPU", fix="use --device cpu or auto")
+        raise BackendError("--seg-device cuda was asked for but torch sees no CUDA GPU", fix="use --seg-device cpu or auto")
     return requested
 
 

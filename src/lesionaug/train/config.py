@@ -127,13 +127,16 @@ class TrainConfig:
 
 
 # TrainConfig fields that `lesionaug train` takes as options: their errors name the option.
-_OPTIONS = frozenset({"batch_size", "grad_accum", "resolution", "steps", "base_steps", "checkpoint_every", "lr_warmup",
-                      "seed", "lr", "base_lr", "prompt_dropout"})
+_OPTIONS = {"resolution": "--size", "steps": "--train-steps"} | {
+    name: f"--{name.replace('_', '-')}"
+    for name in ("batch_size", "grad_accum", "base_steps", "checkpoint_every", "lr_warmup", "seed", "lr", "base_lr",
+                 "prompt_dropout")
+}
 
 
 def _named(field: str) -> str:
     """``--batch-size`` for a field the command line sets, the field's own name for the others."""
-    return f"--{field.replace('_', '-')}" if field in _OPTIONS else field
+    return _OPTIONS.get(field, field)
 
 
 def check_config(c: TrainConfig) -> None:
@@ -145,7 +148,7 @@ def check_config(c: TrainConfig) -> None:
         if not isinstance(value, int) or value < 1:
             raise UsageError(f"{_named(name)} must be a positive integer, not {value!r}")
     if c.resolution is not None and (not isinstance(c.resolution, int) or c.resolution < 1):
-        raise UsageError(f"--resolution must be a positive integer, not {c.resolution!r}")
+        raise UsageError(f"--size must be a positive integer, not {c.resolution!r}")
     for name in ("steps", "base_steps"):
         value = getattr(c, name)
         if value is not None and (not isinstance(value, int) or value < 0):
@@ -193,7 +196,7 @@ def check_resolution(resolution: int, multiple: int, base: str) -> None:
         lower = max(multiple, resolution // multiple * multiple)
         raise ConfigError(
             f"resolution {resolution} is not a multiple of {multiple}, which the {base} model needs",
-            fix=f"pass --resolution {lower} or {lower + multiple}",
+            fix=f"pass --size {lower} or {lower + multiple}",
         )
 
 

@@ -221,7 +221,7 @@ class ResumePoint:
             raise ConfigError(
                 f"the run in the output folder is already at step {self.done}, past the {total} steps asked for",
                 path=self.out_dir,
-                fix=f"pass --steps {self.done - self.plans[-1].first_step} or more to --resume it",
+                fix=f"pass --train-steps {self.done - self.plans[-1].first_step} or more to --resume it",
             )
 
 
