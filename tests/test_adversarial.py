@@ -896,9 +896,9 @@ def test_a_value_in_a_config_file_is_judged_like_the_option(demo_isic2018, tmp_p
     config.write_text("n = 0\nsize = 64\n")
     code, envelope, _ = invoke("augment", demo_isic2018, "--config", config, "--dry-run", "--json")
     assert code == 2 and "--n must be between 1 and" in envelope["errors"][0]["message"]
-    config.write_text('n = "many"\n')
+    config.write_text('n = "many"\n')  # not a number: the file itself is wrong (exit 3, naming it)
     code, envelope, _ = invoke("augment", demo_isic2018, "--config", config, "--dry-run", "--json")
-    assert code == 2 and envelope["errors"][0]["path"] == str(config)
+    assert code == 3 and envelope["errors"][0]["path"] == str(config)
     assert envelope["errors"][0]["message"].startswith("bad value for 'n':")
 
 

@@ -35,7 +35,7 @@ from typer.core import TyperOption
 from lesionaug.cli._click import click
 from lesionaug.cli.option_bounds import check_option_length, option_name
 from lesionaug.cli.renames import renamed_keys, warn_deprecated
-from lesionaug.errors import ConfigError, UsageError
+from lesionaug.errors import ConfigError
 from lesionaug.formats import PROJECT_CONFIG_NAME
 
 # Never from a file or the environment: how this one invocation reports, and the file itself.
@@ -223,8 +223,8 @@ def default_map(
             raw = [raw]  # a repeatable option given once: `labels = "metadata.csv"`
         try:
             values[param.name] = param.process_value(ctx, raw)
-        except click.exceptions.BadParameter as exc:  # a bad option value, here as on the command line: exit 2
-            raise UsageError(
+        except click.exceptions.BadParameter as exc:  # the file does not parse as the option's type: exit 3
+            raise ConfigError(
                 f"bad value for {key.replace('_', '-')!r}: {exc.message}", path=path, fix="fix the value in the file"
             ) from None
         check_option_length(option_name(param), values[param.name], path=path)
