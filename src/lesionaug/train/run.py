@@ -232,6 +232,7 @@ def run_training(
     if accelerator.is_main_process:
         shape_model = write_shape_model(out_dir, data, provenance.split_fingerprint, reporter)
         info = {
+            "generator": "controlnet",
             "base": parts.base,
             "latent": parts.latent,
             "resolution": config.resolution,
