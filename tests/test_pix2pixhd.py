@@ -159,3 +159,37 @@ def test_a_different_run_in_the_folder_is_refused(trained_pair):
     index, root, _ = trained_pair
     with pytest.raises(ConfigError, match="different training run"):
         train_pix2pixhd(index, root / "straight", Pix2PixHDConfig(model_size="tiny", steps=5, batch_size=2))
+
+
+def run_train(*args):
+    from typer.testing import CliRunner
+
+    from lesionaug.cli._app import app
+
+    return CliRunner().invoke(app, ["train", *map(str, args)])
+
+
+def test_cli_trains_pix2pixhd_and_reports_json(demo_isic2018, tmp_path):
+    out = tmp_path / "gan"
+    result = run_train(demo_isic2018, "--generator", "pix2pixhd", "--model-size", "tiny", "--steps", "2",
+                       "--batch-size", "2", "--out", out, "--json", "--quiet")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)["data"]
+    assert data["generator"] == "pix2pixhd" and data["steps_done"] == 2
+    assert json.loads((out / "lesionaug.json").read_text())["generator"] == "pix2pixhd"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--generator", "gan"], "unknown generator"),
+        (["--generator", "pix2pixhd", "--base-steps", "3"], "--base-steps applies to the diffusion generator"),
+        (["--vgg-weights", "vgg.pth"], "--vgg-weights applies to --generator pix2pixhd only"),
+        (["--generator", "pix2pixhd", "--model-size", "small"], "unknown Pix2PixHD size"),
+        (["--model-size", "published"], "is a pix2pixhd size"),
+    ],
+)
+def test_cli_refuses_options_of_the_other_generator(demo_isic2018, tmp_path, args, message):
+    result = run_train(demo_isic2018, "--out", tmp_path / "m", *args)
+    assert result.exit_code == 3, result.output
+    assert message in result.output and "Traceback" not in result.output

@@ -64,7 +64,7 @@ PIX2PIXHD_SIZES: dict[str, Pix2PixHDSize] = {
 
 # Steps of each size's default run: "tiny" for tests, "compact" a few minutes of 2 CPU cores on the
 # demo data, "published" a GPU run (the paper trains 200 epochs; the user sets --steps to their data).
-DEFAULT_STEPS = {"tiny": 20, "compact": 400, "published": 40000}
+DEFAULT_STEPS = {"tiny": 20, "compact": 200, "published": 40000}
 # Options that may change when a run is resumed: they do not alter the steps already taken.
 RESUMABLE_CHANGES = frozenset({"checkpoint_every", "keep_checkpoints", "num_samples"})
 
