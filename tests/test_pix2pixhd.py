@@ -40,7 +40,7 @@ def test_label_vector_is_one_hot_diagnosis_then_attribute_flags():
     assert label_vector(Labels(diagnosis="not-a-code")) == [0.0] * (LABEL_CHANNELS - 1)
 
 
-def test_label_map_puts_the_mask_first_and_broadcasts_the_labels():
+def test_label_map_puts_the_mask_first_and_the_labels_inside_the_lesion():
     masks = torch.zeros(1, 1, 4, 4)
     masks[0, 0, 1:3, 1:3] = 1
     vectors = torch.tensor([label_vector(Labels(diagnosis="nv"))])
@@ -48,7 +48,18 @@ def test_label_map_puts_the_mask_first_and_broadcasts_the_labels():
     assert x.shape == (1, LABEL_CHANNELS, 4, 4)
     assert torch.equal(x[0, 0], masks[0, 0])
     nv = 1 + DIAGNOSIS_CHANNELS.index("nv")
-    assert torch.all(x[0, nv] == 1) and float(x[0, 1:].sum()) == 16.0
+    assert torch.equal(x[0, nv], masks[0, 0]) and float(x[0, 1:].sum()) == 4.0
+
+
+def test_labels_survive_the_first_instance_norm():
+    # A constant label plane would be erased by instance normalisation; a label inside the lesion is not.
+    generator = build_generator(TINY, 32).eval()
+    masks = torch.zeros(1, 1, 32, 32)
+    masks[..., 8:24, 8:24] = 1
+    with torch.no_grad():
+        a = generator(label_map(masks, torch.tensor([label_vector(Labels(diagnosis="mel"))])))
+        b = generator(label_map(masks, torch.tensor([label_vector(Labels(diagnosis="nv"))])))
+    assert float((a - b).abs().max()) > 1e-4
 
 
 def test_global_generator_below_256_and_local_enhancer_from_256():

@@ -24,6 +24,7 @@ from lesionaug.engine.session import verification_session
 from lesionaug.errors import ConfigError, LesionaugError, ModelError
 from lesionaug.formats import CARD_NAME, ENGINE_FORMAT, MODEL_FORMAT
 from lesionaug.progress import SILENT, Reporter
+from lesionaug.train.pix2pixhd_config import GENERATOR_KIND
 
 PRECISIONS = ("fp32", "fp16")
 MIN_OPSET, MAX_OPSET = 18, 23
@@ -157,9 +158,22 @@ def export_model(
     start = time.perf_counter()
 
     # 1. Check inputs before anything slow.
-    model_card = read_model_card(model_dir)
+    gan = read_card(model_dir, MODEL_FORMAT).get("generator") == GENERATOR_KIND
+    model_card = read_card(model_dir, MODEL_FORMAT) if gan else read_model_card(model_dir)
     tmp = _prepare_target(engine_dir, settings.force)
     try:
+        if gan:  # Pix2PixHD: one graph, label map -> image (export/pix2pixhd.py)
+            from lesionaug.export.pix2pixhd import export_pix2pixhd
+
+            with reporter.task("exporting the Pix2PixHD generator", total=None):
+                card = export_pix2pixhd(model_dir, model_card, tmp, opset=settings.opset, verify=settings.verify,
+                                        external_data=settings.external_data, sha256=_sha256, graph_io=_graph_io)
+            card["libraries"] = {p: _version(p) for p in ("lesionaug", "onnx", "onnxruntime", "onnxruntime-gpu")}
+            (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+            _move_into_place(tmp, engine_dir)
+            _register(engine_dir, reporter)
+            return ExportResult(engine_dir, card["precision"], card["size_multiple"], card["graphs"],
+                                time.perf_counter() - start)
         # 2. Load the PyTorch parts and work out the geometry every graph shares.
         from lesionaug.export.parts import graph_specs, load_export_parts
 

@@ -5,7 +5,7 @@
 
 Channel 0 of a label map is the lesion mask; then one channel per diagnosis code of
 ``dataset/labels.py`` (one-hot, all zero when unknown) and one per dermoscopic attribute (1 where
-present). The vocabulary is the fixed one of ``labels.py``, not the training set's, so a model's
+present), each set inside the lesion only. The vocabulary is the fixed one of ``labels.py``, not the training set's, so a model's
 input layout never depends on which labels its data happened to hold; the model card records it.
 """
 

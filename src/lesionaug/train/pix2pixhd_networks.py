@@ -5,7 +5,7 @@
     image = generator(label_map(masks, labels))           # (N, 3, R, R) in [-1, 1]
 
 The label map is the lesion mask plus one channel per diagnosis (one-hot) and one per dermoscopic
-attribute of the fixed vocabulary in ``dataset/labels.py``: the same visual and textual prompts that
+attribute of the fixed vocabulary in ``dataset/labels.py``, each set inside the lesion (``label_map``): the same visual and textual prompts that
 drive the diffusion generator drive this one. Generator G1 (paper section 3.2): c7s1-k, downsampling
 convolutions (stride 2), residual blocks, transposed-convolution upsampling, c7s1-3 with tanh. From
 256 px up, a local enhancer G2 works at full resolution and G1 at half: G2's front end is summed
@@ -34,10 +34,13 @@ from lesionaug.train.pix2pixhd_config import Pix2PixHDSize
 
 
 def label_map(masks: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-    """(N, 1, H, W) 0/1 masks and (N, C-1) label vectors -> the (N, C, H, W) generator input."""
-    n, _, h, w = masks.shape
-    planes = vectors.to(masks.dtype)[:, :, None, None].expand(n, vectors.shape[1], h, w)
-    return torch.cat([masks, planes], dim=1)
+    """(N, 1, H, W) 0/1 masks and (N, C-1) label vectors -> the (N, C, H, W) generator input.
+
+    Each label channel is the mask where the lesion has that label and zero elsewhere, like the
+    paper's semantic label maps (one-hot per pixel). Not a constant plane: instance normalisation
+    after the first convolution subtracts each channel's mean, so a constant input would be erased.
+    """
+    return torch.cat([masks, masks * vectors.to(masks.dtype)[:, :, None, None]], dim=1)
 
 
 # -- generator -------------------------------------------------------------------------------------
