@@ -25,9 +25,8 @@ from lesionaug.errors import ModelError
 from lesionaug.export.graphs import MAX_BATCH, MAX_SIDE, GraphSpec, export_graph
 from lesionaug.formats import ENGINE_FORMAT
 from lesionaug.plan.label_channels import LABEL_CHANNELS, label_channel_names
-from lesionaug.train.pix2pixhd_config import GENERATOR_KIND, Pix2PixHDSize
+from lesionaug.train.pix2pixhd_config import GENERATOR_DIR, GENERATOR_KIND, WEIGHTS_NAME, Pix2PixHDSize
 from lesionaug.train.pix2pixhd_networks import build_generator
-from lesionaug.train.pix2pixhd_run import GENERATOR_DIR, WEIGHTS_NAME
 
 GRAPH = "generator"
 INPUT, OUTPUT = "label_map", "image"

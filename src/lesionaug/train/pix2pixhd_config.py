@@ -16,6 +16,10 @@ from dataclasses import asdict, dataclass, replace
 from lesionaug.errors import ConfigError, ModelError
 
 GENERATOR_KIND = "pix2pixhd"
+# The model folder's networks: MODEL_DIR/generator/model.safetensors, MODEL_DIR/discriminator/model.safetensors.
+GENERATOR_DIR = "generator"
+DISCRIMINATOR_DIR = "discriminator"
+WEIGHTS_NAME = "model.safetensors"
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LOCAL_ENHANCER_FROM = 256  # px: at and above this side G1 runs at half resolution inside G2 (the paper's split)
 

@@ -43,7 +43,13 @@ from lesionaug.train.data import TrainingSet, load_training_set
 from lesionaug.train.loop import batch_indices, stage_seed
 from lesionaug.train.loss_log import LossLog, write_loss_curve
 from lesionaug.train.model_folder import prepare_output, write_run_marker
-from lesionaug.train.pix2pixhd_config import GENERATOR_KIND, Pix2PixHDConfig
+from lesionaug.train.pix2pixhd_config import (
+    DISCRIMINATOR_DIR,
+    GENERATOR_DIR,
+    GENERATOR_KIND,
+    WEIGHTS_NAME,
+    Pix2PixHDConfig,
+)
 from lesionaug.train.run import (
     Provenance,
     label_vocabulary,
@@ -53,9 +59,6 @@ from lesionaug.train.run import (
 )
 from lesionaug.train.sample_grids import grid_png
 
-GENERATOR_DIR = "generator"
-DISCRIMINATOR_DIR = "discriminator"
-WEIGHTS_NAME = "model.safetensors"
 DIVERSITY = "none: one image per label map, as published (no noise input)"
 
 
