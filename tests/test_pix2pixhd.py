@@ -204,3 +204,13 @@ def test_cli_refuses_options_of_the_other_generator(demo_isic2018, tmp_path, arg
     result = run_train(demo_isic2018, "--out", tmp_path / "m", *args)
     assert result.exit_code == 3, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_bf16_mixed_precision_trains_through_accelerate(demo_isic2018, tmp_path):
+    # The GPU path's autocast and loss scaling, on the CPU where bf16 autocast exists (fp16 needs CUDA).
+    config = Pix2PixHDConfig(model_size="tiny", steps=2, batch_size=2, num_samples=2, mixed_precision="bf16")
+    result = train_pix2pixhd(load_dataset(demo_isic2018), tmp_path / "bf16", config)
+    losses = result["stages"][0]["losses"] + result["stages"][1]["losses"]
+    assert len(losses) == 4 and all(loss == loss and abs(loss) < 1e6 for loss in losses)
+    card = json.loads((tmp_path / "bf16" / "lesionaug.json").read_text())
+    assert card["training"]["mixed_precision"] == "bf16"

@@ -137,23 +137,30 @@ class AdversarialStep:
         from lesionaug.train.pix2pixhd_networks import feature_matching_loss, lsgan_loss, vgg_loss
 
         c, acc = self.config, self.accelerator
-        # 1. Generator: fool every discriminator scale, match their features of the real pair.
+        # 1. Generator: fool every discriminator scale, match their features of the real pair. The
+        #    real pair's features are targets only (no gradient), so that forward keeps no graph.
         self.opt_g.zero_grad(set_to_none=True)
         with acc.autocast():
             fake = self.generator(maps)
             on_fake = self.discriminator(torch.cat([maps, fake], 1))
-            on_real = self.discriminator(torch.cat([maps, real], 1))
             loss_g = lsgan_loss(on_fake, True)
             if c.feature_matching_weight > 0:
+                with torch.no_grad():
+                    on_real = self.discriminator(torch.cat([maps, real], 1))
                 loss_g = loss_g + c.feature_matching_weight * feature_matching_loss(on_fake, on_real)
             if self.nets.vgg is not None:
                 loss_g = loss_g + c.vgg_weight * vgg_loss(self.nets.vgg, fake, real)
         acc.backward(loss_g)
         self.opt_g.step()
         # 2. Discriminators: real pairs to 1, generated pairs (G held fixed) to 0; halved as published.
+        #    One forward over both halves (instance norm is per image, so this equals two forwards),
+        #    so each network runs one forward per backward (what DistributedDataParallel needs).
         self.opt_d.zero_grad(set_to_none=True)
+        n = maps.shape[0]
         with acc.autocast():
-            on_fake = self.discriminator(torch.cat([maps, fake.detach()], 1))
+            both = self.discriminator(torch.cat([torch.cat([maps, fake.detach()], 1), torch.cat([maps, real], 1)]))
+            on_fake = [[t[:n] for t in scale] for scale in both]
+            on_real = [[t[n:] for t in scale] for scale in both]
             loss_d = 0.5 * (lsgan_loss(on_fake, False) + lsgan_loss(on_real, True))
         acc.backward(loss_d)
         self.opt_d.step()
