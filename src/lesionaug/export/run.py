@@ -158,8 +158,12 @@ def export_model(
     start = time.perf_counter()
 
     # 1. Check inputs before anything slow.
-    gan = read_card(model_dir, MODEL_FORMAT).get("generator") == GENERATOR_KIND
-    model_card = read_card(model_dir, MODEL_FORMAT) if gan else read_model_card(model_dir)
+    model_card = read_card(model_dir, MODEL_FORMAT)
+    gan = model_card.get("generator") == GENERATOR_KIND
+    if not gan:
+        model_card = read_model_card(model_dir)
+    elif settings.precision != "fp32":
+        reporter.info("a Pix2PixHD generator is exported in fp32 (a small graph; instance norm drifts in fp16)")
     tmp = _prepare_target(engine_dir, settings.force)
     try:
         if gan:  # Pix2PixHD: one graph, label map -> image (export/pix2pixhd.py)
