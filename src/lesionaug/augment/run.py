@@ -36,6 +36,7 @@ from lesionaug.augment.preparation import (
 from lesionaug.augment.stop import StopRequest
 from lesionaug.augment.workers import load_engines, run_workers
 from lesionaug.engine.card import EngineCard
+from lesionaug.engine.gan_runtime import GanEngine
 from lesionaug.engine.provider_options import ShapeProfile
 from lesionaug.engine.providers import resolve_provider
 from lesionaug.engine.sampler import generate
@@ -242,6 +243,7 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
                     "train_fingerprint": plan.train_fingerprint},
         "config": options.to_dict(), "plan_hash": plan.plan_hash, "identity": identity, "jobs": jobs_info,
         "provider": provider, "sampler": identity["sampler"], "model": resolved.record(),
+        "generator": resolved.model_card.get("generator", "controlnet"),
         "train_ids": resolved.model_card.get("train_ids"),
         # The real pairs the plan's label sampler and shape model were fitted on (evaluate checks them too).
         "plan_fitted_ids": fitted_ids, "environment": environment_record(),
@@ -284,15 +286,21 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
     def batch_generator(worker_engine):
         def generate_batch(batch, masks):
             control = [control_mask(m, gen_size) for m in masks]
-            images = generate(worker_engine, [j.record.prompt for j in batch], control,
-                              [j.record.noise_seed for j in batch], settings)
+            if isinstance(worker_engine, GanEngine):  # Pix2PixHD: label map -> image, no sampler
+                images = worker_engine.generate_from_labels([j.record.labels for j in batch], control)
+            else:
+                images = generate(worker_engine, [j.record.prompt for j in batch], control,
+                                  [j.record.noise_seed for j in batch], settings)
             return [output_image(img, plan.config.size) for img in images]
 
         return generate_batch
 
     # 7. Generate what is missing; the writer pool encodes and writes behind the engine.
-    stamp = GenerationStamp(settings.scheduler, settings.steps, settings.guidance, settings.control_scale,
-                            resolved.model_hash, resolved.engine_hash)
+    if isinstance(engine, GanEngine):  # no scheduler, steps, guidance or control scale: null in the manifest
+        stamp = GenerationStamp(None, None, None, None, resolved.model_hash, resolved.engine_hash)
+    else:
+        stamp = GenerationStamp(settings.scheduler, settings.steps, settings.guidance, settings.control_scale,
+                                resolved.model_hash, resolved.engine_hash)
     stats, tally, error, per_worker = None, None, None, []
     t, cpu = time.perf_counter(), time.process_time()
     linking.start()

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from lesionaug.augment.loop import LoopJob, LoopStats, run_generation
 from lesionaug.engine import Engine
+from lesionaug.engine.gan_runtime import GanEngine, load_generator_engine
 from lesionaug.engine.session import default_threads
 
 
@@ -32,7 +33,7 @@ class SharedStop:
         return self.failed.is_set() or bool(self.user is not None and self.user.requested)
 
 
-def load_engines(engine_dir, provider: str, devices: Sequence[int], **load_options) -> list[Engine]:
+def load_engines(engine_dir, provider: str, devices: Sequence[int], **load_options) -> list[Engine | GanEngine]:
     """One engine per device; on the CPU provider the cores are shared out.
 
     The first loads alone, so TensorRT builds each engine once (minutes) and writes its cache; the
@@ -40,8 +41,8 @@ def load_engines(engine_dir, provider: str, devices: Sequence[int], **load_optio
     """
     threads = max(1, default_threads() // len(devices)) if provider == "cpu" and len(devices) > 1 else None
 
-    def load(device: int) -> Engine:
-        return Engine.load(engine_dir, provider, device=device, threads=threads, **load_options)
+    def load(device: int) -> Engine | GanEngine:
+        return load_generator_engine(engine_dir, provider, device=device, threads=threads, **load_options)
 
     first = load(devices[0])
     if len(devices) == 1:

@@ -26,6 +26,7 @@ from lesionaug.cli import score as _score  # noqa: F401,E402
 from lesionaug.cli import train as _train  # noqa: F401,E402
 from lesionaug.cli import evaluate as _evaluate  # noqa: F401,E402
 from lesionaug.cli import quality as _quality  # noqa: F401,E402
+from lesionaug.cli import compare as _compare  # noqa: F401,E402
 from lesionaug.cli import export as _export  # noqa: F401,E402
 
 

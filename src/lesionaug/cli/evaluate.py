@@ -29,6 +29,45 @@ def parse_int_list(text: str, option: str) -> tuple[int, ...]:
     return values
 
 
+# The segmenter options evaluate and compare share.
+SegArchOpt = Annotated[
+    choice(ARCHITECTURES), typer.Option("--seg-arch", case_sensitive=False, help="Segmenter (MONAI; was --arch).")
+]
+SegEpochsOpt = Annotated[
+    int,
+    typer.Option(
+        "--seg-epochs",
+        help="Epochs of the largest training set compared; every segmenter gets that many optimizer steps "
+        "(was --epochs).",
+    ),
+]
+SegStepsOpt = Annotated[
+    int | None,
+    typer.Option("--seg-steps", min=1, help="Optimizer steps per segmenter (replaces --seg-epochs; was --steps)."),
+]
+SegSizeOpt = Annotated[
+    int,
+    typer.Option("--seg-size", parser=square_side, metavar="N", help="Segmenter input side (was --image-size)."),
+]
+SegBatchSizeOpt = Annotated[int, typer.Option("--seg-batch-size", help="Segmenter batch size (was --batch-size).")]
+SegChannelsOpt = Annotated[
+    str,
+    typer.Option("--seg-channels", help="Segmenter feature widths per level, comma-separated (was --channels)."),
+]
+SegDeviceOpt = Annotated[
+    choice(DEVICES), typer.Option("--seg-device", case_sensitive=False, help="Segmenter device (was --device).")
+]
+SegAugmentOpt = Annotated[
+    choice(SEG_AUGMENTATIONS),
+    typer.Option(
+        "--seg-augment",
+        case_sensitive=False,
+        help=f"Segmenter training augmentation ({', '.join(SEG_AUGMENTATIONS)}; MONAI): classic adds rotations, "
+        "affine, elastic and intensity changes to the flips. The same for real and synthetic pairs.",
+    ),
+]
+
+
 @app.command("evaluate")
 def evaluate(
     dataset: Annotated[Path, typer.Argument(help="The real dataset folder (its test split is scored).")],
@@ -37,42 +76,14 @@ def evaluate(
         str, typer.Option("--synthetic-counts", help="Synthetic pairs to add, comma-separated (0 is always run).")
     ] = "0,1000,3000,5000",
     repeats: Annotated[int, typer.Option("--repeats", help="Seeds per count (the same seeds for every count).")] = 3,
-    arch: Annotated[
-        choice(ARCHITECTURES), typer.Option("--seg-arch", case_sensitive=False, help="Segmenter (MONAI; was --arch).")
-    ] = "unet",
-    epochs: Annotated[
-        int,
-        typer.Option(
-            "--seg-epochs",
-            help="Epochs of the largest training set compared; every segmenter gets that many optimizer steps "
-            "(was --epochs).",
-        ),
-    ] = 30,
-    steps: Annotated[
-        int | None,
-        typer.Option("--seg-steps", min=1, help="Optimizer steps per segmenter (replaces --seg-epochs; was --steps)."),
-    ] = None,
-    image_size: Annotated[
-        int,
-        typer.Option("--seg-size", parser=square_side, metavar="N", help="Segmenter input side (was --image-size)."),
-    ] = 128,
-    batch_size: Annotated[int, typer.Option("--seg-batch-size", help="Segmenter batch size (was --batch-size).")] = 8,
-    channels: Annotated[
-        str,
-        typer.Option("--seg-channels", help="Segmenter feature widths per level, comma-separated (was --channels)."),
-    ] = "16,32,64,128,256",
-    device: Annotated[
-        choice(DEVICES), typer.Option("--seg-device", case_sensitive=False, help="Segmenter device (was --device).")
-    ] = "auto",
-    seg_augment: Annotated[
-        choice(SEG_AUGMENTATIONS),
-        typer.Option(
-            "--seg-augment",
-            case_sensitive=False,
-            help=f"Segmenter training augmentation ({', '.join(SEG_AUGMENTATIONS)}; MONAI): classic adds rotations, "
-            "affine, elastic and intensity changes to the flips. The same for real and synthetic pairs.",
-        ),
-    ] = "classic",
+    arch: SegArchOpt = "unet",
+    epochs: SegEpochsOpt = 30,
+    steps: SegStepsOpt = None,
+    image_size: SegSizeOpt = 128,
+    batch_size: SegBatchSizeOpt = 8,
+    channels: SegChannelsOpt = "16,32,64,128,256",
+    device: SegDeviceOpt = "auto",
+    seg_augment: SegAugmentOpt = "classic",
     real_fraction: Annotated[
         float | None,
         typer.Option(

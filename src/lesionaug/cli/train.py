@@ -17,9 +17,14 @@ from lesionaug.dataset.index import load_dataset
 from lesionaug.dataset.subsets import real_subset_from_options
 from lesionaug.dataset.summary import diagnosis_warning
 from lesionaug.plan.prompts import DEFAULT_TEMPLATE
+from lesionaug.errors import UsageError
 from lesionaug.train.config import DEFAULT_PROMPT_DROPOUT, MIXED_PRECISION, OPTIMIZERS, REPORT_TO, TrainConfig
 from lesionaug.train.networks import MODEL_SIZES, PREDICTION_TYPES
+from lesionaug.train.pix2pixhd_config import PIX2PIXHD_SIZES, Pix2PixHDConfig
+from lesionaug.train.pix2pixhd_run import train_pix2pixhd
 from lesionaug.train.run import train_model
+
+GENERATORS = ("controlnet", "pix2pixhd")
 
 _CURVE_POINTS = 50
 
@@ -51,7 +56,7 @@ def render_train(data: dict, console: Console) -> None:
             f"{stage['seconds']:.1f}",
         )
     console.print(table)
-    kind = "latent" if data["latent"] else "pixel-space"
+    kind = "Pix2PixHD" if data.get("generator") == "pix2pixhd" else "latent" if data["latent"] else "pixel-space"
     console.print(f"{kind} model, base {data['base']}, {data['resolution']} px, {data['train_pairs']} training pairs")
     if data["sample_grids"]:
         console.print(f"sample grids: {data['sample_grids'][-1]} (and {len(data['sample_grids']) - 1} earlier)")
@@ -63,12 +68,18 @@ def render_train(data: dict, console: Console) -> None:
 def train(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder (its training split is used).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
+    generator: Annotated[
+        choice(GENERATORS), typer.Option("--generator", case_sensitive=False, help="controlnet (the diffusion generator, default) or pix2pixhd (the "
+                          "GAN baseline of the paper's comparison, conditioned on mask + diagnosis + attributes).")
+    ] = "controlnet",
     base: Annotated[
         str, typer.Option("--base", help="'compact' (no weights), or a Stable Diffusion folder or hub id.")
     ] = "compact",
     model_size: Annotated[
-        choice(MODEL_SIZES), typer.Option("--model-size", case_sensitive=False, help="Compact model width.")
-    ] = "small",
+        choice(dict.fromkeys([*MODEL_SIZES, *PIX2PIXHD_SIZES])) | None,
+        typer.Option("--model-size", case_sensitive=False, help="Compact width: tiny, small (default) or base; "
+                     "pix2pixhd: tiny, compact (default) or published."),
+    ] = None,
     resolution: Annotated[
         int | None,
         typer.Option(
@@ -148,6 +159,10 @@ def train(
             "(optional packages). loss.csv and loss_curve.png are written in any case.",
         ),
     ] = None,
+    vgg_weights: Annotated[
+        Path | None, typer.Option("--vgg-weights", help="pix2pixhd only: a local VGG19 ImageNet weight file "
+                                  "(torchvision's state dict, .pth or .safetensors) adds the perceptual loss.")
+    ] = None,
     masks: Annotated[Path | None, typer.Option("--masks", help="Folder of masks, for layouts without them.")] = None,
     split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the split when folders give none.")] = 0,
     real_fraction: RealFractionOpt = None,
@@ -170,14 +185,37 @@ def train(
     --real-fraction / --real-count train on a seeded subset of the training split: pass the same
     option to `lesionaug evaluate`, so its real-only baseline gets the pairs the generator saw.
 
+    --generator pix2pixhd trains the Pix2PixHD baseline instead (Wang et al. 2018: LSGAN, feature
+    matching, and the VGG loss only with --vgg-weights), for `lesionaug compare`.
+
     Example: lesionaug train ./isic --out model/ --model-size tiny --train-steps 2000
     """
 
     def body(reporter):
         real_subset = real_subset_from_options(real_fraction, real_count, split_seed)
-        config = TrainConfig(
+        if generator == "pix2pixhd":
+            diffusion_only = {"--base": base != "compact", "--base-steps": base_steps is not None,
+                              "--base-lr": base_lr is not None, "--lr-warmup": lr_warmup is not None,
+                              "--prediction-type": prediction_type is not None, "--grad-accum": grad_accum != 1,
+                              "--controlnet": controlnet is not None, "--dihedral": dihedral,
+                              "--optimizer": optimizer != "adamw", "--report-to": report_to is not None,
+                              "--prompt-template": prompt_template is not None}
+            given = [name for name, set_ in diffusion_only.items() if set_]
+            if given:
+                raise UsageError(f"{given[0]} applies to the diffusion generator, not to pix2pixhd",
+                                 fix="drop it, or use --generator controlnet")
+            gan = Pix2PixHDConfig(
+                model_size=model_size or "compact", resolution=resolution, steps=steps, batch_size=batch_size,
+                lr=lr if lr is not None else 2e-4, vgg_weights=str(vgg_weights) if vgg_weights else None,
+                mixed_precision=mixed_precision, seed=seed, checkpoint_every=checkpoint_every,
+            )
+        elif vgg_weights is not None:
+            raise UsageError("--vgg-weights applies to --generator pix2pixhd only", fix="drop --vgg-weights")
+        elif model_size in PIX2PIXHD_SIZES and model_size != "tiny":
+            raise UsageError(f"--model-size {model_size} is a pix2pixhd size", fix="add --generator pix2pixhd")
+        config = None if generator == "pix2pixhd" else TrainConfig(
             base=base,
-            model_size=model_size,
+            model_size=model_size or "small",
             resolution=resolution,
             steps=steps,
             base_steps=base_steps,
@@ -206,7 +244,10 @@ def train(
         warning = diagnosis_warning(index)
         if warning:
             reporter.warn(warning)
-        result = train_model(index, out, config, reporter, resume=resume, force=force, real_subset=real_subset)
+        if config is None:
+            result = train_pix2pixhd(index, out, gan, reporter, resume=resume, force=force, real_subset=real_subset)
+        else:
+            result = train_model(index, out, config, reporter, resume=resume, force=force, real_subset=real_subset)
         for stage in result["stages"]:
             stage["loss_curve"] = loss_curve(stage.pop("losses"))
         return result, lambda console: render_train(result, console)

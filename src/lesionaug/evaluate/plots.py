@@ -59,6 +59,66 @@ def dice_vs_synthetic(results: Sequence[dict], runs: Sequence[dict], title: str)
     return _png(figure)
 
 
+def dice_by_generator(results: dict[str, Sequence[dict]], baseline: Sequence[dict], title: str) -> bytes:
+    """Dice against the synthetic count, one line per generator with its band (real-only mean + the
+    paired gain's 95% interval), the shared real-only segmenters as grey dots at 0."""
+    figure = _figure(6.0, 3.9)
+    ax = figure.add_subplot()
+    for k, (name, rows) in enumerate(results.items()):
+        colour = f"C{k}"
+        counts = [r["synthetic_count"] for r in rows]
+        base = next(r["dice_mean"] for r in rows if r["synthetic_count"] == 0)
+        low = [base + (r["delta_ci95"][0] if r.get("delta_ci95") else r["delta_vs_real"]) for r in rows]
+        high = [base + (r["delta_ci95"][1] if r.get("delta_ci95") else r["delta_vs_real"]) for r in rows]
+        ax.fill_between(counts, low, high, color=colour, alpha=0.15, linewidth=0)
+        ax.plot(counts, [r["dice_mean"] for r in rows], "o-", color=colour, label=f"{name} (band: 95% CI of the gain)")
+    ax.scatter([0] * len(baseline), [run["dice"] for run in baseline], s=12, color="tab:gray", alpha=0.6,
+               label="real-only segmenters", zorder=3)
+    ax.set_xlabel("synthetic pairs added to the real training set")
+    ax.set_ylabel("Dice on the real test split")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return _png(figure)
+
+
+def quality_by_generator(quality: dict[str, dict]) -> bytes:
+    """SSIM and mask fidelity per generator: mean with one standard deviation."""
+    figure = _figure(6.0, 3.0)
+    names = list(quality)
+    for j, (key, label) in enumerate((("ssim", "SSIM vs the real image"), ("mask_fidelity", "mask fidelity (Dice)"))):
+        ax = figure.add_subplot(1, 2, j + 1)
+        means = [(quality[n].get(key) or {}).get("mean") or 0.0 for n in names]
+        stds = [(quality[n].get(key) or {}).get("std") or 0.0 for n in names]
+        ax.bar(names, means, yerr=stds, color=[f"C{k}" for k in range(len(names))], capsize=3)
+        ax.set_title(label, fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3, axis="y")
+    return _png(figure)
+
+
+def generator_grid(grids: dict[str, Sequence[tuple]]) -> bytes:
+    """The same real masks (rows) through each generator (columns), the real image last.
+
+    ``grids[name]`` holds (mask, generated image, real image) per row, in the same order for every name.
+    """
+    names = list(grids)
+    n = min(len(rows) for rows in grids.values())
+    columns = 2 + len(names)
+    figure = _figure(1.6 * columns, 1.7 * max(1, n))
+    for i in range(n):
+        first = grids[names[0]][i]
+        panels = [first[0], *(grids[name][i][1] for name in names), first[2]]
+        for j, (panel, header) in enumerate(zip(panels, ["mask", *names, "real image"])):
+            ax = figure.add_subplot(max(1, n), columns, i * columns + j + 1)
+            ax.imshow(panel, cmap="gray" if panel.ndim == 2 else None, vmin=0, vmax=1 if panel.dtype == bool else 255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(header, fontsize=8)
+    return _png(figure)
+
+
 def per_image_scatter(results: Sequence[dict], runs: Sequence[dict], diagnoses: Sequence[str | None]) -> bytes:
     """Per test image: real-only Dice (x) against Dice with synthetic pairs (y), each the mean over
     seeds, one panel per synthetic count, coloured by the image's diagnosis; the diagonal is no change."""

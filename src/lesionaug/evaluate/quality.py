@@ -21,8 +21,8 @@ import numpy as np
 from lesionaug.augment.model_choice import resolve_given_model
 from lesionaug.dataset.files import read_image, read_mask
 from lesionaug.dataset.index import load_dataset
-from lesionaug.engine import Engine
 from lesionaug.engine.card import EngineCard
+from lesionaug.engine.gan_runtime import GanEngine, load_generator_engine
 from lesionaug.engine.provider_options import ShapeProfile
 from lesionaug.engine.sampler import SamplerSettings, generate
 from lesionaug.errors import ConfigError, DatasetError, ModelError, UsageError
@@ -37,12 +37,14 @@ from lesionaug.evaluate.report import write_report
 from lesionaug.evaluate.segmenter import SegmenterConfig, square_image, train_segmenter
 from lesionaug.formats import CARD_NAME
 from lesionaug.masks.geometry import resize_mask
+from lesionaug.output.run_record import read_run_record
 from lesionaug.plan.prompts import DEFAULT_TEMPLATE, build_prompt, check_template
 from lesionaug.progress import SILENT, Reporter
 from lesionaug.seeds import NOISE_STREAM, derive_seed
 
 SPLITS = ("train", "val", "test")
 GRID_ROWS = 6
+COMPARE_GRID_ROWS = 4  # masks of compare's grid (the same masks through each generator)
 
 
 @dataclass(frozen=True)
@@ -173,8 +175,8 @@ def check_quality_inputs(config: QualityConfig, settings: SamplerSettings, repor
     size = config.size or _model_resolution(card)
     per_job = 2 if settings.classifier_free_guidance else 1
     profile = ShapeProfile.for_run(len(samples), config.batch_size, size, size, per_call=card.max_batch // per_job)
-    engine = Engine.load(resolved.engine_dir, config.provider, device=config.engine_device, profile=profile,
-                         guided=settings.classifier_free_guidance, reporter=reporter)
+    engine = load_generator_engine(resolved.engine_dir, config.provider, device=config.engine_device,
+                                   profile=profile, guided=settings.classifier_free_guidance, reporter=reporter)
     engine.check_size(size, size)
     model_card = engine.card.model
     notes = []
@@ -201,7 +203,10 @@ def measure_batch(batch, start: int, inputs: QualityInputs, segmenter, settings,
     reals = [square_image(read_image(s.image), size) for s in batch]
     prompts = [build_prompt(s.labels, inputs.template) for s in batch]
     seeds = [derive_seed(seed, start + k, NOISE_STREAM) for k in range(len(batch))]
-    images = generate(inputs.engine, prompts, masks, seeds, settings, SILENT)
+    if isinstance(inputs.engine, GanEngine):  # Pix2PixHD: the mask and the sample's own labels, one pass
+        images = inputs.engine.generate_from_labels([s.labels for s in batch], masks)
+    else:
+        images = generate(inputs.engine, prompts, masks, seeds, settings, SILENT)
     fidelity = segmenter.predict(list(images)) if segmenter is not None else [None] * len(batch)
     on_real = segmenter.predict(reals) if segmenter is not None else [None] * len(batch)
     if segmenter is not None and measured.prior is None:
@@ -291,3 +296,43 @@ def _model_resolution(card: EngineCard) -> int:
         )
     multiple = card.size_multiple
     return max(multiple, resolution // multiple * multiple)
+
+
+def generator_quality_config(config, name: str, engine: Path, sampler: dict) -> QualityConfig:
+    """``lesionaug quality`` for one generator's engine, with the sampler settings its run used."""
+    return QualityConfig(
+        dataset=config.dataset, model=engine, split=config.quality_split, provider=config.provider,
+        steps=int(sampler.get("steps") or 20), scheduler=str(sampler.get("scheduler") or "dpm++"),
+        guidance=float(sampler.get("guidance") or 7.5), limit=config.quality_limit, seed=config.seed,
+        split_seed=config.split_seed, masks=config.masks, labels=config.labels, segmenter=config.segmenter,
+        out=Path(config.out) / "quality" / name,
+    )
+
+
+def measure_generators(config, generators: dict[str, dict], grids: dict[str, list], reporter: Reporter) -> None:
+    """``compare``'s quality: each generator's SSIM and mask fidelity on the same real masks, with one
+    fidelity segmenter for all; ``config`` is a ``compare.CompareConfig``. Fills ``generators[NAME]["quality"]``
+    and ``grids[NAME]`` (the first ``COMPARE_GRID_ROWS`` rows: mask, generated image, real image)."""
+    segmenter = None
+    for name, folder in config.augmented:
+        record = read_run_record(folder) or {}
+        engine = (record.get("model") or {}).get("engine_dir")
+        if not engine or not Path(engine).is_dir():
+            generators[name]["quality"] = {"status": "skipped",
+                                           "message": "the augmented folder's run record names no engine found here"}
+            continue
+        qconfig = generator_quality_config(config, name, Path(engine), record.get("sampler") or {})
+        settings = SamplerSettings(scheduler=qconfig.scheduler, steps=qconfig.steps, guidance=qconfig.guidance)
+        inputs = check_quality_inputs(qconfig, settings, reporter)
+        if segmenter is None:
+            segmenter = train_segmenter([(s.image, s.mask) for s in inputs.train], config.segmenter, reporter)
+        measured = Measurements()
+        with reporter.task(f"quality of {name}", total=len(inputs.samples)) as task:
+            for start in range(0, len(inputs.samples), qconfig.batch_size):
+                batch = inputs.samples[start : start + qconfig.batch_size]
+                measure_batch(batch, start, inputs, segmenter, settings, config.seed, measured)
+                task.advance(len(batch))
+        section = quality_section(qconfig, inputs, measured)
+        generators[name]["quality"] = {"status": "ok", **{k: section[k] for k in (
+            "ssim", "mask_fidelity", "segmenter_on_real", "segmenter_prior", "n", "size", "engine", "split")}}
+        grids[name] = measured.grid[:COMPARE_GRID_ROWS]

@@ -25,7 +25,7 @@ from lesionaug.formats import REPORT_SCHEMA
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 TIMINGS_JSON = "timings.json"
-SECTIONS = ("evaluate", "quality")
+SECTIONS = ("evaluate", "quality", "compare")
 
 
 def read_report(out_dir: Path) -> dict | None:
@@ -112,6 +112,8 @@ def render_markdown(report: dict) -> str:
         lines += _evaluate_markdown(sections["evaluate"])
     if "quality" in sections:
         lines += _quality_markdown(sections["quality"])
+    if "compare" in sections:
+        lines += _compare_markdown(sections["compare"])
     if report.get("environment"):
         lines += ["## Machine", "", f"Computed on {describe_environment(report['environment'])} "
                   "(report.json lists every version and CPU feature).", ""]
@@ -288,4 +290,41 @@ def _quality_markdown(data: dict) -> list[str]:
     plots = data.get("plots", {})
     _image(lines, plots, "quality_distributions", "SSIM and mask fidelity per image")
     _image(lines, plots, "quality_grid", "mask | generated image | real image of that mask")
+    return lines
+
+
+def _compare_markdown(data: dict) -> list[str]:
+    """The generators side by side: Dice and gain per count, paired differences, quality."""
+    setup, plots = data.get("setup", {}), data.get("plots", {})
+    lines = ["## Generators compared", "",
+             f"Segmenters trained on {setup.get('real_train')} real training pairs plus each generator's synthetic "
+             f"pairs, scored on {setup.get('real_test')} real test images; every segmenter takes "
+             f"{setup.get('steps_per_segmenter')} optimizer steps, and the real-only segmenters (the same seeds) are "
+             f"shared by every generator. Intervals: {data.get('ci_method')}.", "",
+             "| generator | synthetic | Dice mean ± std | Jaccard | gain vs real-only | 95% CI (images, seeds) | p |",
+             "|---|---:|---:|---:|---:|---|---:|"]
+    for name, generator in data.get("generators", {}).items():
+        for r in generator.get("results", []):
+            lines.append(f"| {name} | {r['synthetic_count']} | {_num(r['dice_mean'])} ± {_num(r['dice_std'])} | "
+                         f"{_num(r['jaccard_mean'])} | {_signed(r['delta_vs_real'])} | {_interval(r['delta_ci95'])} | "
+                         f"{_p_value(r['p_wilcoxon'])} |")
+    lines.append("")
+    if data.get("pairwise"):
+        lines += ["Paired difference between generators (A's segmenter minus B's of the same seed, per test image):",
+                  "", "| A | B | synthetic | Dice A | Dice B | A - B | 95% CI (images, seeds) | p |",
+                  "|---|---|---:|---:|---:|---:|---|---:|"]
+        for p in data["pairwise"]:
+            lines.append(f"| {p['a']} | {p['b']} | {p['synthetic_count']} | {_num(p['dice_a'])} | {_num(p['dice_b'])} | "
+                         f"{_signed(p['delta'])} | {_interval(p['delta_ci95'])} | {_p_value(p['p_wilcoxon'])} |")
+        lines.append("")
+    rows = [(n, g["quality"]) for n, g in data.get("generators", {}).items() if (g.get("quality") or {}).get("status") == "ok"]
+    if rows:
+        lines += ["| generator | SSIM vs real image | mask fidelity (Dice) | images |", "|---|---:|---:|---:|"]
+        for name, q in rows:
+            lines.append(f"| {name} | {_num((q.get('ssim') or {}).get('mean'))} | "
+                         f"{_num((q.get('mask_fidelity') or {}).get('mean'))} | {q.get('n')} |")
+        lines.append("")
+    _image(lines, plots, "compare_dice", "Dice against synthetic count per generator")
+    _image(lines, plots, "compare_quality", "SSIM and mask fidelity per generator")
+    _image(lines, plots, "compare_grid", "the same masks through each generator")
     return lines

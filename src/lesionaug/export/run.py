@@ -27,6 +27,7 @@ from lesionaug.errors import ConfigError, LesionaugError, ModelError, UsageError
 from lesionaug.formats import CARD_NAME, ENGINE_FORMAT, MODEL_FORMAT
 from lesionaug.progress import SILENT, Reporter
 from lesionaug.safe_weights import refuse_pickle_weights
+from lesionaug.train.pix2pixhd_config import GENERATOR_KIND
 
 PRECISIONS = ("fp32", "fp16")
 MIN_OPSET, MAX_OPSET = 18, 23
@@ -152,10 +153,28 @@ def export_model(
     start = time.perf_counter()
 
     # 1. Check inputs before anything slow.
-    model_card = read_model_card(model_dir)
+    model_card = read_card(model_dir, MODEL_FORMAT)
+    gan = model_card.get("generator") == GENERATOR_KIND
+    if not gan:
+        model_card = read_model_card(model_dir)
+    elif settings.precision != "fp32":
+        reporter.info("a Pix2PixHD generator is exported in fp32 (a small graph; instance norm drifts in fp16)")
     refuse_pickle_weights(model_dir, allow_pickle)
     tmp = _prepare_target(engine_dir, settings.force)
     try:
+        if gan:  # Pix2PixHD: one graph, label map -> image (export/pix2pixhd.py)
+            from lesionaug.export.pix2pixhd import export_pix2pixhd
+
+            with reporter.task("exporting the Pix2PixHD generator", total=None):
+                card = export_pix2pixhd(model_dir, model_card, tmp, opset=settings.opset, verify=settings.verify,
+                                        external_data=settings.external_data, sha256=_sha256, graph_io=_graph_io)
+            card["libraries"] = {p: _version(p) for p in ("lesionaug", "onnx", "onnxruntime", "onnxruntime-gpu")}
+            (tmp / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+            replace_folder(tmp, engine_dir)
+            _remember_digests(engine_dir, card["graphs"])
+            _register(engine_dir, reporter)
+            return ExportResult(engine_dir, card["precision"], card["size_multiple"], card["graphs"],
+                                time.perf_counter() - start)
         # 2. Load the PyTorch parts and work out the geometry every graph shares.
         from lesionaug.export.parts import graph_specs, load_export_parts
 
@@ -203,12 +222,16 @@ def export_model(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    # The graphs were hashed as they were written: the first load need not read them again.
+    _remember_digests(engine_dir, graphs)
+    _register(engine_dir, reporter)
+    return ExportResult(engine_dir, settings.precision, geometry.size_multiple, graphs, time.perf_counter() - start)
+
+
+def _remember_digests(engine_dir: Path, graphs: dict) -> None:
+    """The graphs were hashed as they were written: the first load need not read them again."""
     for graph in graphs.values():
         for rel, digest in {graph["file"]: graph["sha256"], **graph["files"]}.items():
             remember_digest(engine_dir / rel, digest)
-    _register(engine_dir, reporter)
-    return ExportResult(engine_dir, settings.precision, geometry.size_multiple, graphs, time.perf_counter() - start)
 
 
 def _export_one(spec, reference, parts, folder: Path, settings: ExportSettings, reporter: Reporter) -> dict:

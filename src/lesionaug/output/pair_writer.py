@@ -96,10 +96,10 @@ def encode_mask(mask: np.ndarray, fmt: str) -> bytes:
 class GenerationStamp:
     """What every manifest line of one run shares: the sampler settings and the model's identity."""
 
-    scheduler: str
-    steps: int
-    guidance: float
-    control_scale: float
+    scheduler: str | None  # None (null in the manifest) for generators without a sampler (Pix2PixHD)
+    steps: int | None
+    guidance: float | None
+    control_scale: float | None
     model_hash: str
     engine_hash: str
     version: str = __version__
@@ -131,9 +131,9 @@ def manifest_entry(record: PairRecord, stamp: GenerationStamp, image: str, mask:
         "mask_source": record.mask_source,
         "noise_seed": int(record.noise_seed),
         "scheduler": stamp.scheduler,
-        "steps": int(stamp.steps),
-        "guidance": float(stamp.guidance),
-        "control_scale": float(stamp.control_scale),
+        "steps": None if stamp.steps is None else int(stamp.steps),
+        "guidance": None if stamp.guidance is None else float(stamp.guidance),
+        "control_scale": None if stamp.control_scale is None else float(stamp.control_scale),
         "model_hash": stamp.model_hash,
         "engine_hash": stamp.engine_hash,
         "version": stamp.version,

@@ -33,7 +33,7 @@ COMPONENTS = ("unet", "controlnet", "text_encoder", "tokenizer", "scheduler", "v
 PIPELINE_INDEX = PIPELINE_INDEX_NAME  # diffusers' pipeline index (latent models)
 OWNED = (
     *COMPONENTS, MODEL_INFO, PIPELINE_INDEX, RUN_MARKER, "shape_model.npz", "checkpoints", "samples",
-    LOSS_LOG_NAME, LOSS_CURVE_NAME, TRACKER_DIR,
+    LOSS_LOG_NAME, LOSS_CURVE_NAME, TRACKER_DIR, "generator", "discriminator",  # the last two: Pix2PixHD's
 )
 
 

@@ -260,6 +260,7 @@ def model_card(parts: ModelParts, config: TrainConfig, provenance: Provenance, s
                steps_done: int) -> dict:
     """The model card's fields (``lesionaug.json``): what the model is and what it was trained on."""
     return {
+        "generator": "controlnet",
         "base": parts.base,
         "latent": parts.latent,
         "resolution": config.resolution,
