@@ -28,6 +28,7 @@ from lesionaug.augment.model_choice import (
     default_budget,
     resolve_given_model,
 )
+from lesionaug.augment.output_size import resolution_note, with_dataset_size
 from lesionaug.augment.preparation import (
     index_dataset,
     plan_from_index,
@@ -136,6 +137,7 @@ def run_augment(options, reporter: Reporter = SILENT) -> dict:
     t0 = time.perf_counter()
     # 1. The dataset, indexed and checked; then the output folder: never inside the input, never foreign.
     index = index_dataset(options, reporter)
+    options = with_dataset_size(options, index)  # no --size: the dataset's most common image size
     out = Path(gen.out) if gen.out is not None else default_out(index.root)
     previous = check_output_folder(out, index.root)
     output = plan_output(index, gen.image_format, synthetic_only=gen.synthetic_only, masks_dir=options.masks)
@@ -275,6 +277,10 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
 
     linking = threading.Thread(target=link_all, name="lesionaug-originals")
     record.update(provider=engine.provider, generation_size=list(gen_size), output_size=list(plan.config.size))
+    size_note = resolution_note(gen_size, plan.config.size)
+    if size_note:
+        reporter.warn(size_note)
+        record["size_note"] = size_note
     shape_model = prepared.shape_model
 
     def sample_masks(batch):
@@ -325,7 +331,7 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
         "n_skipped_existing": len(done), "n_failed": len(tally.failed), "plan_hash": plan.plan_hash,
         "n_jobs": len(plan.jobs), "shard": plan.shard.describe() if plan.shard else None,
         "provider": engine.provider, "engine": str(resolved.engine_dir), "model_source": resolved.source,
-        "generation_size": list(gen_size), "output_size": list(plan.config.size),
+        "generation_size": list(gen_size), "output_size": list(plan.config.size), "size_note": size_note,
         "images_per_second": round(n_written / timings["generation_wall_s"], 3) if n_written else None,
         **training_skipped(index), "link": gen.link,
     }

@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from lesionaug.augment.generation_options import GenerationOptions, parse_gpus
-from lesionaug.augment.model_choice import generator_resolution
 from lesionaug.augment.options import LABEL_MODES, augment_options
 from lesionaug.augment.preparation import prepare_plan, preview_plan
 from lesionaug.augment.run import run_augment
@@ -129,7 +128,7 @@ def augment(
         str | None,
         typer.Option(
             "--size",
-            help="Size of the new pairs: 512 (square) or WxH (default: the generator's resolution, so nothing is resampled).",
+            help="Size of the new pairs: 512 (square) or WxH (default: the dataset's most common image size).",
         ),
     ] = None,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Id prefix of new pairs (default SYN_).")] = None,
@@ -245,7 +244,6 @@ def augment(
         if generation.gpus and generation.provider == "cpu":
             raise UsageError("--gpus runs one worker per GPU, and --provider cpu uses none",
                              fix="drop --gpus, or use --provider cuda or tensorrt")
-        side = None if v["size"] is not None else generator_resolution(v["model"], v["model_size"], v["train_steps"])
         options = augment_options(
             dataset,
             v["n"],
@@ -262,7 +260,6 @@ def augment(
             split_seed=v["split_seed"],
             dry_run=v["dry_run"],
             generation=generation,
-            generator_side=side,
             real_subset=real_subset_from_options(v["real_fraction"], v["real_count"], v["split_seed"]),
         )
         if options.dry_run:
