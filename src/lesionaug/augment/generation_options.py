@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lesionaug.atomic_files import LINK_MODES
+from lesionaug.augment.fidelity_filter import FidelityFilter
 from lesionaug.engine.provider_options import TensorrtSettings
 from lesionaug.engine.providers import nvidia_gpus
 from lesionaug.engine.sampler import (
@@ -52,6 +53,7 @@ class GenerationOptions:
     device: int = 0  # the GPU a single worker runs on (CUDA device id)
     gpus: tuple[int, ...] = ()  # one worker per listed GPU over interleaved batches; () = one worker on ``device``
     trt_workspace_gb: float | None = None  # TensorRT build workspace limit; None: TensorRT's default
+    fidelity_filter: FidelityFilter | None = None  # --min-fidelity, --max-attempts, --on-reject
 
     def __post_init__(self) -> None:
         self.sampler_settings()  # validates scheduler, steps, guidance and control scale

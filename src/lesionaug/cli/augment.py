@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lesionaug.augment.fidelity_filter import fidelity_filter_from_options
 from lesionaug.augment.generation_options import GenerationOptions, parse_gpus
 from lesionaug.augment.options import LABEL_MODES, augment_options
 from lesionaug.augment.preparation import prepare_plan, preview_plan
@@ -19,6 +20,7 @@ from lesionaug.cli.config_file import apply_config_file
 from lesionaug.cli.masks import MasksDirOpt, MaskSourceOpt, RealCountOpt, RealFractionOpt, SplitSeedOpt
 from lesionaug.dataset.subsets import real_subset_from_options
 from lesionaug.errors import UsageError
+from lesionaug.evaluate.pair_fidelity import fidelity_scorer_factory
 
 PREVIEW_ROWS = 10
 
@@ -190,6 +192,20 @@ def augment(
         typer.Option("--break-lock", help="Clear a stale lock left on a filesystem without file locks or by "
                      "another host (refused while a live run holds it)."),
     ] = False,
+    min_fidelity: Annotated[
+        float | None,
+        typer.Option("--min-fidelity", help="Check each pair with a segmenter trained on the real training pairs "
+                     "(cached beside the model); a pair whose Dice against its mask is below this is generated "
+                     "again with a new noise seed."),
+    ] = None,
+    max_attempts: Annotated[
+        int | None, typer.Option("--max-attempts", help="Attempts per pair under --min-fidelity (default 3).")
+    ] = None,
+    on_reject: Annotated[
+        str | None,
+        typer.Option("--on-reject", help="A pair still below --min-fidelity after every attempt: drop (default) "
+                     "or keep (its best attempt)."),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan (ids, prompts, label counts, mask statistics); no model.")
     ] = False,
@@ -240,6 +256,7 @@ def augment(
             device=v["device"],
             gpus=parse_gpus(v["gpus"]) if v["gpus"] is not None else (),
             trt_workspace_gb=v["trt_workspace_gb"],
+            fidelity_filter=fidelity_filter_from_options(v["min_fidelity"], v["max_attempts"], v["on_reject"]),
         )
         if generation.gpus and generation.provider == "cpu":
             raise UsageError("--gpus runs one worker per GPU, and --provider cpu uses none",
@@ -265,7 +282,8 @@ def augment(
         if options.dry_run:
             data = preview_plan(prepare_plan(options, reporter), reporter)
             return data, lambda console: render_plan(data, console)
-        data = run_augment(options, reporter)
+        checked = {"pair_scorer": fidelity_scorer_factory(reporter=reporter)} if generation.fidelity_filter else {}
+        data = run_augment(options, reporter, **checked)
         return data, lambda console: render_run(data, console)
 
     run_command("augment", Out(json_, quiet, verbose, log_file), body, resume=RESUME_SAME)
