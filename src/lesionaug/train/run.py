@@ -199,12 +199,14 @@ def run_training(
         if done >= stage.last_step:
             continue
 
-        def on_step(step: int, optimizer: Any, lr_scheduler: Any, stage: TrainingStage = stage) -> None:
+        def on_step(step: int, optimizer: Any, lr_scheduler: Any, extra_state: dict | None = None,
+                    stage: TrainingStage = stage) -> None:
             every = config.checkpoint_every
             if step != stage.last_step and not (every and step % every == 0):
                 return
             if accelerator.is_main_process:
                 extra = {"grad_scaler": accelerator.scaler.state_dict()} if accelerator.scaler is not None else {}
+                extra |= extra_state or {}  # the weight average (--ema-decay)
                 save_checkpoint(
                     out_dir,
                     step,
