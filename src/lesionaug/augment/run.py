@@ -22,13 +22,13 @@ import numpy as np
 
 from lesionaug import __version__
 from lesionaug.atomic_files import remove_temporaries
+from lesionaug.augment.fidelity_filter import FilterTally, ScorerFactory, filtered_generator
 from lesionaug.augment.loop import LoopJobs
 from lesionaug.augment.model_choice import (
     dataset_model,
     default_budget,
     resolve_given_model,
 )
-from lesionaug.augment.fidelity_filter import FilterTally, ScorerFactory, filtered_generator
 from lesionaug.augment.output_size import resolution_note, with_dataset_size
 from lesionaug.augment.preparation import (
     index_dataset,
