@@ -415,6 +415,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="measure on the first N test masks only")
     parser.add_argument("--work", type=Path, default=None, help="keep models here (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--budget", metavar="BASE,CONTROLNET", default=None,
+                        help="override every variant's training steps (stage 1, stage 2), e.g. 150,100 on a loaded machine")
     parser.add_argument("--table", action="store_true", help="print the table of the JSON's variants and stop")
     args = parser.parse_args()
     args.seeds = [int(v) for v in args.seeds.split(",")]
@@ -433,6 +435,10 @@ def main() -> None:
         variants[args.name] = {k: parse_value(v) for k, v in variants[args.name].items()}
     else:
         variants = {name: VARIANTS[name] for name in args.variants.split(",")}
+    if args.budget:
+        base_steps, steps = (int(v) for v in args.budget.split(","))
+        variants = {f"{name}@{base_steps}+{steps}": {**options, "base_steps": base_steps, "steps": steps}
+                    for name, options in variants.items()}
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
