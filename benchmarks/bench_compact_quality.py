@@ -12,6 +12,10 @@ images ``lesionaug augment`` would make), and measures:
   that ignores its mask, whatever central blob the segmenter finds);
 - darkness Dice: Dice between the mask and an Otsu threshold of the image's luminance inside the
   field of view (pixels brighter than the black vignette), with the same measure on the real images;
+- image realism: the accuracy of a small CNN trained from scratch to tell the real test images from
+  the generated ones (``lesionaug.evaluate.image_realism``, 5-fold cross-validated; 0.5 = it cannot),
+  beside the same test on real training against real test images, and the Lab colour distances
+  (Wasserstein per channel) inside and outside the lesion;
 - SSIM against the real image of the same mask (``lesionaug.evaluate.metrics.structural_similarity``);
 - colour error: mean absolute difference (0-255) of the mean lesion colour and of the mean skin
   colour between generated and real images;
@@ -27,6 +31,9 @@ JSON are kept, so variants can be measured one at a time:
     python benchmarks/bench_compact_quality.py --variants after --seeds 0
     python benchmarks/bench_compact_quality.py --name try96 --set resolution=96 --set base_steps=260 --torch
       # --torch: the model folder's torch networks generate (no export); same images up to float rounding
+    python benchmarks/bench_compact_quality.py --variants baseline,dihedral,ema --seeds 0   # the levers
+
+Every run prints a table of every variant in the JSON (realism, fidelity, time).
 """
 
 from __future__ import annotations
@@ -60,7 +67,16 @@ BEFORE = {
     "prediction_type": "epsilon",
     "zero_terminal_snr": False,
 }
-VARIANTS: dict[str, dict] = {"before": BEFORE, "after": {}}
+# The levers of issue 17, each against today's default ("baseline", the same as "after").
+EMA_DECAY = 0.995  # about the last 200 steps of a 500-step stage
+VARIANTS: dict[str, dict] = {
+    "before": BEFORE,
+    "after": {},
+    "baseline": {},
+    "dihedral": {"dihedral": True},
+    "ema": {"ema_decay": EMA_DECAY},
+    "dihedral+ema": {"dihedral": True, "ema_decay": EMA_DECAY},
+}
 
 
 def parse_value(text: str):
@@ -132,7 +148,24 @@ def mask_specific_gain(masks, predicted) -> list[float]:
     return gains
 
 
-def measure(masks, images, reals, segmenter) -> dict:
+def realism(reals, images, masks, seed: int) -> dict:
+    """C2ST accuracy of real against generated images and the Lab colour distances."""
+    from lesionaug.evaluate.image_realism import ColourSample, RealismConfig, colour_distances, two_sample_test
+
+    result = two_sample_test(list(reals), list(images), RealismConfig(seed=seed))
+    real_colours, generated_colours = ColourSample(), ColourSample()
+    for real, image, mask in zip(reals, images, masks):
+        real_colours.add(real, mask)
+        generated_colours.add(image, mask)
+    return {
+        "c2st_accuracy": {"mean": round(result.accuracy, 4), "std": round(result.std, 4),
+                          "folds": [round(a, 4) for a in result.fold_accuracies], "n": result.n_per_sample},
+        "colour_distances": {region: {c: round(v, 3) for c, v in values.items()}
+                             for region, values in colour_distances(real_colours, generated_colours).items()},
+    }
+
+
+def measure(masks, images, reals, segmenter, seed: int = 0) -> dict:
     from lesionaug.evaluate.metrics import dice_coefficient, structural_similarity
 
     predicted = segmenter.predict(list(images))
@@ -142,8 +175,16 @@ def measure(masks, images, reals, segmenter) -> dict:
         real_lesion, real_skin = region_colours(real, mask)
         colour_lesion.append(float(np.abs(gen_lesion - real_lesion).mean()))
         colour_skin.append(float(np.abs(gen_skin - real_skin).mean()))
+    started = time.perf_counter()
+    measured = realism(reals, images, masks, seed)
+    measured["realism_seconds"] = round(time.perf_counter() - started, 1)
+    fidelity = [dice_coefficient(m, p) for m, p in zip(masks, predicted)]
     return {
-        "fidelity_dice": summary([dice_coefficient(m, p) for m, p in zip(masks, predicted)]),
+        **measured,
+        # What `augment --min-fidelity T` would retry at the first attempt: the share of images below T.
+        "first_attempt_rejected": {str(t): round(float(np.mean(np.asarray(fidelity) < t)), 4)
+                                   for t in (0.5, 0.6, 0.7, 0.8)},
+        "fidelity_dice": summary(fidelity),
         "fidelity_gain": summary(mask_specific_gain(masks, predicted)),
         "darkness_dice": summary([dice_coefficient(m, darkness_mask(i)) for m, i in zip(masks, images)]),
         "ssim": summary([structural_similarity(i, r) for i, r in zip(images, reals)]),
@@ -242,14 +283,14 @@ def run_variant(name: str, options: dict, index, segmenter, test, work: Path, ar
         "export_seconds": round(export_s, 1),
         "generate_seconds": round(generate_s, 1),
         "images_per_second": round(len(test) / generate_s, 2),
-        **measure(masks, images, reals, segmenter),
+        **measure(masks, images, reals, segmenter, seed),
         "grid": str(grid.relative_to(ROOT.parent)),
     }
     print(json.dumps({name: row}, indent=1), flush=True)
     return row
 
 
-METRICS = ("fidelity_dice", "fidelity_gain", "darkness_dice", "ssim", "lesion_colour_error", "skin_colour_error")
+METRICS = ("c2st_accuracy", "fidelity_dice", "fidelity_gain", "darkness_dice", "ssim", "lesion_colour_error", "skin_colour_error")
 COSTS = ("train_seconds", "train_cpu_seconds", "export_seconds", "generate_seconds")
 
 
@@ -258,7 +299,7 @@ def variant_record(options: dict, runs: list[dict]) -> dict:
     from lesionaug.train.config import TrainConfig
 
     resolved = TrainConfig(base="compact", **options).resolved().to_dict()
-    mean = {k: round(float(np.mean([r[k]["mean"] for r in runs])), 4) for k in METRICS}
+    mean = {k: round(float(np.mean([r[k]["mean"] for r in runs])), 4) for k in METRICS if k in runs[0]}
     mean |= {k: round(float(np.mean([r[k] for r in runs])), 1) for k in COSTS}
     return {
         "options": options,
@@ -294,7 +335,47 @@ def fidelity_segmenter(train, epochs: int, work: Path | None):
     return segmenter
 
 
-def references(test, segmenter) -> dict:
+def reference_realism(train, test, size: int, seed: int = 0) -> dict:
+    """C2ST of real training against real test images at ``size``: what indistinguishable looks like."""
+    from lesionaug.dataset.files import read_image
+    from lesionaug.evaluate.image_realism import RealismConfig, two_sample_test
+    from lesionaug.evaluate.segmenter import square_image as resize_image
+
+    reals = [resize_image(read_image(s.image), size) for s in test]
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(train), min(len(train), len(test)), replace=False))
+    others = [resize_image(read_image(train[i].image), size) for i in chosen]
+    result = two_sample_test(others, reals, RealismConfig(seed=seed))
+    return {"c2st_accuracy": round(result.accuracy, 4), "c2st_std": round(result.std, 4), "n": result.n_per_sample}
+
+
+def print_table(record: dict) -> None:
+    """Every variant the JSON holds: realism, fidelity (with the real-image ceiling) and time."""
+    refs = record.get("references", {})
+    header = (f"{'variant':<16} {'px':>4} {'C2ST acc':>9} {'fidelity':>9} {'ceiling':>8} {'of ceil':>8} "
+              f"{'SSIM':>6} {'train s':>8} {'gen s':>6}")
+    print(header)
+    print("-" * len(header))
+    for name, row in record.get("variants", {}).items():
+        mean, size = row["mean_over_seeds"], str(row["size"])
+        ceiling = refs.get(size, {}).get("fidelity_dice_real", {}).get("mean")
+        c2st = mean.get("c2st_accuracy")
+        share = mean["fidelity_dice"] / ceiling if ceiling else None
+        print(f"{name:<16} {size:>4} {_cell(c2st, 9, 3)} {_cell(mean['fidelity_dice'], 9, 3)} {_cell(ceiling, 8, 3)} "
+              f"{_cell(share, 8, 2)} {_cell(mean['ssim'], 6, 3)} {_cell(mean['train_seconds'], 8, 0)} "
+              f"{_cell(mean['generate_seconds'], 6, 0)}")
+    for size, ref in refs.items():
+        if "reference_c2st" in ref:
+            r = ref["reference_c2st"]
+            print(f"reference: real train vs real test at {size} px, C2ST accuracy {r['c2st_accuracy']:.3f} "
+                  f"+- {r['c2st_std']:.3f} (n={r['n']} per set)")
+
+
+def _cell(value, width: int, digits: int) -> str:
+    return f"{'n/a':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+
+
+def references(test, segmenter, train=None) -> dict:
     """The measures on the real images themselves (ceiling) and on a flat skin-coloured image (floor)."""
     from lesionaug.dataset.files import read_image, read_mask
     from lesionaug.evaluate.metrics import dice_coefficient
@@ -314,6 +395,8 @@ def references(test, segmenter) -> dict:
             "fidelity_gain_real": summary(mask_specific_gain(masks, on_real)),
             "darkness_dice_real": summary([dice_coefficient(m, darkness_mask(r)) for m, r in zip(masks, reals)]),
         }
+        if train is not None:
+            out[str(size)]["reference_c2st"] = reference_realism(train, test, size)
     return out
 
 
@@ -332,8 +415,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="measure on the first N test masks only")
     parser.add_argument("--work", type=Path, default=None, help="keep models here (default: a temporary folder)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--budget", metavar="BASE,CONTROLNET", default=None,
+                        help="override every variant's training steps (stage 1, stage 2), e.g. 150,100 on a loaded machine")
+    parser.add_argument("--table", action="store_true", help="print the table of the JSON's variants and stop")
     args = parser.parse_args()
     args.seeds = [int(v) for v in args.seeds.split(",")]
+    if args.table:
+        print_table(json.loads(args.out.read_text()))
+        return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch
@@ -346,6 +435,10 @@ def main() -> None:
         variants[args.name] = {k: parse_value(v) for k, v in variants[args.name].items()}
     else:
         variants = {name: VARIANTS[name] for name in args.variants.split(",")}
+    if args.budget:
+        base_steps, steps = (int(v) for v in args.budget.split(","))
+        variants = {f"{name}@{base_steps}+{steps}": {**options, "base_steps": base_steps, "steps": steps}
+                    for name, options in variants.items()}
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
@@ -357,7 +450,7 @@ def main() -> None:
         started = time.perf_counter()
         segmenter = fidelity_segmenter(train, args.segmenter_epochs, args.work)
         segmenter_s = time.perf_counter() - started
-        refs = references(test, segmenter)
+        refs = references(test, segmenter, train)
         rows = dict(previous.get("variants", {}))
         for name, options in variants.items():
             runs = [run_variant(name, options, index, segmenter, test, work, args, seed) for seed in args.seeds]
@@ -380,6 +473,7 @@ def main() -> None:
         } | {"size": {"before": rows["before"]["size"], "after": rows["after"]["size"]}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
+    print_table(record)
     print(f"wrote {args.out}")
 
 

@@ -328,6 +328,10 @@ def test_other_sizes_and_png_output(run, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert result.envelope["data"]["output_size"] == [96, 64]
     assert result.envelope["data"]["generation_size"] == [64, 44]  # the model's 64 px on the long side
+    # The generator works below the pairs' size: the result and the run record say so.
+    note = result.envelope["data"]["size_note"]
+    assert note.startswith("the generator makes 64x44 images and the pairs are 96x64")
+    assert json.loads((out / RUN_NAME).read_text())["size_note"] == note
     for entry in manifest_by_id(out).values():
         image, mask = Image.open(out / entry["image"]), Image.open(out / entry["mask"])
         assert image.format == "PNG" and image.size == (96, 64) and mask.size == (96, 64)
@@ -335,6 +339,22 @@ def test_other_sizes_and_png_output(run, tmp_path):
     lines = label_file.read_text().splitlines()
     assert lines[0].startswith("image,MEL") and [ln.split(",")[0] for ln in lines[1:]] == ["SYN_0000001", "SYN_0000002"]
     assert {s.id for s in load_dataset(out).samples} == {"SYN_0000001", "SYN_0000002"}
+
+
+def test_pairs_take_the_datasets_size_and_an_upscale_is_said_in_one_line(run, tmp_path):
+    """No --size: the demo's 64 px images give 64 px pairs from the 64 px model, nothing said;
+    128 px pairs from it are upscaled, and stderr says so once."""
+    engine = str(run.engine_dir)
+    base = ["augment", str(run.dataset), "--model", engine, "--steps", "2", "--guidance", "1.0", "--n", "1",
+            "--synthetic-only", "--json"]  # fmt: skip
+    default = invoke(*base, "--out", str(tmp_path / "default"), "-q")
+    assert default.exit_code == 0 and default.envelope["data"]["output_size"] == [64, 64]
+    assert default.envelope["data"]["size_note"] is None
+    upscaled = invoke(*base, "--out", str(tmp_path / "big"), "--size", "128")
+    assert upscaled.exit_code == 0, upscaled.stderr
+    said = " ".join(upscaled.stderr.split())  # the console wraps long lines at its width
+    assert said.count("the generator makes") == 1 and f"warning: {upscaled.envelope['data']['size_note']}" in said
+    assert "64x64 images and the pairs are 128x128" in said
 
 
 def test_a_pair_that_fails_to_write_gives_exit_5_and_the_rerun_completes(run, tmp_path, monkeypatch):

@@ -12,7 +12,6 @@ from lesionaug.augment.options import AugmentOptions
 from lesionaug.cli import app
 from lesionaug.dataset.labels import DIAGNOSES
 from lesionaug.plan.jobs import PlanConfig, Shard
-from lesionaug.train.networks import COMPACT_SIZES
 
 JOB_KEYS = {"index", "id", "prompt", "labels", "mask_seed", "noise_seed"}
 
@@ -104,24 +103,34 @@ def test_diagnosis_weights_template_prefix_and_source(demo):
     assert plan["config"]["size"] == [96, 64]
 
 
-def test_default_size_is_the_generators_resolution_so_nothing_is_resampled(demo, tmp_path):
-    # No model: the default compact model (small on a CPU) that augment would train.
-    assert plan_of(demo, "--n", "3")["config"]["size"] == [COMPACT_SIZES["small"]["resolution"]] * 2
-    assert plan_of(demo, "--n", "3", "--model-size", "tiny")["config"]["size"] == [COMPACT_SIZES["tiny"]["resolution"]] * 2
-    # A model folder or an engine folder: the resolution it was trained at, read from its card.
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "lesionaug.json").write_text(json.dumps({"format": "lesionaug.model/1", "resolution": 96}))
+def test_default_size_is_the_datasets_most_common_image_size_never_the_models(demo, tmp_path):
+    from PIL import Image
+
+    assert plan_of(demo, "--n", "3")["config"]["size"] == [64, 64]  # the demo's images are 64 px
+    # A model's resolution does not choose the size (it is not even read by a dry run).
     engine = tmp_path / "engine"
     engine.mkdir()
     (engine / "lesionaug.json").write_text(json.dumps({"format": "lesionaug.engine/1", "model": {"resolution": 128}}))
-    assert plan_of(demo, "--n", "3", "--model", str(model))["config"]["size"] == [96, 96]
-    assert plan_of(demo, "--n", "3", "--model", str(engine))["config"]["size"] == [128, 128]
+    assert plan_of(demo, "--n", "3", "--model", str(engine))["config"]["size"] == [64, 64]
     assert plan_of(demo, "--n", "3", "--model", str(engine), "--size", "80x64")["config"]["size"] == [80, 64]
-    # A card without a resolution cannot choose the size: one line that says to pass --size.
-    (engine / "lesionaug.json").write_text(json.dumps({"format": "lesionaug.engine/1", "model": {}}))
-    exit_code, error = error_of(demo, "--n", "3", "--model", str(engine), "--dry-run")
-    assert exit_code == 4 and "records no resolution" in error["message"] and "--size" in error["fix"]
+    # Mixed sizes: the commonest wins (3 of 5 images are 96x72 here).
+    from lesionaug.demo.write import write_demo_dataset
+
+    mixed = write_demo_dataset(tmp_path / "mixed", n=5, size=64, seed=1, layout="paired")
+    images = sorted(mixed.glob("*/images/*.png"))
+    assert len(images) == 5
+    for path in images[:3]:
+        for file in (path, path.parent.parent / "masks" / path.name):
+            Image.open(file).resize((96, 72), Image.NEAREST).save(file)
+    assert plan_of(str(mixed), "--n", "2")["config"]["size"] == [96, 72]
+
+
+def test_resolution_note_says_when_the_generator_works_below_the_pair_size():
+    from lesionaug.augment.output_size import resolution_note
+
+    assert resolution_note((128, 128), (128, 128)) is None and resolution_note((256, 256), (128, 128)) is None
+    note = resolution_note((64, 64), (128, 96))
+    assert note.startswith("the generator makes 64x64 images and the pairs are 128x96") and "\n" not in note
 
 
 def test_a_joined_label_table_changes_the_fingerprint_and_the_prompts(demo, plan30):
@@ -192,8 +201,8 @@ def test_without_dry_run_the_options_go_to_run_augment(demo, monkeypatch):
     assert result.exit_code == 0, result.output
     options = received["options"]
     assert isinstance(options, AugmentOptions) and not options.dry_run
-    side = COMPACT_SIZES["small"]["resolution"]  # no --size, no --model: the default compact model's
-    assert options.plan == PlanConfig(n=7, seed=3, size=(side, side))
+    # No --size: marked, and settled from the dataset's images once run_augment indexes it.
+    assert options.size_from_dataset and options.plan == PlanConfig(n=7, seed=3)
     assert options.shard == Shard(0, 2)
     assert json.loads(result.stdout)["data"] == {"generated": 7}
 

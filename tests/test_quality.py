@@ -121,3 +121,22 @@ def test_bad_split_and_missing_model_exit_with_one_line(demo_isic2018, tmp_path)
     no_model = runner.invoke(app, ["quality", str(demo_isic2018), "--model", str(tmp_path / "none"), "-q"])
     assert no_model.exit_code == 4
     assert len([line for line in no_model.stderr.splitlines() if line.strip()]) == 1
+
+
+@pytest.mark.slow
+def test_image_realism_is_measured_reported_and_can_be_skipped(quality_run, demo_isic2018, tmp_path):
+    realism = quality_run["data"]["image_realism"]
+    for key in ("c2st_accuracy", "c2st_std", "reference_c2st_accuracy", "reference_c2st_std"):
+        assert key in realism
+    # 4 test images: 4 folds of one real and one generated image each; the accuracy is their mean.
+    assert realism["c2st_n_per_sample"] == 4 and len(realism["c2st_fold_accuracies"]) == 4
+    assert realism["c2st_accuracy"] == pytest.approx(np.mean(realism["c2st_fold_accuracies"]))
+    assert set(realism["colour_distances"]) == {"inside", "outside"}
+    assert all(set(v) == {"L", "a", "b"} for v in realism["colour_distances"].values())
+    out = quality_run["out"]
+    assert (out / "image_realism.png").is_file() and "### Image realism" in (out / "report.md").read_text()
+    args = ["quality", str(demo_isic2018), "--model", str(quality_run["engine"]), "--limit", "2", "--no-fidelity"]
+    result = runner.invoke(app, [*args, *TINY, "--no-realism", "--out", str(tmp_path / "r"), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["data"]["image_realism"] is None
+    assert not (tmp_path / "r" / "image_realism.png").exists()

@@ -92,7 +92,14 @@ def test_every_plot_is_a_png():
     scatter = report_plots.per_image_scatter(RESULTS, RUNS, ["mel", None])
     distances = report_plots.nearest_distance_histogram(rng.random(20), rng.random(10), 0.1)
     captioned = report_plots.triplet_grid([(mask, image, image)], ("a", "b", "c"), ["SYN_1 / ISIC_2: 0.123"])
-    for png in (grid, histograms, report_plots.dice_vs_synthetic(RESULTS, RUNS, "t"), scatter, distances, captioned):
+    realism = report_plots.image_realism({
+        "c2st_accuracy": 0.8, "c2st_std": 0.1, "c2st_fold_accuracies": [0.7, 0.9],
+        "reference_c2st_accuracy": None, "reference_c2st_std": None, "reference_c2st_fold_accuracies": [],
+        "colour_distances": {"inside": {"L": 3.0, "a": 1.0, "b": None}, "outside": {"L": 1.0, "a": 0.5, "b": 2.0}},
+    })  # fmt: skip
+    dice = report_plots.dice_vs_synthetic(RESULTS, RUNS, "t")
+    plots = (grid, histograms, dice, scatter, distances, captioned, realism)
+    for png in plots:
         assert png.startswith(PNG) and len(png) > 1000
 
 

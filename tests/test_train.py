@@ -144,9 +144,9 @@ def test_controlnet_stage_leaves_the_base_bit_identical():
     assert parts.controlnet is not None
 
 
-@pytest.mark.parametrize("stop_at", [2, 5])  # inside stage 1, inside stage 2
-def test_resume_equals_an_uninterrupted_run(tmp_path, stop_at):
-    config = tiny_config(base_steps=3, steps=4, checkpoint_every=2)
+@pytest.mark.parametrize(("stop_at", "ema"), [(2, 0.0), (5, 0.0), (5, 0.9)])  # in stage 1, in stage 2; EMA
+def test_resume_equals_an_uninterrupted_run(tmp_path, stop_at, ema):
+    config = tiny_config(base_steps=3, steps=4, checkpoint_every=2, ema_decay=ema)
     data = blob_set()
 
     def train(out, reporter, **kw):
@@ -163,6 +163,36 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, stop_at):
     assert whole.keys() == cut.keys() and len(whole) > 0
     for key in whole:
         assert np.array_equal(whole[key], cut[key]), key
+
+
+def test_the_weight_average_follows_its_warmed_up_decay():
+    from lesionaug.train.ema import WeightAverage
+
+    param = torch.zeros(2)
+    average = WeightAverage([param], decay=0.9)
+    param += 1.0
+    average.update([param])  # decay min(0.9, 2/11): 2/11 * 0 + 9/11 * 1
+    assert average.shadow[0].tolist() == pytest.approx([9 / 11] * 2)
+    for _ in range(200):
+        average.update([param])
+    param.zero_()
+    average.update([param])  # the decay has reached 0.9: 0.9 * (about 1) + 0.1 * 0
+    assert average.shadow[0].tolist() == pytest.approx([0.9] * 2, abs=1e-6)
+    average.copy_to([param])
+    assert param.tolist() == pytest.approx([0.9] * 2, abs=1e-6)
+
+
+def test_ema_saves_averaged_weights_not_the_last_steps():
+    data = blob_set()
+    weights = {}
+    for ema in (0.0, 0.9):
+        config = tiny_config(base_steps=0, steps=4, lr=1e-3, ema_decay=ema)
+        parts = load_parts(config, data.prompts)
+        run_stage(parts, data, TrainingStage("controlnet", 1, 0, 4, 1e-3), config, make_accelerator("no"), SILENT)
+        weights[ema] = state_hash(parts.controlnet)
+    assert weights[0.0] != weights[0.9]
+    with pytest.raises(ConfigError):
+        TrainConfig(ema_decay=1.0)
 
 
 def test_masks_reach_the_controlnet_as_zeros_and_ones_only():

@@ -24,3 +24,12 @@ def derive_seed(master_seed: int, index: int, stream: int) -> int:
     # generate_state's words do not depend on how many are asked for, so stream s is word s.
     state = np.random.SeedSequence(master_seed, spawn_key=(index,)).generate_state(stream + 1, np.uint64)
     return int(state[stream] >> np.uint64(1))
+
+
+def derive_attempt_seed(master_seed: int, index: int, attempt: int, stream: int = NOISE_STREAM) -> int:
+    """A seed for retry ``attempt`` (2, 3, ...) of item ``index``: a stream of its own, independent
+    of the item's first draw (``derive_seed``) and of every other item's and attempt's."""
+    if master_seed < 0 or index < 0 or attempt < 2:
+        raise ValueError(f"retries are attempts 2, 3, ... of a non-negative seed and index, got {attempt}")
+    state = np.random.SeedSequence(master_seed, spawn_key=(index, attempt)).generate_state(stream + 1, np.uint64)
+    return int(state[stream] >> np.uint64(1))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lesionaug.atomic_files import LINK_MODES
+from lesionaug.augment.fidelity_filter import FidelityFilter, fidelity_filter_from_options
 from lesionaug.engine.provider_options import TensorrtSettings
 from lesionaug.engine.providers import nvidia_gpus
 from lesionaug.engine.sampler import (
@@ -53,6 +54,7 @@ class GenerationOptions:
     device: int = 0  # the GPU a single worker runs on (CUDA device id)
     gpus: tuple[int, ...] = ()  # one worker per listed GPU over interleaved batches; () = one worker on ``device``
     trt_workspace_gb: float | None = None  # TensorRT build workspace limit; None: TensorRT's default
+    fidelity_filter: FidelityFilter | None = None  # --min-fidelity, --max-attempts, --on-reject
 
     def __post_init__(self) -> None:
         self.sampler_settings()  # validates scheduler, steps, guidance and control scale
@@ -95,6 +97,10 @@ class GenerationOptions:
         kwargs = {f.name: values[f.name] for f in fields(cls) if f.name in values}
         gpus = kwargs.get("gpus")
         kwargs["gpus"] = parse_gpus(gpus) if isinstance(gpus, str) else tuple(gpus or ())
+        # The one field three options make: --min-fidelity, tuned by --max-attempts and --on-reject.
+        kwargs["fidelity_filter"] = fidelity_filter_from_options(
+            values.get("min_fidelity"), values.get("max_attempts"), values.get("on_reject")
+        )
         return cls(**kwargs)
 
     def sampler_settings(self) -> SamplerSettings:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lesionaug.augment.fidelity_filter import CheckedImage
 from lesionaug.augment.stop import StopRequest
 from lesionaug.output.pair_writer import PairRecord, PairWriter
 from lesionaug.plan.jobs import Job
@@ -40,6 +41,7 @@ class LoopStats:
     generated: int = 0  # images produced by the engine (including regenerated finished ones)
     submitted: int = 0  # pairs handed to the writer
     skipped_existing: int = 0
+    dropped: int = 0  # rejected by --min-fidelity with --on-reject drop
     stopped_early: bool = False
     seconds: dict = field(default_factory=lambda: {"masks_wait": 0.0, "generate": 0.0, "submit_wait": 0.0})
 
@@ -102,7 +104,13 @@ def run_generation(
             for job, image, mask in zip(batch, images, masks):
                 if job.index in done:
                     continue
-                writer.submit(job.record, np.asarray(image), mask)
+                record = job.record
+                if isinstance(image, CheckedImage):  # --min-fidelity: the kept attempt, or None if dropped
+                    record, image = image.record, image.image
+                    if image is None:
+                        stats.dropped += 1
+                        continue
+                writer.submit(record, np.asarray(image), mask)
                 written_now += 1
             t3 = time.perf_counter()
             stats.batches += 1

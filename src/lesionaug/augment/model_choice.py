@@ -19,13 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lesionaug.cards import find_card, model_card_of, read_card
+from lesionaug.cards import find_card, read_card
 from lesionaug.dataset.subsets import RealSubset, choose_real_subset
 from lesionaug.engine.integrity import verify_engine
 from lesionaug.engine.registry import cache_root
 from lesionaug.errors import ConfigError, ModelError
 from lesionaug.export.run import export_model
-from lesionaug.formats import CARD_NAME as CARD
 from lesionaug.formats import ENGINE_FORMAT, MODEL_FORMAT
 from lesionaug.output.lock import OutputLock
 from lesionaug.progress import SILENT, Reporter
@@ -139,21 +138,6 @@ def engine_for_model(model_dir: Path, precision: str, reporter: Reporter = SILEN
     if not exists:
         _locked_export(model_dir, engine_dir, precision, reporter, allow_pickle)
     return _engine(engine_dir, Path(model_dir), "cached" if exists else "exported")
-
-
-def generator_resolution(model: Path | None, model_size: str | None, train_steps: int | None) -> int:
-    """The side, in pixels, the generator makes images at: the given model's or engine's training
-    resolution, else that of the default compact model ``augment`` would train. Reads one small file."""
-    if model is None:
-        return default_budget(model_size, train_steps).config().resolved().resolution
-    path = Path(model).expanduser().resolve()
-    card = read_card(path, MODEL_FORMAT, ENGINE_FORMAT)
-    model_card = model_card_of(card)
-    resolution = (model_card or {}).get("resolution")
-    if not isinstance(resolution, int) or resolution < 1:
-        raise ModelError("its lesionaug.json records no resolution", path=path / CARD,
-                         fix="pass --size, or re-export the model with this version of lesionaug")
-    return resolution
 
 
 def resolve_given_model(path: Path, precision: str, reporter: Reporter = SILENT, *,

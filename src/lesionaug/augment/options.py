@@ -41,14 +41,17 @@ class AugmentOptions:
     generation: GenerationOptions = field(default_factory=GenerationOptions)
     # Only these real training pairs feed the generator, its masks and its labels (None: the whole split).
     real_subset: RealSubset | None = None
+    # No --size: the pairs take the dataset's most common image size, settled once it is indexed
+    # (augment/output_size.py; until then plan.size is PlanConfig's placeholder). Recorded as asked.
+    size_from_dataset: bool = False
 
     @classmethod
-    def from_cli(cls, dataset: Path, values: Mapping[str, Any], *, generator_side: int | None = None) -> AugmentOptions:
+    def from_cli(cls, dataset: Path, values: Mapping[str, Any]) -> AugmentOptions:
         """The command's parameter values, by name, as one validated options object.
 
         Generation fields take the value of the same name (``GenerationOptions.from_values``); the
-        planning half maps the few options whose names differ from their fields. ``generator_side``
-        is the resolved model's resolution, needed only when ``size`` is not given.
+        planning half maps the few options whose names differ from their fields. Without ``size``
+        the pairs take the dataset's size, settled once it is indexed (``augment/output_size.py``).
         """
         if values.get("n") is None:
             raise UsageError("--n is required", fix="pass --n N (or n = N in the --config file)")
@@ -69,7 +72,6 @@ class AugmentOptions:
             split_seed=split_seed,
             dry_run=values.get("dry_run", False),
             generation=GenerationOptions.from_values(values),
-            generator_side=generator_side,
             real_subset=real_subset_from_options(values.get("real_fraction"), values.get("real_count"), split_seed),
         )
 
@@ -84,6 +86,7 @@ class AugmentOptions:
             "dry_run": self.dry_run,
             "generation": self.generation.to_dict(),
             "real_subset": self.real_subset.to_dict() if self.real_subset else None,
+            "size_from_dataset": self.size_from_dataset,
         }
 
 
@@ -139,17 +142,13 @@ def augment_options(
     split_seed: int = 0,
     dry_run: bool = False,
     generation: GenerationOptions | None = None,
-    generator_side: int | None = None,
     real_subset: RealSubset | None = None,
 ) -> AugmentOptions:
     """Build and validate ``AugmentOptions`` from option strings, before any expensive step.
 
-    Without ``size``, pairs are square at ``generator_side``: the resolution of the model that will
-    generate them (``augment.model_choice.generator_resolution``, read once the model is known), so
-    nothing is resampled. One of the two is needed.
+    Without ``size``, pairs take the dataset's most common image size, never the generator's
+    resolution (``augment.output_size.with_dataset_size``, once the dataset is indexed).
     """
-    if size is None and generator_side is None:
-        raise UsageError("no size for the new pairs", fix="pass --size, or the generator's resolution")
     plan_kwargs = {}
     if template is not None:
         plan_kwargs["template"] = template
@@ -160,7 +159,7 @@ def augment_options(
         seed=seed,
         labels=label_spec_from_options(labels, diagnosis),
         mask_source=mask_source,
-        size=parse_size(size) if size is not None else (generator_side, generator_side),
+        **({"size": parse_size(size)} if size is not None else {}),
         **plan_kwargs,
     )
     return AugmentOptions(
@@ -173,6 +172,7 @@ def augment_options(
         dry_run=dry_run,
         generation=generation or GenerationOptions(),
         real_subset=real_subset,
+        size_from_dataset=size is None,
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lesionaug.augment.options import AugmentOptions
+from lesionaug.augment.output_size import with_dataset_size
 from lesionaug.dataset.index import DatasetIndex, Sample, load_dataset
 from lesionaug.dataset.subsets import choose_real_subset
 from lesionaug.masks.geometry import fit_within
@@ -79,6 +80,7 @@ def prepare_plan(options: AugmentOptions, reporter: Reporter = SILENT) -> Prepar
     A dry run lists every job, so its memory is checked from the job count before planning.
     """
     index = index_dataset(options, reporter)
+    options = with_dataset_size(options, index)
     if options.dry_run:
         check_memory(
             len(selected_indices(options.plan.n, options.shard)), PREVIEW_BYTES_PER_JOB, "jobs listed by a dry run",

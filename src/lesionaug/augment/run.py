@@ -22,12 +22,14 @@ import numpy as np
 
 from lesionaug import __version__
 from lesionaug.atomic_files import remove_temporaries
+from lesionaug.augment.fidelity_filter import FilterTally, ScorerFactory, filtered_generator
 from lesionaug.augment.loop import LoopJobs
 from lesionaug.augment.model_choice import (
     dataset_model,
     default_budget,
     resolve_given_model,
 )
+from lesionaug.augment.output_size import resolution_note, with_dataset_size
 from lesionaug.augment.preparation import (
     index_dataset,
     plan_from_index,
@@ -130,13 +132,14 @@ def warn_generator_extra_data(resolved, fitted_ids: list[str], options, reporter
         )
 
 
-def run_augment(options, reporter: Reporter = SILENT) -> dict:
+def run_augment(options, reporter: Reporter = SILENT, pair_scorer: ScorerFactory | None = None) -> dict:
     """Generate the plan's pairs into the output folder; see the module docstring."""
     gen = options.generation
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     # 1. The dataset, indexed and checked; then the output folder: never inside the input, never foreign.
     index = index_dataset(options, reporter)
+    options = with_dataset_size(options, index)  # no --size: the dataset's most common image size
     out = Path(gen.out) if gen.out is not None else default_out(index.root)
     previous = check_output_folder(out, index.root)
     output = plan_output(index, gen.image_format, synthetic_only=gen.synthetic_only, masks_dir=options.masks)
@@ -156,6 +159,8 @@ def run_augment(options, reporter: Reporter = SILENT) -> dict:
     jobs_info = {"n": plan.config.n, "shard": [plan.shard.index, plan.shard.count] if plan.shard else None}
     identity = {"plan": plan.plan_hash, "sampler": asdict(settings), "output": output.identity(),
                 "synthetic_only": gen.synthetic_only}
+    if gen.fidelity_filter is not None:  # only then, so earlier outputs keep their identity
+        identity["fidelity_filter"] = gen.fidelity_filter.to_dict()
     replacing = check_previous_run(out, previous, identity, jobs_info, force=gen.force)  # before any training
     _check_collisions(plan, output)
 
@@ -180,7 +185,8 @@ def run_augment(options, reporter: Reporter = SILENT) -> dict:
                       "which no longer runs")
     try:
         check_link_mode(list(output.originals), out, gen.link)  # --link reflink fails here, not after generating
-        return _run_locked(options, prepared, out, output, identity, jobs_info, estimate, timings, t0, reporter)
+        return _run_locked(options, prepared, out, output, identity, jobs_info, estimate, timings, t0, reporter,
+                           pair_scorer)
     finally:
         lock.release()
         if created:
@@ -223,7 +229,8 @@ def _check_collisions(plan, output) -> None:
                     )
 
 
-def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, timings, t0, reporter) -> dict:
+def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, timings, t0, reporter,
+                pair_scorer=None) -> dict:
     gen = options.generation
     index, plan = prepared.index, prepared.plan
     t = time.perf_counter()
@@ -234,6 +241,12 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
     identity = {**identity, "engine_hash": resolved.engine_hash, "provider": provider}
     previous = read_run_record(out)  # again, now that the lock is held
     replacing = check_previous_run(out, previous, identity, jobs_info, force=gen.force)
+    checks, score = None, None
+    if gen.fidelity_filter is not None:  # the fidelity segmenter: trained once, cached beside the model
+        if pair_scorer is None:
+            raise ConfigError("--min-fidelity needs a pair scorer", fix="pass pair_scorer=fidelity_scorer_factory()")
+        score = pair_scorer(prepared.train, resolved)
+        checks = FilterTally(gen.fidelity_filter)
     timings["model_s"] = time.perf_counter() - t
 
     # 5. The run record marks the folder as ours; a replaced run's files go; temporaries of a killed run go.
@@ -277,6 +290,10 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
 
     linking = threading.Thread(target=link_all, name="lesionaug-originals")
     record.update(provider=engine.provider, generation_size=list(gen_size), output_size=list(plan.config.size))
+    size_note = resolution_note(gen_size, plan.config.size)
+    if size_note:
+        reporter.warn(size_note)
+        record["size_note"] = size_note
     shape_model = prepared.shape_model
 
     def sample_masks(batch):
@@ -284,16 +301,17 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
                 for j in batch]
 
     def batch_generator(worker_engine):
-        def generate_batch(batch, masks):
+        def generate_images(batch, masks, seeds):
             control = [control_mask(m, gen_size) for m in masks]
             if isinstance(worker_engine, GanEngine):  # Pix2PixHD: label map -> image, no sampler
                 images = worker_engine.generate_from_labels([j.record.labels for j in batch], control)
             else:
-                images = generate(worker_engine, [j.record.prompt for j in batch], control,
-                                  [j.record.noise_seed for j in batch], settings)
+                images = generate(worker_engine, [j.record.prompt for j in batch], control, seeds, settings)
             return [output_image(img, plan.config.size) for img in images]
 
-        return generate_batch
+        if checks is not None:  # --min-fidelity: each pair scored, retried with seeds of its own
+            return filtered_generator(generate_images, score, gen.fidelity_filter, plan.config.seed, done, checks)
+        return lambda batch, masks: generate_images(batch, masks, [j.record.noise_seed for j in batch])
 
     # 7. Generate what is missing; the writer pool encodes and writes behind the engine.
     if isinstance(engine, GanEngine):  # no scheduler, steps, guidance or control scale: null in the manifest
@@ -326,6 +344,8 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
     timings["generate_s"] = stats.seconds["generate"] if stats else 0.0
     # What each engine did (a CUDA graph fallback is noted on its first run) and each worker's share.
     record["engines"] = [e.describe() for e in engines]
+    if checks is not None:
+        record["fidelity_filter"] = checks.to_dict()
     record["workers"] = [{"device": d, "batches": w.batches} for d, w in zip(gen.worker_devices, per_worker)]
     n_written = tally.written
     counts = {"n_jobs": len(plan.jobs), "n_generated": n_written, "n_skipped_existing": len(done),
@@ -335,10 +355,12 @@ def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, t
         "n_skipped_existing": len(done), "n_failed": len(tally.failed), "plan_hash": plan.plan_hash,
         "n_jobs": len(plan.jobs), "shard": plan.shard.describe() if plan.shard else None,
         "provider": engine.provider, "engine": str(resolved.engine_dir), "model_source": resolved.source,
-        "generation_size": list(gen_size), "output_size": list(plan.config.size),
+        "generation_size": list(gen_size), "output_size": list(plan.config.size), "size_note": size_note,
         "images_per_second": round(n_written / timings["generation_wall_s"], 3) if n_written else None,
         **training_skipped(index), "link": gen.link,
     }
+    if checks is not None:
+        result["fidelity_filter"] = checks.to_dict()
     if output.external_masks:
         result["read_with"] = f"--masks {out / output.external_masks}"
     stopped = error is not None or (stats is not None and stats.stopped_early) or tally.failed

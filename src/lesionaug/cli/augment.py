@@ -12,7 +12,6 @@ from rich.table import Table
 
 from lesionaug.atomic_files import LINK_MODES
 from lesionaug.augment.generation_options import IMAGE_FORMAT_CHOICES, MODEL_SIZE_CHOICES, PROVIDERS
-from lesionaug.augment.model_choice import generator_resolution
 from lesionaug.augment.options import AugmentOptions
 from lesionaug.augment.preparation import prepare_plan, preview_plan
 from lesionaug.augment.run import run_augment
@@ -32,6 +31,7 @@ from lesionaug.cli.masks import MasksDirOpt, MaskSourceOpt, RealCountOpt, RealFr
 from lesionaug.cli.option_types import SIZE_METAVAR, choice, size_text
 from lesionaug.engine.sampler import SCHEDULERS
 from lesionaug.progress import Reporter
+from lesionaug.evaluate.pair_fidelity import fidelity_scorer_factory
 
 PREVIEW_ROWS = 10
 
@@ -79,11 +79,8 @@ def render_run(data: dict, console: Console) -> None:
 
 
 def build_options(dataset: Path, values: dict) -> AugmentOptions:
-    """Step 1: the parameter values as one options object; the model's side when --size is absent."""
-    side = None
-    if values.get("size") is None:
-        side = generator_resolution(values["model"], values["model_size"], values["train_steps"])
-    return AugmentOptions.from_cli(dataset, values, generator_side=side)
+    """Step 1: the parameter values as one options object."""
+    return AugmentOptions.from_cli(dataset, values)
 
 
 def run_or_preview(options: AugmentOptions, reporter: Reporter) -> tuple[dict, Callable[[Console], None]]:
@@ -91,7 +88,9 @@ def run_or_preview(options: AugmentOptions, reporter: Reporter) -> tuple[dict, C
     if options.dry_run:
         plan = preview_plan(prepare_plan(options, reporter), reporter)
         return plan, lambda console: render_plan(plan, console)
-    data = run_augment(options, reporter)
+    # --min-fidelity's segmenter comes from evaluate/, which augment/ may not import: handed in here.
+    checked = {"pair_scorer": fidelity_scorer_factory(reporter=reporter)} if options.generation.fidelity_filter else {}
+    data = run_augment(options, reporter, **checked)
     return data, lambda console: render_run(data, console)
 
 
@@ -147,7 +146,7 @@ def augment(
             "--size",
             parser=size_text,
             metavar=SIZE_METAVAR,
-            help="Size of the new pairs: 512 (square) or WxH (default: the generator's resolution, so nothing is resampled).",
+            help="Size of the new pairs: 512 (square) or WxH (default: the dataset's most common image size).",
         ),
     ] = None,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Id prefix of new pairs (default SYN_).")] = None,
@@ -216,6 +215,20 @@ def augment(
         typer.Option("--break-lock", help="Clear a stale lock left on a filesystem without file locks or by "
                      "another host (refused while a live run holds it)."),
     ] = False,
+    min_fidelity: Annotated[
+        float | None,
+        typer.Option("--min-fidelity", help="Check each pair with a segmenter trained on the real training pairs "
+                     "(cached beside the model); a pair whose Dice against its mask is below this is generated "
+                     "again with a new noise seed."),
+    ] = None,
+    max_attempts: Annotated[
+        int | None, typer.Option("--max-attempts", help="Attempts per pair under --min-fidelity (default 3).")
+    ] = None,
+    on_reject: Annotated[
+        choice(("drop", "keep")) | None,
+        typer.Option("--on-reject", case_sensitive=False, help="A pair still below --min-fidelity after every attempt: drop (default) "
+                     "or keep (its best attempt)."),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the plan (ids, prompts, label counts, mask statistics); no model.")
     ] = False,

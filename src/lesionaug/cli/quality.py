@@ -14,6 +14,7 @@ from lesionaug.cli.option_types import choice, square_side
 from lesionaug.engine.sampler import SCHEDULERS
 from lesionaug.evaluate.quality import SPLITS, QualityConfig, run_quality
 from lesionaug.evaluate.segmenter import ARCHITECTURES, DEVICES, SegmenterConfig
+from lesionaug.evaluate.image_realism import RealismConfig
 
 
 @app.command("quality")
@@ -54,6 +55,13 @@ def quality(
         bool,
         typer.Option("--fidelity/--no-fidelity", help="Measure mask fidelity with a segmenter trained on real data."),
     ] = True,
+    realism: Annotated[
+        bool,
+        typer.Option(
+            "--realism/--no-realism",
+            help="Measure image realism: a CNN trained from scratch to tell real from generated images, Lab colours.",
+        ),
+    ] = True,
     seg_arch: Annotated[
         choice(ARCHITECTURES), typer.Option("--seg-arch", case_sensitive=False, help="Fidelity segmenter (MONAI).")
     ] = "unet",
@@ -81,8 +89,11 @@ def quality(
 ) -> None:
     """Measure a generator: for each real mask of the split, generate an image with that mask and the
     sample's own labels, and report SSIM against the real image (the paper's protocol), mask fidelity
-    (Dice of a real-data segmenter on the generated image against its mask) and, with --fid-weights,
-    FID and KID. Writes report.json, report.md and plots to --out.
+    (Dice of a real-data segmenter on the generated image against its mask), image realism (the
+    cross-validated accuracy of a small CNN trained from scratch to tell the real images from the
+    generated ones, 0.5 = indistinguishable, beside real training vs real test images, and Lab colour
+    distances inside and outside the lesion) and, with --fid-weights, FID and KID. Writes
+    report.json, report.md and plots to --out.
 
     Example: lesionaug quality ./example --model ./runs/model --split test --denoise-steps 20 --json
     """
@@ -114,6 +125,7 @@ def quality(
             labels=tuple(labels or ()),
             fid_weights=fid_weights,
             fidelity=fidelity,
+            realism=RealismConfig(seed=seed) if realism else None,
             segmenter=segmenter,
             out=out,
         )
@@ -144,6 +156,21 @@ def render(console, data: dict) -> None:
         console.print(f"FID {fid['fid']:.3f}   KID {fid['kid_mean']:.5f} +- {fid['kid_std']:.5f}", markup=False)
     else:
         console.print(f"FID/KID {fid['message']}", markup=False)
+    realism = data.get("image_realism")
+    if realism:
+        console.print(
+            f"image realism: real vs generated classifier accuracy {_accuracy(realism, 'c2st')}, "
+            f"real vs real {_accuracy(realism, 'reference_c2st')} (0.5 = indistinguishable)",
+            markup=False,
+        )
+        for region, values in realism["colour_distances"].items():
+            words = "  ".join(f"{c}* {v:.2f}" if v is not None else f"{c}* n/a" for c, v in values.items())
+            console.print(f"Lab Wasserstein distance {region} the lesion: {words}", markup=False)
     for note in data["notes"]:
         console.print(note, markup=False)
     console.print(f"report: {data['report']}", markup=False)
+
+
+def _accuracy(realism: dict, key: str) -> str:
+    mean, std = realism.get(f"{key}_accuracy"), realism.get(f"{key}_std")
+    return "n/a (too few images)" if mean is None else f"{mean:.3f} +- {std:.3f}"

@@ -143,6 +143,10 @@ def train(
         bool, typer.Option("--dihedral", help="Train on the 8 flips/rotations of each pair, the mask turned with "
                            "its image (latents cached for each: 8x the encoding).")
     ] = False,
+    ema_decay: Annotated[
+        float, typer.Option("--ema-decay", help="Save each stage's exponential moving average of its weights "
+                            "with this decay, e.g. 0.999 (0: off, the last step's weights).")
+    ] = 0.0,
     controlnet: Annotated[
         Path | None, typer.Option("--controlnet", help="Start from this ControlNet folder (trained on the same "
                                   "Stable Diffusion base) instead of one copied from the UNet.")
@@ -233,6 +237,7 @@ def train(
             gradient_checkpointing=gradient_checkpointing,
             optimizer=optimizer,
             dihedral=dihedral,
+            ema_decay=ema_decay,
             controlnet=str(controlnet) if controlnet is not None else None,
             cache_latents=not no_cache,
             allow_pickle=allow_pickle,

@@ -218,6 +218,36 @@ def distributions(values: dict[str, Sequence[float]], xlabel: str = "value") -> 
     return _png(figure)
 
 
+def image_realism(realism: dict) -> bytes:
+    """Left: the two-sample tests' accuracy per fold and mean +- std (0.5 = indistinguishable).
+    Right: Wasserstein distances per Lab channel, inside and outside the lesion."""
+    figure = _figure(9.0, 3.4)
+    ax = figure.add_subplot(1, 2, 1)
+    tests = (("real vs generated", "c2st"), ("real train vs real test", "reference_c2st"))
+    for x, (name, key) in enumerate(tests):
+        folds = realism.get(f"{key}_fold_accuracies") or []
+        mean, std = realism.get(f"{key}_accuracy"), realism.get(f"{key}_std")
+        ax.scatter([x] * len(folds), folds, s=14, color="tab:gray", alpha=0.7, zorder=3)
+        if mean is not None:
+            ax.bar(x, mean, yerr=std, width=0.5, color="tab:orange" if x == 0 else "tab:blue", alpha=0.7, capsize=4)
+    ax.axhline(0.5, color="black", linestyle="--", linewidth=1, label="chance (indistinguishable)")
+    ax.set_xticks(range(len(tests)), [name for name, _ in tests], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("cross-validated classifier accuracy")
+    ax.legend(fontsize=7, loc="lower right")
+    ax = figure.add_subplot(1, 2, 2)
+    distances = realism.get("colour_distances") or {}
+    channels = ("L", "a", "b")
+    for k, region in enumerate(("inside", "outside")):
+        values = [(distances.get(region) or {}).get(c) for c in channels]
+        ax.bar(np.arange(3) + (k - 0.5) * 0.38, [v if v is not None else 0.0 for v in values], width=0.38,
+               label=f"{region} the lesion", color="tab:red" if k == 0 else "tab:olive")
+    ax.set_xticks(range(3), [f"{c}*" for c in channels])
+    ax.set_ylabel("Wasserstein distance, real vs generated (Lab units)")
+    ax.legend(fontsize=7)
+    return _png(figure)
+
+
 def _finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64).ravel()
     return array[np.isfinite(array)]

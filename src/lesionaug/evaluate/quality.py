@@ -6,7 +6,10 @@ Mask fidelity: a segmenter trained on the real training split segments each gene
 Dice against the mask the image was generated from says whether the generator obeys the visual
 prompt. Read it between two references: the same segmenter on the real images (the ceiling) and
 on a flat image of the skin's mean colour (the floor: what it predicts without seeing a lesion).
-FID and KID need a feature extractor file (``--fid-weights``); without one they are skipped.
+Image realism (``image_realism.py``, skipped with ``--no-realism``): a small CNN trained from scratch to
+tell the real images of the split from the generated ones (cross-validated accuracy, 0.5 = cannot),
+beside the same test on real training against real split images, and Lab colour distances inside and
+outside the lesion. FID and KID need a feature extractor file (``--fid-weights``); without one they are skipped.
 Everything is computed batch by batch, so memory does not grow with the split.
 """
 
@@ -31,6 +34,14 @@ from lesionaug.evaluate.feature_distance import (
     ENABLE_HINT,
     FeatureDistances,
     load_feature_extractor,
+)
+from lesionaug.evaluate.image_realism import (
+    ColourSample,
+    RealismConfig,
+    colour_distances,
+    realism_section,
+    to_classifier_input,
+    two_sample_test,
 )
 from lesionaug.evaluate.metrics import dice_coefficient, structural_similarity
 from lesionaug.evaluate.report import write_report
@@ -68,6 +79,7 @@ class QualityConfig:
     labels: tuple[Path, ...] = ()  # external label tables joined by image id (--labels)
     fid_weights: Path | None = None
     fidelity: bool = True
+    realism: RealismConfig | None = field(default_factory=RealismConfig)  # None: --no-realism
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     out: Path = Path("lesionaug-report")
 
@@ -84,10 +96,11 @@ class QualityConfig:
             raise UsageError(f"--size must be at least 8 px (SSIM's 7x7 window), got {self.size}")
 
     def to_dict(self) -> dict:
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "segmenter"}
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("segmenter", "realism")}
         data = {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
         data["labels"] = [str(p) for p in self.labels]
         data["segmenter"] = self.segmenter.to_dict()
+        data["realism"] = self.realism.to_dict() if self.realism is not None else None
         return data
 
 
@@ -123,6 +136,13 @@ class Measurements:
     grid: list[tuple] = field(default_factory=list)  # (mask, generated, real) for the report's grid
     distances: FeatureDistances | None = None
     prior: np.ndarray | None = None  # the segmenter's mask for a lesion-free image
+    # Image realism: real and generated images at the classifier's size, and their Lab pixels.
+    realism_real: list = field(default_factory=list)
+    realism_generated: list = field(default_factory=list)
+    colour_real: ColourSample | None = None
+    colour_generated: ColourSample | None = None
+    realism_size: int = 64
+    realism: dict | None = None  # the report's image_realism data, once measured
     seconds: float = 0.0
 
 
@@ -137,6 +157,10 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
         segmenter = train_segmenter([(s.image, s.mask) for s in inputs.train], config.segmenter, reporter)
     # 3. Generate batch by batch and measure as images arrive.
     measured = Measurements(distances=FeatureDistances(inputs.extractor, len(inputs.samples)) if inputs.extractor else None)
+    if config.realism is not None:
+        measured.colour_real = ColourSample(config.realism.max_pixels)
+        measured.colour_generated = ColourSample(config.realism.max_pixels)
+        measured.realism_size = config.realism.image_size
     started = time.perf_counter()
     with reporter.task(f"generating {config.split} images", total=len(inputs.samples)) as task:
         for start in range(0, len(inputs.samples), config.batch_size):
@@ -144,11 +168,17 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
             measure_batch(batch, start, inputs, segmenter, settings, config.seed, measured)
             task.advance(len(batch))
     measured.seconds = time.perf_counter() - started
-    # 4. Summaries, FID/KID, plots and the report.
+    # 4. Image realism: the two-sample tests and the colour distances.
+    if config.realism is not None:
+        measured.realism = measure_realism(config.realism, inputs, measured, reporter)
+    # 5. Summaries, FID/KID, plots and the report.
     section = quality_section(config, inputs, measured)
     plots = quality_plots(measured, config.fidelity)
+    if measured.realism is not None:
+        plots["image_realism"] = report_plots.image_realism(measured.realism)
     path = write_report(config.out, "quality", section, plots, timings=quality_timings(measured))
-    keys = ("ssim", "mask_fidelity", "segmenter_on_real", "segmenter_prior", "fid", "n", "size", "engine", "notes")
+    keys = ("ssim", "mask_fidelity", "segmenter_on_real", "segmenter_prior", "fid", "image_realism", "n", "size",
+            "engine", "notes")  # fmt: skip
     return {**{k: section[k] for k in keys}, "report": str(path)}
 
 
@@ -228,6 +258,13 @@ def measure_batch(batch, start: int, inputs: QualityInputs, segmenter, settings,
         )
         if len(measured.grid) < GRID_ROWS:
             measured.grid.append((masks[k], images[k], reals[k]))
+    if measured.colour_real is not None:
+        side = measured.realism_size
+        for k in range(len(batch)):
+            measured.colour_real.add(reals[k], masks[k])
+            measured.colour_generated.add(images[k], masks[k])
+            measured.realism_real.append(to_classifier_input(reals[k], side))
+            measured.realism_generated.append(to_classifier_input(images[k], side))
     if measured.distances is not None:
         measured.distances.update(reals, real=True)
         measured.distances.update(list(images), real=False)
@@ -261,9 +298,28 @@ def quality_section(config: QualityConfig, inputs: QualityInputs, measured: Meas
         "segmenter_on_real": summary("real_dice") if config.fidelity else None,
         "segmenter_prior": summary("prior_dice") if config.fidelity else None,
         "fid": fid,
+        "image_realism": measured.realism,
         "notes": inputs.notes,
         "per_image": rows,
     }
+
+
+def measure_realism(config: RealismConfig, inputs: QualityInputs, measured: Measurements, reporter: Reporter) -> dict:
+    """C2ST of the split's real images against the generated ones, the same test on real training
+    against real split images (the reference), and the Lab colour distances."""
+    n, train = len(measured.realism_real), inputs.train
+    # The reference's training images: a seeded choice, as many as the split's, resized the same way.
+    rng = np.random.default_rng(config.seed)
+    chosen = sorted(rng.choice(len(train), min(n, len(train)), replace=False)) if train else []
+    reference = [to_classifier_input(square_image(read_image(train[i].image), inputs.size), config.image_size)
+                 for i in chosen]  # fmt: skip
+    with reporter.task("image realism: two-sample tests", total=2) as task:
+        generated = two_sample_test(measured.realism_real, measured.realism_generated, config)
+        task.advance(1)
+        real_only = two_sample_test(reference, measured.realism_real, config)
+        task.advance(1)
+    distances = colour_distances(measured.colour_real, measured.colour_generated)
+    return realism_section(generated, real_only, distances, config)
 
 
 def quality_timings(measured: Measurements) -> dict:

@@ -287,7 +287,9 @@ def _quality_markdown(data: dict) -> list[str]:
         ]
     elif fid:
         lines += [f"FID/KID: {fid.get('message')}", ""]
+    lines += _realism_markdown(data.get("image_realism"))
     plots = data.get("plots", {})
+    _image(lines, plots, "image_realism", "classifier two-sample tests and Lab colour distances")
     _image(lines, plots, "quality_distributions", "SSIM and mask fidelity per image")
     _image(lines, plots, "quality_grid", "mask | generated image | real image of that mask")
     return lines
@@ -328,3 +330,32 @@ def _compare_markdown(data: dict) -> list[str]:
     _image(lines, plots, "compare_quality", "SSIM and mask fidelity per generator")
     _image(lines, plots, "compare_grid", "the same masks through each generator")
     return lines
+
+
+def _realism_markdown(realism: dict | None) -> list[str]:
+    if not realism or realism.get("status") != "ok":
+        return []
+    lines = [
+        "### Image realism",
+        "",
+        "A small CNN trained from scratch tries to tell two sets of images apart; its "
+        f"{realism.get('config', {}).get('folds')}-fold cross-validated accuracy is 0.5 when it cannot, 1.0 when "
+        "every image gives itself away. The real-against-real test shows what indistinguishable looks like at "
+        "this sample size.",
+        "",
+        "| two-sample test | images per set | accuracy | std over folds |",
+        "|---|---:|---:|---:|",
+        f"| real images of the split against the generated ones | {realism.get('c2st_n_per_sample')} | "
+        f"{_num(realism.get('c2st_accuracy'))} | {_num(realism.get('c2st_std'))} |",
+        f"| real training against real images of the split (reference) | {realism.get('reference_n_per_sample')} | "
+        f"{_num(realism.get('reference_c2st_accuracy'))} | {_num(realism.get('reference_c2st_std'))} |",
+        "",
+        "Colour: Wasserstein distance between real and generated pixels per CIE Lab channel (L* lightness 0-100, "
+        "a* green-red, b* blue-yellow), inside and outside the lesion mask.",
+        "",
+        "| region | L* | a* | b* |",
+        "|---|---:|---:|---:|",
+    ]
+    for region, values in (realism.get("colour_distances") or {}).items():
+        lines.append(f"| {region} the lesion | " + " | ".join(_num(values.get(c), 2) for c in ("L", "a", "b")) + " |")
+    return lines + [""]

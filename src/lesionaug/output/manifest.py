@@ -39,19 +39,24 @@ MANIFEST_KEYS: tuple[str, ...] = (
     "engine_hash",
     "version",
 )
+# Keys a line carries after those when ``augment --min-fidelity`` checked its pair: the Dice of the
+# fidelity segmenter against the pair's mask, which attempt was kept (1 = the plan's noise seed) and
+# the noise seed that attempt used.
+FIDELITY_KEYS: tuple[str, ...] = ("fidelity", "attempt", "attempt_noise_seed")
 
 
 _FIX = "restore the manifest, or rerun with --force to regenerate the synthetic pairs"
 
 
 def manifest_line(entry: dict) -> str:
-    """One manifest line (with its newline) with exactly ``MANIFEST_KEYS`` in their order."""
+    """One manifest line (with its newline) with exactly ``MANIFEST_KEYS`` in their order (then
+    ``FIDELITY_KEYS``, all or none)."""
     keys = set(entry)
-    if keys != set(MANIFEST_KEYS):
+    if not _has_manifest_keys(keys):
         missing = sorted(set(MANIFEST_KEYS) - keys)
-        extra = sorted(keys - set(MANIFEST_KEYS))
+        extra = sorted(keys - set(MANIFEST_KEYS) - set(FIDELITY_KEYS))
         raise ValueError(f"manifest entry keys differ: missing {missing}, unexpected {extra}")
-    ordered = {k: entry[k] for k in MANIFEST_KEYS}
+    ordered = {k: entry[k] for k in MANIFEST_KEYS + FIDELITY_KEYS if k in entry}
     return json.dumps(ordered, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
@@ -109,11 +114,15 @@ def read_manifest_lines(path: Path) -> list[tuple[int, dict]]:
             entry = json.loads(line)
         except ValueError:
             raise ConfigError(f"manifest line {number} is not JSON", path=path, fix=_FIX) from None
-        if not isinstance(entry, dict) or set(entry) != set(MANIFEST_KEYS):
+        if not isinstance(entry, dict) or not _has_manifest_keys(set(entry)):
             raise ConfigError(f"manifest line {number} does not have the manifest keys", path=path, fix=_FIX)
         _check_line(path, number, entry)
         entries.append((number, entry))
     return entries
+
+
+def _has_manifest_keys(keys: set) -> bool:
+    return keys in (set(MANIFEST_KEYS), set(MANIFEST_KEYS) | set(FIDELITY_KEYS))
 
 
 def _check_line(path: Path, number: int, entry: dict) -> None:

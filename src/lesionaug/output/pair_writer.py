@@ -116,9 +116,17 @@ class PairRecord:
     mask_seed: int
     mask_source: str
     noise_seed: int
+    # Set by ``augment --min-fidelity`` (augment/fidelity_filter.py): the kept attempt, its Dice, its seed.
+    fidelity: float | None = None
+    attempt: int | None = None
+    attempt_noise_seed: int | None = None
 
 
 def manifest_entry(record: PairRecord, stamp: GenerationStamp, image: str, mask: str, digests: dict) -> dict:
+    checked = {} if record.attempt is None else {
+        "fidelity": float(record.fidelity), "attempt": int(record.attempt),
+        "attempt_noise_seed": int(record.attempt_noise_seed),
+    }  # fmt: skip
     return {
         "id": record.id,
         "index": int(record.index),
@@ -137,6 +145,7 @@ def manifest_entry(record: PairRecord, stamp: GenerationStamp, image: str, mask:
         "model_hash": stamp.model_hash,
         "engine_hash": stamp.engine_hash,
         "version": stamp.version,
+        **checked,
     }
 
 

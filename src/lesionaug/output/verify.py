@@ -34,10 +34,11 @@ def expected_indices(record: dict) -> list[int]:
     jobs = record.get("jobs") or {}
     n = int(jobs.get("n", 0))
     shard = jobs.get("shard")
+    dropped = set((record.get("fidelity_filter") or {}).get("dropped_indices") or ())  # --min-fidelity drops
     if shard:
         i, count = int(shard[0]), int(shard[1])
-        return [k for k in range(n) if k % count == i]
-    return list(range(n))
+        return [k for k in range(n) if k % count == i and k not in dropped]
+    return [k for k in range(n) if k not in dropped]
 
 
 def expected_files(record: dict, entries: list[dict]) -> dict[str, str | None]:

@@ -89,6 +89,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
     optimizer: str = "adamw"
     dihedral: bool = False  # train on the 8 flips/rotations of each pair (latents cached for each)
+    ema_decay: float = 0.0  # > 0: each stage saves the exponential moving average of its weights (train/ema.py)
     controlnet: str | None = None  # start from this ControlNet folder (Stable Diffusion bases)
 
     def __post_init__(self) -> None:
@@ -173,6 +174,8 @@ def check_config(c: TrainConfig) -> None:
             "a zero terminal SNR schedule needs v-prediction (noise cannot be predicted from pure noise)",
             fix="use prediction_type v_prediction or zero_terminal_snr False",
         )
+    if not 0.0 <= c.ema_decay < 1.0:
+        raise ConfigError(f"EMA decay must be in [0, 1) (0: off), not {c.ema_decay}", fix="use e.g. 0.999")
     if not 0.0 <= c.prompt_dropout < 1.0:
         raise UsageError(f"--prompt-dropout must be in [0, 1), not {c.prompt_dropout}", fix="use e.g. --prompt-dropout 0.1")
     if c.optimizer not in OPTIMIZERS:

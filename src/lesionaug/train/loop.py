@@ -24,6 +24,7 @@ from lesionaug.progress import Reporter
 from lesionaug.train.checkpoints import load_training_state, restore_random_states
 from lesionaug.train.config import TrainConfig
 from lesionaug.train.data import TrainingSet
+from lesionaug.train.ema import WeightAverage
 from lesionaug.train.networks import ModelParts, build_controlnet, use_sdpa_attention
 
 
@@ -296,9 +297,13 @@ def stage_networks(parts: ModelParts, stage: TrainingStage) -> dict[str, Any]:
     return trained
 
 
-def restore_stage(checkpoint: Any, stage: TrainingStage, optimizer: Any, lr_scheduler: Any, accelerator: Any) -> int:
-    """Load a checkpoint's optimizer, schedule, RNG and scaler states; return the stage steps it had done."""
+def restore_stage(checkpoint: Any, stage: TrainingStage, optimizer: Any, lr_scheduler: Any, accelerator: Any,
+                  average: WeightAverage | None = None) -> int:
+    """Load a checkpoint's optimizer, schedule, RNG, scaler and weight-average states; return the stage
+    steps it had done."""
     state = load_training_state(checkpoint)
+    if average is not None and "ema" in state:
+        average.load_state_dict(state["ema"])
     optimizer.load_state_dict(state["optimizer"])
     lr_scheduler.load_state_dict(state["lr_scheduler"])
     restore_random_states(state["random"])
@@ -316,11 +321,13 @@ def run_stage(
     reporter: Reporter,
     *,
     resume_from: Any = None,
-    on_step: Callable[[int, Any, Any], None] | None = None,
+    on_step: Callable[..., None] | None = None,
     on_loss: Callable[[int, float, float], None] | None = None,
 ) -> StageResult:
     """Train one stage; ``resume_from`` is a checkpoint folder inside this stage. ``on_step(global_step,
-    optimizer, lr_scheduler)`` runs after every optimizer step (checkpoints, sample grids);
+    optimizer, lr_scheduler, extra_state)`` runs after every optimizer step (checkpoints, sample grids;
+    ``extra_state`` holds the weight average, with ``config.ema_decay``, which replaces the weights
+    before the stage's last step is handed on);
     ``on_loss(global_step, loss, lr)`` gets each step's loss and learning rate (the loss log)."""
     import torch
 
@@ -332,8 +339,10 @@ def run_stage(
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
     rank, world = accelerator.process_index, accelerator.num_processes
     generator = torch.Generator()
+    average = WeightAverage(params, config.ema_decay) if getattr(config, "ema_decay", 0.0) > 0 else None
 
-    done = 0 if resume_from is None else restore_stage(resume_from, stage, optimizer, lr_scheduler, accelerator)
+    done = 0 if resume_from is None else restore_stage(resume_from, stage, optimizer, lr_scheduler, accelerator,
+                                                       average)
 
     names = list(trained)
     prepared = accelerator.prepare(*trained.values(), optimizer)
@@ -367,6 +376,12 @@ def run_stage(
             optimizer.step()
             lr_scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            extra_state = {}
+            if average is not None:
+                average.update(params)
+                if step + 1 == stage.steps:  # the stage's result is the average
+                    average.copy_to(params)
+                extra_state["ema"] = average.state_dict()
             losses.append(total)
             if on_loss is not None:
                 on_loss(stage.first_step + step + 1, total, lr)
@@ -375,7 +390,7 @@ def run_stage(
             rate = (step + 1 - done) * config.batch_size * config.grad_accum * world / max(elapsed, 1e-9)
             if on_step is not None:
                 before = time.perf_counter()
-                on_step(stage.first_step + step + 1, optimizer, lr_scheduler)
+                on_step(stage.first_step + step + 1, optimizer, lr_scheduler, extra_state)
                 paused += time.perf_counter() - before
             task.advance(1, loss=smoothed, samples_s=rate)
     for network in trained.values():

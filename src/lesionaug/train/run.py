@@ -188,7 +188,8 @@ def run_training(
         resume_from = start.checkpoint if start.checkpoint is not None and stage.first_step < start.done < stage.last_step else None
         results.append(run_stage(
             parts, data, stage, config, accelerator, reporter, resume_from=resume_from,
-            on_step=lambda step, optimizer, lr_scheduler, stage=stage: checkpoints.at_step(stage, step, optimizer, lr_scheduler),
+            on_step=lambda step, optimizer, lr_scheduler, extra_state=None, stage=stage: checkpoints.at_step(
+                stage, step, optimizer, lr_scheduler, extra_state),
             on_loss=lambda step, loss, lr, name=stage.name: loss_log.log(step, name, loss, lr),
         ))
 
@@ -234,7 +235,8 @@ class CheckpointWriter:
         self.parts, self.val, self.out_dir, self.config, self.accelerator = parts, val, Path(out_dir), config, accelerator
         self.grids: list[str] = []
 
-    def at_step(self, stage: TrainingStage, step: int, optimizer: Any, lr_scheduler: Any) -> None:
+    def at_step(self, stage: TrainingStage, step: int, optimizer: Any, lr_scheduler: Any,
+                extra_state: dict | None = None) -> None:
         every = self.config.checkpoint_every
         if step != stage.last_step and not (every and step % every == 0):
             return
@@ -247,7 +249,8 @@ class CheckpointWriter:
                 owned_networks(self.parts, self.config),
                 optimizer,
                 lr_scheduler,
-                {"grad_scaler": scaler.state_dict()} if scaler is not None else {},
+                # the grad scaler, and the weight average (--ema-decay) when there is one
+                ({"grad_scaler": scaler.state_dict()} if scaler is not None else {}) | (extra_state or {}),
                 keep=self.config.keep_checkpoints,
             )
             grid = write_grid(self.parts, self.val, self.out_dir / "samples" / f"step-{step}.png", self.config)
