@@ -89,7 +89,7 @@ def test_quality_of_a_pix2pixhd_engine_goes_into_the_comparison(demo_isic2018, t
                      "--model", tmp_path / "engine", "--quiet")
     assert augmented.exit_code == 0, augmented.output
     result = _run("compare", demo_isic2018, "--augmented", f"gan={tmp_path / 'aug'}", "--out", tmp_path / "cmp",
-                  "--quality-limit", "3", "--provider", "cpu", "--json", *TINY)
+                  "--generated-limit", "3", "--provider", "cpu", "--json", *TINY)
     assert result.exit_code == 0, result.output
     generator = json.loads(result.stdout)["data"]["generators"]["gan"]
     quality = generator["quality"]

@@ -25,7 +25,7 @@ from lesionaug.cli.masks import RealCountOpt
 from lesionaug.cli.option_types import choice
 from lesionaug.errors import UsageError
 from lesionaug.evaluate.compare import CompareConfig, run_comparison
-from lesionaug.evaluate.quality import measure_generators
+from lesionaug.evaluate.quality import SPLITS, measure_generators
 from lesionaug.evaluate.segmenter import SegmenterConfig
 
 
@@ -65,9 +65,12 @@ def compare(
     quality: Annotated[
         bool, typer.Option("--quality/--no-quality", help="Measure each generator's SSIM and mask fidelity.")
     ] = True,
-    quality_split: Annotated[str, typer.Option("--quality-split", help="Whose masks quality generates for.")] = "test",
+    quality_split: Annotated[
+        choice(SPLITS), typer.Option("--generated-split", case_sensitive=False, help="Whose masks the quality "
+                                     "measures generate images for.")
+    ] = "test",
     quality_limit: Annotated[
-        int | None, typer.Option("--quality-limit", help="At most N samples of that split for quality.")
+        int | None, typer.Option("--generated-limit", min=1, help="At most N samples of that split for the quality measures.")
     ] = None,
     provider: Annotated[
         choice(PROVIDERS), typer.Option("--provider", case_sensitive=False, help="Engine provider for quality.")

@@ -73,7 +73,7 @@ class CompareConfig:
         if len(set(names)) != len(names):
             raise UsageError(f"generator names repeat ({', '.join(names)})", fix="give each --augmented its own NAME")
         if self.quality_limit is not None and self.quality_limit < 1:
-            raise ConfigError(f"quality limit must be at least 1, got {self.quality_limit}")
+            raise UsageError(f"--generated-limit must be at least 1, got {self.quality_limit}")
         for name in names:  # every check of evaluate's config, once per generator, before anything runs
             self.evaluate_config(name)
 
