@@ -15,8 +15,10 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -185,8 +187,8 @@ def run_augment(options, reporter: Reporter = SILENT, pair_scorer: ScorerFactory
                       "which no longer runs")
     try:
         check_link_mode(list(output.originals), out, gen.link)  # --link reflink fails here, not after generating
-        return _run_locked(options, prepared, out, output, identity, jobs_info, estimate, timings, t0, reporter,
-                           pair_scorer)
+        run = LockedRun(options, prepared, out, output, identity, jobs_info, estimate, timings, t0, reporter)
+        return _run_locked(run, pair_scorer)
     finally:
         lock.release()
         if created:
@@ -229,169 +231,281 @@ def _check_collisions(plan, output) -> None:
                     )
 
 
-def _run_locked(options, prepared, out, output, identity, jobs_info, estimate, timings, t0, reporter,
-                pair_scorer=None) -> dict:
-    gen = options.generation
-    index, plan = prepared.index, prepared.plan
+@dataclass
+class LockedRun:
+    """What the steps of a run share once the output is locked: the options, the prepared plan, the
+    output folder and its layout, the run's identity, the space estimate and the timings so far."""
+
+    options: Any
+    prepared: Any
+    out: Path
+    output: Any
+    identity: dict
+    jobs_info: dict
+    estimate: Any
+    timings: dict
+    t0: float
+    reporter: Reporter
+
+    @property
+    def gen(self):
+        return self.options.generation
+
+    @property
+    def plan(self):
+        return self.prepared.plan
+
+
+@dataclass
+class ChosenModel:
+    """The engine the run generates with, and what choosing it decided."""
+
+    resolved: Any
+    provider: str
+    identity: dict  # the run's identity with the engine's hash and the provider
+    previous: dict | None
+    replacing: bool
+    fitted_ids: list[str]
+    score: Callable | None = None  # --min-fidelity: the fidelity segmenter's scorer
+    checks: FilterTally | None = None  # --min-fidelity: the attempts' tally
+
+
+@dataclass
+class Generation:
+    """What the generation step left: the writer's tally, the loop's statistics, the first error."""
+
+    engines: list
+    gen_size: tuple[int, int]
+    size_note: str | None
+    originals: list[dict]
+    tally: Any = None
+    stats: Any = None
+    per_worker: list = field(default_factory=list)
+    error: BaseException | None = None
+
+
+def _run_locked(run: LockedRun, pair_scorer: ScorerFactory | None = None) -> dict:
+    """The steps that write: the engine, the run record, generation, then either the record of an
+    incomplete run (and the error) or the finished folder."""
+    chosen = _choose_model(run, pair_scorer)
+    record, kept, done = _start_run_record(run, chosen)
+    generation = _generate(run, chosen, record, done)
+    record.update(_generation_record(run, chosen, generation))
+    counts = {"n_jobs": len(run.plan.jobs), "n_generated": generation.tally.written, "n_skipped_existing": len(done),
+              "n_failed": len(generation.tally.failed)}
+    result = _result(run, chosen, generation, done)
+    _stop_if_incomplete(run, record, counts, generation, result, done)
+    # 8. Label files, the manifest in job order, the record marked complete.
     t = time.perf_counter()
+    record["outputs"] = {**record["outputs"], "originals": sorted(generation.originals, key=lambda o: o["path"])}
+    run.timings["total_s"] = time.perf_counter() - run.t0  # the record's total leaves out writing the record
+    finish_output(run.out, {**record, "counts": counts, "timings": _round(run.timings)},
+                  list(run.output.label_targets), kept + generation.tally.entries)
+    run.timings["finish_s"] = time.perf_counter() - t
+    run.timings["total_s"] = time.perf_counter() - run.t0
+    result["timings"] = _round(run.timings)
+    return result
+
+
+def _choose_model(run: LockedRun, pair_scorer: ScorerFactory | None) -> ChosenModel:
+    """The given or cached engine (training and exporting the default model on first need), checked
+    against the run already in the folder; the fidelity segmenter when --min-fidelity asks for it."""
+    gen, t = run.gen, time.perf_counter()
     provider = resolve_provider(gen.provider)
-    resolved = _resolve_model(options, index, gen, provider, reporter)
-    fitted_ids = [str(s.id) for s in prepared.train]
-    warn_generator_extra_data(resolved, fitted_ids, options, reporter)
-    identity = {**identity, "engine_hash": resolved.engine_hash, "provider": provider}
-    previous = read_run_record(out)  # again, now that the lock is held
-    replacing = check_previous_run(out, previous, identity, jobs_info, force=gen.force)
-    checks, score = None, None
+    resolved = _resolve_model(run.options, run.prepared.index, gen, provider, run.reporter)
+    fitted_ids = [str(s.id) for s in run.prepared.train]
+    warn_generator_extra_data(resolved, fitted_ids, run.options, run.reporter)
+    identity = {**run.identity, "engine_hash": resolved.engine_hash, "provider": provider}
+    previous = read_run_record(run.out)  # again, now that the lock is held
+    replacing = check_previous_run(run.out, previous, identity, run.jobs_info, force=gen.force)
+    chosen = ChosenModel(resolved, provider, identity, previous, replacing, fitted_ids)
     if gen.fidelity_filter is not None:  # the fidelity segmenter: trained once, cached beside the model
         if pair_scorer is None:
             raise ConfigError("--min-fidelity needs a pair scorer", fix="pass pair_scorer=fidelity_scorer_factory()")
-        score = pair_scorer(prepared.train, resolved)
-        checks = FilterTally(gen.fidelity_filter)
-    timings["model_s"] = time.perf_counter() - t
+        chosen.score = pair_scorer(run.prepared.train, resolved)
+        chosen.checks = FilterTally(gen.fidelity_filter)
+    run.timings["model_s"] = time.perf_counter() - t
+    return chosen
 
-    # 5. The run record marks the folder as ours; a replaced run's files go; temporaries of a killed run go.
+
+def _start_run_record(run: LockedRun, chosen: ChosenModel) -> tuple[dict, list[dict], set[int]]:
+    """5. The run record marks the folder as ours; a replaced run's files go, temporaries of a killed
+    run go; returns (record, the finished pairs kept, their job indices)."""
+    index, plan, resolved = run.prepared.index, run.plan, chosen.resolved
     record = {
         "tool": "lesionaug", "version": __version__, "command": "augment", "status": "running",
         "dataset": {"root": str(index.root), "layout": index.layout, "fingerprint": index.fingerprint,
                     "train_fingerprint": plan.train_fingerprint},
-        "config": options.to_dict(), "plan_hash": plan.plan_hash, "identity": identity, "jobs": jobs_info,
-        "provider": provider, "sampler": identity["sampler"], "model": resolved.record(),
-        "generator": resolved.model_card.get("generator", "controlnet"),
+        "config": run.options.to_dict(), "plan_hash": plan.plan_hash, "identity": chosen.identity,
+        "jobs": run.jobs_info, "provider": chosen.provider, "sampler": chosen.identity["sampler"],
+        "model": resolved.record(), "generator": resolved.model_card.get("generator", "controlnet"),
         "train_ids": resolved.model_card.get("train_ids"),
         # The real pairs the plan's label sampler and shape model were fitted on (evaluate checks them too).
-        "plan_fitted_ids": fitted_ids, "environment": environment_record(),
-        "outputs": {"external_masks": output.external_masks, "layout": output.identity()},
-        "space_estimate": estimate.as_dict(),
+        "plan_fitted_ids": chosen.fitted_ids, "environment": environment_record(),
+        "outputs": {"external_masks": run.output.external_masks, "layout": run.output.identity()},
+        "space_estimate": run.estimate.as_dict(),
     }
-    if replacing and only_n_changed(previous, identity, jobs_info, plan):
-        reporter.info(f"--n changed from {previous['jobs']['n']} to {plan.config.n}: keeping the pairs both plans share")
-    elif replacing:
-        clear_previous_outputs(out, previous)
-    remove_temporaries(out)
-    write_run_record(out, record)
-    kept = finished_entries(out, plan, verify_hashes=True, rewrite=True)
-    done = {int(e["index"]) for e in kept}
+    previous = chosen.previous
+    if chosen.replacing and only_n_changed(previous, chosen.identity, run.jobs_info, plan):
+        run.reporter.info(f"--n changed from {previous['jobs']['n']} to {plan.config.n}: keeping the pairs both "
+                          "plans share")
+    elif chosen.replacing:
+        clear_previous_outputs(run.out, previous)
+    remove_temporaries(run.out)
+    write_run_record(run.out, record)
+    kept = finished_entries(run.out, plan, verify_hashes=True, rewrite=True)
+    return record, kept, {int(e["index"]) for e in kept}
 
-    # 6. The engine, built for the run's shapes, once per worker's GPU; the originals are linked in
-    # the background while it generates.
-    t = time.perf_counter()
-    settings = gen.sampler_settings()
-    engines, gen_size = _load_engines(resolved.engine_dir, provider, gen, len(plan.jobs), plan.config.size, reporter)
-    engine = engines[0]
-    timings["engine_load_s"] = time.perf_counter() - t
-    originals: list[dict] = []
-    link_errors: list[BaseException] = []
 
-    def link_all() -> None:
+class OriginalsLinker(threading.Thread):
+    """Links (or copies) the originals into the output while the engine generates; an error is kept
+    and raised in the main thread once the writes in flight have finished."""
+
+    def __init__(self, originals: list, out: Path, how: str):
+        super().__init__(name="lesionaug-originals")
+        self.sources, self.out, self.how = originals, out, how
+        self.placed: list[dict] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
         try:
-            originals.extend(link_originals(list(output.originals), out, how=gen.link))
+            self.placed.extend(link_originals(self.sources, self.out, how=self.how))
         except BaseException as exc:  # noqa: BLE001 - raised in the main thread after the writes finish
-            link_errors.append(exc)
+            self.error = exc
 
-    linking = threading.Thread(target=link_all, name="lesionaug-originals")
-    record.update(provider=engine.provider, generation_size=list(gen_size), output_size=list(plan.config.size))
+
+def _generate(run: LockedRun, chosen: ChosenModel, record: dict, done: set[int]) -> Generation:
+    """6-7. The engine, built for the run's shapes, once per worker's GPU; the originals linked in the
+    background; what is missing generated, the writer pool encoding and writing behind the engine."""
+    gen, plan, timings = run.gen, run.plan, run.timings
+    t = time.perf_counter()
+    engines, gen_size = _load_engines(chosen.resolved.engine_dir, chosen.provider, gen, len(plan.jobs),
+                                      plan.config.size, run.reporter)
+    timings["engine_load_s"] = time.perf_counter() - t
+    record.update(provider=engines[0].provider, generation_size=list(gen_size), output_size=list(plan.config.size))
     size_note = resolution_note(gen_size, plan.config.size)
     if size_note:
-        reporter.warn(size_note)
+        run.reporter.warn(size_note)
         record["size_note"] = size_note
-    shape_model = prepared.shape_model
+    linker = OriginalsLinker(list(run.output.originals), run.out, gen.link)
+    result = Generation(engines, gen_size, size_note, linker.placed)
+    shape_model = run.prepared.shape_model
 
     def sample_masks(batch):
         return [sample_mask(shape_model, j.record.mask_seed, j.diagnosis, plan.config.size, j.record.mask_source)
                 for j in batch]
 
-    def batch_generator(worker_engine):
-        def generate_images(batch, masks, seeds):
-            control = [control_mask(m, gen_size) for m in masks]
-            if isinstance(worker_engine, GanEngine):  # Pix2PixHD: label map -> image, no sampler
-                images = worker_engine.generate_from_labels([j.record.labels for j in batch], control)
-            else:
-                images = generate(worker_engine, [j.record.prompt for j in batch], control, seeds, settings)
-            return [output_image(img, plan.config.size) for img in images]
-
-        if checks is not None:  # --min-fidelity: each pair scored, retried with seeds of its own
-            return filtered_generator(generate_images, score, gen.fidelity_filter, plan.config.seed, done, checks)
-        return lambda batch, masks: generate_images(batch, masks, [j.record.noise_seed for j in batch])
-
-    # 7. Generate what is missing; the writer pool encodes and writes behind the engine.
-    if isinstance(engine, GanEngine):  # no scheduler, steps, guidance or control scale: null in the manifest
-        stamp = GenerationStamp(None, None, None, None, resolved.model_hash, resolved.engine_hash)
-    else:
-        stamp = GenerationStamp(settings.scheduler, settings.steps, settings.guidance, settings.control_scale,
-                                resolved.model_hash, resolved.engine_hash)
-    stats, tally, error, per_worker = None, None, None, []
+    generators = [_batch_generator(e, gen_size, plan, gen, chosen, done) for e in engines]
     t, cpu = time.perf_counter(), time.process_time()
-    linking.start()
-    with reporter.task("generating", total=len(plan.jobs)) as task:
+    linker.start()
+    with run.reporter.task("generating", total=len(plan.jobs)) as task:
         task.advance(len(done))
-        with ManifestAppender(out / MANIFEST_NAME, durable=gen.durable) as manifest, StopRequest() as stop:
-            writer = PairWriter(out, output.layout, stamp, manifest, workers=gen.workers, durable=gen.durable,
-                                on_written=lambda _entry: task.advance())
+        with ManifestAppender(run.out / MANIFEST_NAME, durable=gen.durable) as manifest, StopRequest() as stop:
+            writer = PairWriter(run.out, run.output.layout, _stamp(engines[0], gen, chosen.resolved), manifest,
+                                workers=gen.workers, durable=gen.durable, on_written=lambda _entry: task.advance())
             try:
-                stats, per_worker = run_workers(LoopJobs(plan.jobs), done, gen.batch_size, sample_masks,
-                                                [batch_generator(e) for e in engines], writer, stop)
+                result.stats, result.per_worker = run_workers(LoopJobs(plan.jobs), done, gen.batch_size, sample_masks,
+                                                              generators, writer, stop)
             except BaseException as exc:  # noqa: BLE001 - the writes in flight still finish and are recorded
-                error = exc
+                result.error = exc
             finally:
-                tally = writer.close()
+                result.tally = writer.close()
                 timings["generation_wall_s"] = time.perf_counter() - t
                 timings["generation_cpu_s"] = time.process_time() - cpu  # all threads: engine, masks, writers
-                linking.join()
-    if error is None and link_errors:
-        error = link_errors[0]
-    if error is None and tally.refused is not None:
-        error = tally.refused  # the output cannot be written: exit 3 naming the file, not a partial run
-    timings["generate_s"] = stats.seconds["generate"] if stats else 0.0
-    # What each engine did (a CUDA graph fallback is noted on its first run) and each worker's share.
-    record["engines"] = [e.describe() for e in engines]
-    if checks is not None:
-        record["fidelity_filter"] = checks.to_dict()
-    record["workers"] = [{"device": d, "batches": w.batches} for d, w in zip(gen.worker_devices, per_worker)]
-    n_written = tally.written
-    counts = {"n_jobs": len(plan.jobs), "n_generated": n_written, "n_skipped_existing": len(done),
-              "n_failed": len(tally.failed)}
+                linker.join()
+    if result.error is None and linker.error is not None:
+        result.error = linker.error
+    if result.error is None and result.tally.refused is not None:
+        result.error = result.tally.refused  # the output cannot be written: exit 3 naming the file, not a partial run
+    timings["generate_s"] = result.stats.seconds["generate"] if result.stats else 0.0
+    return result
+
+
+def _batch_generator(engine, gen_size: tuple[int, int], plan, gen, chosen: ChosenModel, done: set[int]):
+    """One worker's ``(batch, masks) -> images``: control masks at the engine's size, images back at
+    the pairs' size; under --min-fidelity each pair is scored and retried with seeds of its own."""
+    settings = gen.sampler_settings()
+
+    def generate_images(batch, masks, seeds):
+        control = [control_mask(m, gen_size) for m in masks]
+        if isinstance(engine, GanEngine):  # Pix2PixHD: label map -> image, no sampler
+            images = engine.generate_from_labels([j.record.labels for j in batch], control)
+        else:
+            images = generate(engine, [j.record.prompt for j in batch], control, seeds, settings)
+        return [output_image(img, plan.config.size) for img in images]
+
+    if chosen.checks is not None:
+        return filtered_generator(generate_images, chosen.score, gen.fidelity_filter, plan.config.seed, done,
+                                  chosen.checks)
+    return lambda batch, masks: generate_images(batch, masks, [j.record.noise_seed for j in batch])
+
+
+def _stamp(engine, gen, resolved) -> GenerationStamp:
+    """What every manifest line records of the generator; a GAN has no scheduler, steps, guidance or
+    control scale (null in the manifest)."""
+    if isinstance(engine, GanEngine):
+        return GenerationStamp(None, None, None, None, resolved.model_hash, resolved.engine_hash)
+    settings = gen.sampler_settings()
+    return GenerationStamp(settings.scheduler, settings.steps, settings.guidance, settings.control_scale,
+                           resolved.model_hash, resolved.engine_hash)
+
+
+def _generation_record(run: LockedRun, chosen: ChosenModel, generation: Generation) -> dict:
+    """What each engine did (a CUDA graph fallback is noted on its first run) and each worker's share."""
+    fields: dict[str, Any] = {"engines": [e.describe() for e in generation.engines]}
+    if chosen.checks is not None:
+        fields["fidelity_filter"] = chosen.checks.to_dict()
+    fields["workers"] = [{"device": d, "batches": w.batches}
+                         for d, w in zip(run.gen.worker_devices, generation.per_worker)]
+    return fields
+
+
+def _result(run: LockedRun, chosen: ChosenModel, generation: Generation, done: set[int]) -> dict:
+    """``augment``'s result (its ``--json`` data)."""
+    plan, tally, resolved = run.plan, generation.tally, chosen.resolved
+    wall = run.timings["generation_wall_s"]
     result = {
-        "out": str(out), "manifest": str(out / MANIFEST_NAME), "n_generated": n_written,
+        "out": str(run.out), "manifest": str(run.out / MANIFEST_NAME), "n_generated": tally.written,
         "n_skipped_existing": len(done), "n_failed": len(tally.failed), "plan_hash": plan.plan_hash,
         "n_jobs": len(plan.jobs), "shard": plan.shard.describe() if plan.shard else None,
-        "provider": engine.provider, "engine": str(resolved.engine_dir), "model_source": resolved.source,
-        "generation_size": list(gen_size), "output_size": list(plan.config.size), "size_note": size_note,
-        "images_per_second": round(n_written / timings["generation_wall_s"], 3) if n_written else None,
-        **training_skipped(index), "link": gen.link,
+        "provider": generation.engines[0].provider, "engine": str(resolved.engine_dir), "model_source": resolved.source,
+        "generation_size": list(generation.gen_size), "output_size": list(plan.config.size),
+        "size_note": generation.size_note,
+        "images_per_second": round(tally.written / wall, 3) if tally.written else None,
+        **training_skipped(run.prepared.index), "link": run.gen.link,
     }
-    if checks is not None:
-        result["fidelity_filter"] = checks.to_dict()
-    if output.external_masks:
-        result["read_with"] = f"--masks {out / output.external_masks}"
-    stopped = error is not None or (stats is not None and stats.stopped_early) or tally.failed
-    if stopped:
-        timings["total_s"] = time.perf_counter() - t0
-        write_run_record(out, {**record, "status": "incomplete", "counts": counts, "timings": _round(timings)})
-        if isinstance(error, KeyboardInterrupt) or (stats is not None and stats.stopped_early):
-            raise Interrupted(
-                f"interrupted after {len(done) + n_written} of {len(plan.jobs)} pairs; the output is resumable",
-                path=out,
-                fix="rerun the same command to resume (finished pairs are kept)",
-            ) from None
-        if error is not None:
-            raise error
-        first = tally.failed[0]
-        raise PartialFailure(
-            f"{len(tally.failed)} of {len(plan.jobs)} pairs could not be written (first: {first[0]}: {first[1]})",
-            path=out, fix="fix the cause and rerun the same command: only the missing pairs are generated",
-            data=result,
-        )
-
-    # 8. Label files, the manifest in job order, the record marked complete.
-    t = time.perf_counter()
-    entries = kept + tally.entries
-    record["outputs"] = {**record["outputs"], "originals": sorted(originals, key=lambda o: o["path"])}
-    timings["total_s"] = time.perf_counter() - t0  # the record's total leaves out writing the record
-    finish_output(out, {**record, "counts": counts, "timings": _round(timings)}, list(output.label_targets), entries)
-    timings["finish_s"] = time.perf_counter() - t
-    timings["total_s"] = time.perf_counter() - t0
-    result["timings"] = _round(timings)
+    if chosen.checks is not None:
+        result["fidelity_filter"] = chosen.checks.to_dict()
+    if run.output.external_masks:
+        result["read_with"] = f"--masks {run.out / run.output.external_masks}"
     return result
+
+
+def _stop_if_incomplete(run: LockedRun, record: dict, counts: dict, generation: Generation, result: dict,
+                        done: set[int]) -> None:
+    """A run that stopped early, failed or could not write every pair: the record says incomplete,
+    then the matching one-line error (the folder resumes with the same command)."""
+    stats, tally, error = generation.stats, generation.tally, generation.error
+    stopped_early = stats is not None and stats.stopped_early
+    if error is None and not stopped_early and not tally.failed:
+        return
+    n_jobs = len(run.plan.jobs)
+    run.timings["total_s"] = time.perf_counter() - run.t0
+    write_run_record(run.out, {**record, "status": "incomplete", "counts": counts, "timings": _round(run.timings)})
+    if isinstance(error, KeyboardInterrupt) or stopped_early:
+        raise Interrupted(
+            f"interrupted after {len(done) + tally.written} of {n_jobs} pairs; the output is resumable",
+            path=run.out,
+            fix="rerun the same command to resume (finished pairs are kept)",
+        ) from None
+    if error is not None:
+        raise error
+    first = tally.failed[0]
+    raise PartialFailure(
+        f"{len(tally.failed)} of {n_jobs} pairs could not be written (first: {first[0]}: {first[1]})",
+        path=run.out, fix="fix the cause and rerun the same command: only the missing pairs are generated",
+        data=result,
+    )
 
 
 def _load_engines(engine_dir, provider: str, gen, n_jobs: int, size: tuple[int, int], reporter: Reporter):

@@ -185,7 +185,8 @@ def run_training(
     for stage in plans:
         if start.done >= stage.last_step:
             continue
-        resume_from = start.checkpoint if start.checkpoint is not None and stage.first_step < start.done < stage.last_step else None
+        inside = start.checkpoint is not None and stage.first_step < start.done < stage.last_step
+        resume_from = start.checkpoint if inside else None
         results.append(run_stage(
             parts, data, stage, config, accelerator, reporter, resume_from=resume_from,
             on_step=lambda step, optimizer, lr_scheduler, extra_state=None, stage=stage: checkpoints.at_step(
