@@ -191,7 +191,7 @@ def test_ema_saves_averaged_weights_not_the_last_steps():
         run_stage(parts, data, TrainingStage("controlnet", 1, 0, 4, 1e-3), config, make_accelerator("no"), SILENT)
         weights[ema] = state_hash(parts.controlnet)
     assert weights[0.0] != weights[0.9]
-    with pytest.raises(ConfigError):
+    with pytest.raises(UsageError, match="--ema-decay must be in"):
         TrainConfig(ema_decay=1.0)
 
 

@@ -191,7 +191,7 @@ def test_training_starts_from_a_given_controlnet(tiny_sd, tmp_path):
     other.save_pretrained(tmp_path / "other", safe_serialization=True)
     with pytest.raises(ModelError, match="block_out_channels"):
         load_parts(sd_config(tiny_sd, controlnet=str(tmp_path / "other")), ["a"])
-    with pytest.raises(ConfigError, match="--controlnet starts from a ControlNet of a Stable Diffusion base"):
+    with pytest.raises(UsageError, match="--controlnet starts from a ControlNet of a Stable Diffusion base"):
         TrainConfig(controlnet=str(tmp_path / "start"))
 
 

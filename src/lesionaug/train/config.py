@@ -175,7 +175,7 @@ def check_config(c: TrainConfig) -> None:
             fix="use prediction_type v_prediction or zero_terminal_snr False",
         )
     if not 0.0 <= c.ema_decay < 1.0:
-        raise ConfigError(f"EMA decay must be in [0, 1) (0: off), not {c.ema_decay}", fix="use e.g. 0.999")
+        raise UsageError(f"--ema-decay must be in [0, 1) (0: off), not {c.ema_decay}", fix="use e.g. --ema-decay 0.999")
     if not 0.0 <= c.prompt_dropout < 1.0:
         raise UsageError(f"--prompt-dropout must be in [0, 1), not {c.prompt_dropout}", fix="use e.g. --prompt-dropout 0.1")
     if c.optimizer not in OPTIMIZERS:
