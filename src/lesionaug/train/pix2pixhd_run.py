@@ -52,7 +52,6 @@ from lesionaug.train.pix2pixhd_config import (
 )
 from lesionaug.train.run import (
     Provenance,
-    label_vocabulary,
     make_accelerator,
     usable_training_pairs,
     write_shape_model,
@@ -388,13 +387,7 @@ def train_pix2pixhd(
     given, the ones ``evaluate`` gives its segmenters with the same option) and write ``out_dir``."""
     config = config.resolved()
     samples = usable_training_pairs(dataset_index, config.batch_size, real_subset=real_subset)
-    provenance = Provenance(
-        split_fingerprint=dataset_index.subset_fingerprint(samples),
-        dataset_fingerprint=dataset_index.fingerprint,
-        train_ids=[str(s.id) for s in samples],
-        label_vocabulary=label_vocabulary(samples),
-        real_subset=real_subset.to_dict() if real_subset is not None else None,
-    )
+    provenance = Provenance.of(dataset_index, samples, real_subset)
     val_samples = dataset_index.usable("val")[: config.num_samples] or samples[: config.num_samples]
     return run_pix2pixhd(
         lambda: load_label_map_set(samples, config.resolution, reporter),

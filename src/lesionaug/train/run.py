@@ -58,6 +58,17 @@ class Provenance:
     label_vocabulary: dict = field(default_factory=lambda: {"diagnoses": {}, "attributes": {}})
     real_subset: dict | None = None  # --real-fraction / --real-count, when the split was subsampled
 
+    @classmethod
+    def of(cls, dataset_index: Any, samples: list, real_subset: RealSubset | None) -> Provenance:
+        """The provenance of training on ``samples`` of ``dataset_index`` (either generator)."""
+        return cls(
+            split_fingerprint=dataset_index.subset_fingerprint(samples),
+            dataset_fingerprint=dataset_index.fingerprint,
+            train_ids=[str(s.id) for s in samples],
+            label_vocabulary=label_vocabulary(samples),
+            real_subset=real_subset.to_dict() if real_subset is not None else None,
+        )
+
 
 def load_parts(config: TrainConfig, prompts: list[str]) -> ModelParts:
     """The compact model (seeded, vocabulary from ``prompts``) or the Stable Diffusion base."""
@@ -387,13 +398,7 @@ def train_model(
     parts = load_parts(config, prompts)
     check_resolution(config.resolution, parts.size_multiple, "compact" if config.compact else "Stable Diffusion")
     # 3. Read the pairs: training split, plus validation masks for the sample grids.
-    provenance = Provenance(
-        split_fingerprint=dataset_index.subset_fingerprint(samples),
-        dataset_fingerprint=dataset_index.fingerprint,
-        train_ids=[str(s.id) for s in samples],
-        label_vocabulary=label_vocabulary(samples),
-        real_subset=real_subset.to_dict() if real_subset is not None else None,
-    )
+    provenance = Provenance.of(dataset_index, samples, real_subset)
     val_samples = dataset_index.usable("val")[: config.num_samples] or samples[: config.num_samples]
     return run_training(
         parts,
