@@ -27,7 +27,8 @@ from lesionaug.cli._app import (
     run_command,
 )
 from lesionaug.cli._invocation import RESUME_SAME
-from lesionaug.cli.masks import MasksDirOpt, MaskSourceOpt, RealCountOpt, RealFractionOpt, SplitSeedOpt
+from lesionaug.cli.dataset_options import MasksDirOpt, RealCountOpt, RealFractionOpt, SplitSeedOpt
+from lesionaug.cli.masks import MaskSourceOpt
 from lesionaug.cli.option_types import SIZE_METAVAR, choice, size_text
 from lesionaug.engine.sampler import SCHEDULERS
 from lesionaug.progress import Reporter

@@ -21,7 +21,7 @@ from lesionaug.cli.evaluate import (
     _interval,
     parse_int_list,
 )
-from lesionaug.cli.masks import RealCountOpt
+from lesionaug.cli.dataset_options import MasksDirOpt, RealCountOpt, SplitSeedOpt
 from lesionaug.cli.option_types import choice
 from lesionaug.errors import UsageError
 from lesionaug.evaluate.compare import CompareConfig, run_comparison
@@ -76,10 +76,8 @@ def compare(
         choice(PROVIDERS), typer.Option("--provider", case_sensitive=False, help="Engine provider for quality.")
     ] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Master seed (segmenter seeds, bootstrap, noise).")] = 0,
-    split_seed: Annotated[
-        int, typer.Option("--split-seed", help="Seed of the split when folders give none, and of the real subset.")
-    ] = 0,
-    masks: Annotated[Path | None, typer.Option("--masks", help="Folder of masks, for layouts without them.")] = None,
+    split_seed: SplitSeedOpt = 0,
+    masks: MasksDirOpt = None,
     labels: LabelTablesOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.json, report.md, plots).")] = Path(
         "lesionaug-compare"

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
-from lesionaug.cli.masks import MasksDirOpt, SplitSeedOpt
+from lesionaug.cli.dataset_options import MasksDirOpt, SplitSeedOpt
 from lesionaug.cli.option_types import choice
 from lesionaug.datalist.run import write_datalist
 from lesionaug.datalist.selection import DatalistOptions

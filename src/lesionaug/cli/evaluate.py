@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
-from lesionaug.cli.masks import RealCountOpt
+from lesionaug.cli.dataset_options import MasksDirOpt, RealCountOpt, SplitSeedOpt
 from lesionaug.cli.option_types import choice, square_side
 from lesionaug.errors import UsageError
 from lesionaug.evaluate.run import EvaluateConfig, run_evaluation
@@ -94,10 +94,8 @@ def evaluate(
     ] = None,
     real_count: RealCountOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Master seed (segmenter seeds, bootstrap).")] = 0,
-    split_seed: Annotated[
-        int, typer.Option("--split-seed", help="Seed of the split when folders give none, and of the real subset.")
-    ] = 0,
-    masks: Annotated[Path | None, typer.Option("--masks", help="Folder of masks, for layouts without them.")] = None,
+    split_seed: SplitSeedOpt = 0,
+    masks: MasksDirOpt = None,
     labels: LabelTablesOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder (report.json, report.md, plots).")] = Path(
         "lesionaug-report"

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli.dataset_options import MasksDirOpt, SplitSeedOpt
 from lesionaug.cli.option_types import choice, square_side
 from lesionaug.cli.renames import out_folder
 from lesionaug.dataset.layouts import LAYOUT_TABLE
@@ -114,11 +115,9 @@ def info(
     layouts: Annotated[
         bool, typer.Option("--layouts", help="List the dataset layouts read, and how each is recognised.")
     ] = False,
-    masks: Annotated[
-        Path | None, typer.Option("--masks", help="Folder of masks, for layouts without them (ISIC Archive).")
-    ] = None,
+    masks: MasksDirOpt = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 3 on any problem, not only damaged files.")] = False,
-    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the split when folders give none.")] = 0,
+    split_seed: SplitSeedOpt = 0,
     labels: LabelTablesOpt = None,
     config: ConfigOpt = None,
     json_: JsonOpt = False,

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from lesionaug.augment.options import parse_size
 from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, Out, QuietOpt, VerboseOpt, app, run_command
+from lesionaug.cli.dataset_options import MasksDirOpt, SplitSeedOpt
 from lesionaug.cli.option_types import SIZE_METAVAR, choice, size_text
 from lesionaug.masks.sampling import MASK_SOURCES
 from lesionaug.plan.mask_folder import MasksConfig, export_masks
@@ -25,27 +26,6 @@ MaskSourceOpt = Annotated[
 ]
 SizeOpt = Annotated[
     str, typer.Option("--size", parser=size_text, metavar=SIZE_METAVAR, help="Mask size: 512 (square) or WxH, e.g. 640x480.")
-]
-MasksDirOpt = Annotated[
-    Path | None, typer.Option("--masks", help="Folder of masks, for layouts without them (ISIC Archive).")
-]
-SplitSeedOpt = Annotated[int, typer.Option("--split-seed", help="Seed of the split when folders give none.")]
-# train, augment and evaluate take the same two options, so the generator and the segmenters can be
-# given exactly the same real training pairs (dataset/subsets.py chooses them, with the split seed).
-RealFractionOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--real-fraction",
-        help="Use only this fraction of the training split's real pairs (chosen by the split seed; "
-        "the same option on train, augment and evaluate picks the same pairs).",
-    ),
-]
-RealCountOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--real-count",
-        help="Use only this many of the training split's real pairs (instead of --real-fraction).",
-    ),
 ]
 
 

@@ -10,6 +10,7 @@ import typer
 from lesionaug.augment.generation_options import PROVIDERS
 from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.cli.evaluate import parse_int_list
+from lesionaug.cli.dataset_options import MasksDirOpt, SplitSeedOpt
 from lesionaug.cli.option_types import choice, square_side
 from lesionaug.engine.sampler import SCHEDULERS
 from lesionaug.evaluate.quality import SPLITS, QualityConfig, run_quality
@@ -42,8 +43,8 @@ def quality(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images generated per batch.")] = 4,
     limit: Annotated[int | None, typer.Option("--limit", help="Use at most N samples of the split.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Master seed of the noise seeds.")] = 0,
-    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the split when folders give none.")] = 0,
-    masks: Annotated[Path | None, typer.Option("--masks", help="Folder of masks, for layouts without them.")] = None,
+    split_seed: SplitSeedOpt = 0,
+    masks: MasksDirOpt = None,
     labels: LabelTablesOpt = None,
     fid_weights: Annotated[
         Path | None,

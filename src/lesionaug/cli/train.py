@@ -11,7 +11,7 @@ from rich.table import Table
 
 from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.cli._invocation import RESUME_FLAG
-from lesionaug.cli.masks import RealCountOpt, RealFractionOpt
+from lesionaug.cli.dataset_options import MasksDirOpt, RealCountOpt, RealFractionOpt, SplitSeedOpt
 from lesionaug.cli.option_types import choice, square_side
 from lesionaug.dataset.index import load_dataset
 from lesionaug.dataset.subsets import real_subset_from_options
@@ -167,8 +167,8 @@ def train(
         Path | None, typer.Option("--vgg-weights", help="pix2pixhd only: a local VGG19 ImageNet weight file "
                                   "(torchvision's state dict, .pth or .safetensors) adds the perceptual loss.")
     ] = None,
-    masks: Annotated[Path | None, typer.Option("--masks", help="Folder of masks, for layouts without them.")] = None,
-    split_seed: Annotated[int, typer.Option("--split-seed", help="Seed of the split when folders give none.")] = 0,
+    masks: MasksDirOpt = None,
+    split_seed: SplitSeedOpt = 0,
     real_fraction: RealFractionOpt = None,
     real_count: RealCountOpt = None,
     labels: LabelTablesOpt = None,
