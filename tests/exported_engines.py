@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tiny_models import write_tiny_latent_model, write_tiny_pixel_model
+from tiny_models import write_tiny_latent_model, write_tiny_patch_model, write_tiny_pixel_model
 
 
 @dataclass(frozen=True)
@@ -29,14 +29,14 @@ _BUILT: dict[tuple[str, str], Exported] = {}
 
 
 def exported_engine(kind: str, precision: str = "fp32") -> Exported:
-    """The tiny ``kind`` ("latent" or "pixel") model and its engine, exported on first use."""
+    """The tiny ``kind`` ("latent", "pixel" or "patch") model and its engine, exported on first use."""
     from lesionaug.export.run import export_model
 
     key = (kind, precision)
     if key not in _BUILT:
         root = Path(tempfile.mkdtemp(prefix=f"lesionaug-{kind}-{precision}-"))
         atexit.register(shutil.rmtree, root, True)
-        writer = write_tiny_latent_model if kind == "latent" else write_tiny_pixel_model
+        writer = {"latent": write_tiny_latent_model, "pixel": write_tiny_pixel_model, "patch": write_tiny_patch_model}[kind]
         model_dir = writer(root / "model")
         cache_dir = root / "cache"
         previous = os.environ.get("LESIONAUG_CACHE")

@@ -394,3 +394,19 @@ def test_growing_or_shrinking_n_with_force_keeps_the_shared_pairs(run, tmp_path)
     assert shrunk.exit_code == 0 and shrunk.envelope["data"]["n_skipped_existing"] == 2
     assert sorted(manifest_by_id(out)) == ["SYN_0000001", "SYN_0000002"]
     assert invoke("verify", out, "-q").exit_code == 0  # the dropped pairs' files are gone too
+
+
+def test_the_cache_slot_changes_with_the_training_recipe_not_with_the_seed(monkeypatch):
+    """A release that changes a default (here: the small model's patch size) trains anew instead of
+    reusing the model an older recipe left in the cache."""
+    import lesionaug.augment.model_choice as choice
+    from lesionaug.train import networks
+
+    budget = choice.TrainingBudget("small", None, "cpu")
+    key = budget.key("f" * 40)
+    assert key.startswith("f" * 24 + "-small-default-")
+    assert budget.config(seed=3).seed == 3 and budget.key("f" * 40) == key
+    assert choice.TrainingBudget("small", 50, "cpu").key("f" * 40) != key
+    changed = {**networks.COMPACT_SIZES, "small": {**networks.COMPACT_SIZES["small"], "patch_size": 1}}
+    monkeypatch.setattr("lesionaug.train.config.COMPACT_SIZES", changed)
+    assert budget.key("f" * 40) != key

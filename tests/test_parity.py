@@ -43,7 +43,7 @@ def pixel():
     return built, Engine.load(built.engine_dir, "cpu")
 
 
-def _pipeline(model_dir, scheduler, *, pixel: bool = False):
+def _pipeline(model_dir, scheduler, *, pixel: bool = False, patch: int = 1):
     from diffusers import (
         AutoencoderKL,
         ControlNetModel,
@@ -52,12 +52,13 @@ def _pipeline(model_dir, scheduler, *, pixel: bool = False):
     )
     from transformers import AutoTokenizer, CLIPTextModel
 
-    if pixel:  # never called: output_type="latent"; its single block makes vae_scale_factor 1
+    if pixel:  # never called: output_type="latent"; its blocks make vae_scale_factor the patch size
+        levels = patch.bit_length()
         vae = AutoencoderKL(
-            block_out_channels=(8,),
-            down_block_types=("DownEncoderBlock2D",),
-            up_block_types=("UpDecoderBlock2D",),
-            latent_channels=3,
+            block_out_channels=(8,) * levels,
+            down_block_types=("DownEncoderBlock2D",) * levels,
+            up_block_types=("UpDecoderBlock2D",) * levels,
+            latent_channels=3 * patch * patch,
             norm_num_groups=8,
         )
     else:
@@ -77,11 +78,18 @@ def _pipeline(model_dir, scheduler, *, pixel: bool = False):
     return pipe
 
 
-def _reference(pipe, mask, seed, guidance, *, pixel: bool = False, control_scale: float = 1.0) -> np.ndarray:
+def _reference(pipe, mask, seed, guidance, *, pixel: bool = False, control_scale: float = 1.0,
+               patch: int = 1) -> np.ndarray:
     import torch
     from PIL import Image
 
+    from lesionaug.train.networks import from_patches, to_patches
+
     control = Image.fromarray(mask.astype(np.uint8) * 255).convert("RGB")
+    extra = {}
+    if patch > 1:  # the pipeline's noise on the patch grid: the pixel noise the engine draws, cut into patches
+        noise = torch.randn((1, 3, *mask.shape), generator=torch.Generator("cpu").manual_seed(seed))
+        extra["latents"] = to_patches(noise, patch)
     out = pipe(
         PROMPT,
         image=control,
@@ -92,10 +100,11 @@ def _reference(pipe, mask, seed, guidance, *, pixel: bool = False, control_scale
         controlnet_conditioning_scale=control_scale,
         generator=torch.Generator("cpu").manual_seed(seed),
         output_type="latent" if pixel else "np",
+        **extra,
     )
     if not pixel:
         return out.images
-    return (out.images * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    return (from_patches(out.images, patch) * 0.5 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
 
 @pytest.mark.slow
@@ -136,6 +145,30 @@ def test_pixel_model_matches_pipeline_final_sample(pixel):
     got = generate_float(engine, [PROMPT], [mask], [11], SamplerSettings("dpm++", STEPS, 4.0))
     assert got.shape == expected.shape == (1, 32, 32, 3)
     assert np.abs(got - expected).max() < TOLERANCE
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["dpm++", "ddim"])
+def test_patch_model_matches_the_pipeline_on_the_patch_grid(scheduler):
+    """The 2 x 2 patch model: the engine (pixels in and out, patches inside the graph) against the
+    diffusers pipeline run on the patch grid itself (a 12-channel "latent" at half the side), from
+    the same noise cut into patches. Deterministic schedulers only: an ancestral one draws its fresh
+    noise in the shape of what it steps, pixels here and patches there, the same numbers in another
+    order."""
+    from lesionaug.engine import Engine
+    from lesionaug.engine.sampler import SamplerSettings, generate_float, make_scheduler
+
+    built = exported_engine("patch")
+    engine = Engine.load(built.engine_dir, "cpu")
+    assert engine.card.raw["patch_size"] == 2 and engine.card.channels == 3 and engine.card.size_multiple == 8
+    mask = ellipse_mask(32, 32, 15, 17, 9, 11)
+    pipe = _pipeline(built.model_dir, make_scheduler(scheduler, engine.scheduler_config), pixel=True, patch=2)
+    expected = _reference(pipe, mask, seed=11, guidance=4.0, pixel=True, patch=2)
+    got = generate_float(engine, [PROMPT], [mask], [11], SamplerSettings(scheduler, STEPS, 4.0))
+    assert got.shape == expected.shape == (1, 32, 32, 3)
+    assert np.abs(got - expected).max() < TOLERANCE
+    wide = generate_float(engine, [PROMPT], [ellipse_mask(24, 48, 12, 20, 8, 14)], [11], SamplerSettings(scheduler, 2, 4.0))
+    assert wide.shape == (1, 24, 48, 3)  # any multiple of 8 px, not only the training size
 
 
 @pytest.mark.slow

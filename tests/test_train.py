@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 
 from tiny_sd import write_tiny_sd
 
-from lesionaug.errors import ConfigError, DatasetError, UsageError
+from lesionaug.errors import ConfigError, DatasetError, ModelError, UsageError
 from lesionaug.progress import SILENT
 from lesionaug.train.config import TrainConfig
 from lesionaug.train.data import (
@@ -321,7 +321,8 @@ def test_compact_folder_reloads_and_records_the_run(tmp_path):
 
 def test_compact_defaults_and_schedule_options_are_checked():
     small = TrainConfig().resolved()
-    assert (small.resolution, small.base_steps, small.steps, small.lr_warmup) == (64, 600, 500, 20)
+    assert (small.resolution, small.base_steps, small.steps, small.lr_warmup) == (128, 600, 500, 20)
+    assert small.patch_size == 2 and TrainConfig(model_size="tiny").resolved().patch_size == 1
     assert small.prediction_type == "v_prediction" and small.zero_terminal_snr is True
     epsilon = TrainConfig(prediction_type="epsilon").resolved()
     assert epsilon.zero_terminal_snr is False  # pure noise at the last step leaves no noise to predict
@@ -332,6 +333,62 @@ def test_compact_defaults_and_schedule_options_are_checked():
         TrainConfig(base="some/model", prediction_type="epsilon")
     with pytest.raises(UsageError, match="unknown prediction type"):
         TrainConfig(prediction_type="sample")
+    with pytest.raises(UsageError, match="--patch-size must be a power of two"):
+        TrainConfig(patch_size=3)
+    with pytest.raises(UsageError, match="--patch-size is for the compact base"):
+        TrainConfig(base="some/model", patch_size=2)
+
+
+def test_patches_are_a_permutation_of_the_pixels():
+    from lesionaug.train.networks import from_patches, patch_size_of, to_patches
+
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    cut = to_patches(x, 2)
+    assert cut.shape == (2, 12, 4, 4)
+    assert torch.equal(torch.sort(cut.flatten()).values, torch.sort(x.flatten()).values)
+    assert torch.equal(cut[0, :4, 0, 0], x[0, 0, :2, :2].flatten())  # channel 0's top-left 2 x 2 block
+    assert torch.equal(from_patches(cut, 2), x) and to_patches(x, 1) is x
+    assert [patch_size_of(c) for c in (3, 12, 48)] == [1, 2, 4]
+    with pytest.raises(ModelError, match="3 x p x p channels"):
+        patch_size_of(4)
+
+
+def test_a_patch_model_trains_at_full_size_on_a_grid_half_as_wide(tmp_path):
+    """--patch-size 2: 32 px pairs, a UNet on a 16 x 16 grid of 12 channels, a ControlNet whose
+    conditioning embedding halves the mask; the loss falls and the folder says so."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    config = tiny_config(patch_size=2, base_steps=60, steps=2, prompt_dropout=0.0, base_lr=3e-3)
+    data = blob_set(n=2)
+    parts = load_parts(config, data.prompts)
+    assert parts.unet.config.in_channels == 12 and parts.unet.config.sample_size == 16
+    assert (parts.patch_size, parts.sample_channels, parts.size_multiple) == (2, 3, 8)
+    stage = TrainingStage("base", 0, 0, 60, 3e-3)
+
+    def held_out_loss() -> float:
+        objective = StageObjective(parts, data, stage, config, "cpu", SILENT)
+        generator = torch.Generator().manual_seed(123)
+        live = {"unet": parts.unet, "text_encoder": parts.text_encoder}
+        with torch.no_grad():
+            return float(np.mean([float(objective.loss([0, 1], generator, live)) for _ in range(16)]))
+
+    before = held_out_loss()
+    run_stage(parts, data, stage, config, make_accelerator("no"), SILENT)
+    assert held_out_loss() < 0.6 * before
+
+    out = tmp_path / "model"
+    fresh = load_parts(config, data.prompts)
+    run_training(fresh, lambda: data, lambda: data, out, config, PROVENANCE, SILENT)
+    info = json.loads((out / "lesionaug.json").read_text())
+    assert (info["patch_size"], info["size_multiple"], info["resolution"]) == (2, 8, 32)
+    assert info["training"]["patch_size"] == 2
+    controlnet = ControlNetModel.from_pretrained(out / "controlnet", use_safetensors=True)
+    assert controlnet.config.conditioning_embedding_out_channels == [16, 32]
+    assert UNet2DConditionModel.from_pretrained(out / "unet", use_safetensors=True).config.in_channels == 12
+    from PIL import Image
+
+    grid = Image.open(out / "samples" / "step-62.png")
+    assert grid.size == (2 * 32 + 2, 2 * 32 + 2)  # two 32 px samples under their masks
 
 
 def test_a_different_run_in_the_folder_is_refused_and_left_alone(tmp_path):

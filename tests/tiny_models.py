@@ -65,8 +65,9 @@ def write_tiny_latent_model(path: str | Path, seed: int = 0) -> Path:
     return path
 
 
-def write_tiny_pixel_model(path: str | Path, seed: int = 0) -> Path:
-    """A tiny compact pixel-space model folder (3-channel UNet, no VAE; images a multiple of 4 px)."""
+def write_tiny_pixel_model(path: str | Path, seed: int = 0, patch: int = 1) -> Path:
+    """A tiny compact pixel-space model folder (3-channel UNet, no VAE; images a multiple of 4 px);
+    ``patch`` 2: the UNet takes 2 x 2 pixel patches (12 channels; images a multiple of 8 px)."""
     import torch
     from diffusers import ControlNetModel, UNet2DConditionModel
 
@@ -76,9 +77,9 @@ def write_tiny_pixel_model(path: str | Path, seed: int = 0) -> Path:
     shutil.rmtree(path / "unet")
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=32,
-        in_channels=3,
-        out_channels=3,
+        sample_size=32 // patch,
+        in_channels=3 * patch * patch,
+        out_channels=3 * patch * patch,
         block_out_channels=(16, 32, 32),
         layers_per_block=1,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
@@ -88,10 +89,13 @@ def write_tiny_pixel_model(path: str | Path, seed: int = 0) -> Path:
         norm_num_groups=8,
     )
     unet.save_pretrained(path / "unet", safe_serialization=True)
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16,))
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32)[: patch.bit_length()])
     _randomise_zero_convs(controlnet, seed + 1)
     controlnet.save_pretrained(path / "controlnet", safe_serialization=True)
-    _write_card(
-        path, base="compact", latent=False, resolution=32, size_multiple=TINY_PIXEL_SIZE_MULTIPLE, vae_scale=None
-    )
+    _write_card(path, base="compact", latent=False, resolution=32, size_multiple=TINY_PIXEL_SIZE_MULTIPLE * patch,
+                vae_scale=None)
     return path
+
+
+def write_tiny_patch_model(path: str | Path, seed: int = 0) -> Path:
+    return write_tiny_pixel_model(path, seed, patch=2)

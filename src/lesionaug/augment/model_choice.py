@@ -162,7 +162,12 @@ class TrainingBudget:
     device: str  # "cpu" or "gpu"
 
     def key(self, split_fingerprint: str) -> str:
-        return f"{split_fingerprint[:24]}-{self.model_size}-{self.steps if self.steps is not None else 'default'}"
+        """The cache slot: the split, the size, the step budget and a hash of the whole training
+        recipe (seed aside), so a release that changes a default never reuses an older model."""
+        recipe = {k: v for k, v in self.config().resolved().identity().items() if k != "seed"}
+        digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        steps = self.steps if self.steps is not None else "default"
+        return f"{split_fingerprint[:24]}-{self.model_size}-{steps}-{digest}"
 
     def config(self, seed: int = 0):
         if self.steps is None:

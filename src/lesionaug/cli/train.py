@@ -103,6 +103,11 @@ def train(
         choice(PREDICTION_TYPES) | None,
         typer.Option("--prediction-type", case_sensitive=False, help="Compact only (default: v_prediction).")
     ] = None,
+    patch_size: Annotated[
+        int | None,
+        typer.Option("--patch-size", help="Compact only: the UNet works on p x p pixel patches, p times fewer "
+                     "cells per side for the same image size (default: 2 for small, 1 for tiny and base)."),
+    ] = None,
     mixed_precision: Annotated[
         choice(MIXED_PRECISION), typer.Option("--mixed-precision", case_sensitive=False, help="fp16 needs a GPU.")
     ] = "no",
@@ -201,6 +206,7 @@ def train(
             diffusion_only = {"--base": base != "compact", "--base-steps": base_steps is not None,
                               "--base-lr": base_lr is not None, "--lr-warmup": lr_warmup is not None,
                               "--prediction-type": prediction_type is not None, "--grad-accum": grad_accum != 1,
+                              "--patch-size": patch_size is not None,
                               "--controlnet": controlnet is not None, "--dihedral": dihedral,
                               "--optimizer": optimizer != "adamw", "--report-to": report_to is not None,
                               "--prompt-template": prompt_template is not None}
@@ -229,6 +235,7 @@ def train(
             base_lr=base_lr,
             lr_warmup=lr_warmup,
             prediction_type=prediction_type,
+            patch_size=patch_size,
             mixed_precision=mixed_precision,
             seed=seed,
             checkpoint_every=checkpoint_every,

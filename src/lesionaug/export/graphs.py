@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from lesionaug.errors import ModelError
+from lesionaug.train.networks import from_patches, to_patches
 
 TEXT_ENCODER = "text_encoder"
 DENOISER = "denoiser"
@@ -37,9 +38,10 @@ class Geometry:
     latent: bool
     channels: int  # channels of the denoised sample (4 for SD latents, 3 for pixel models)
     scale: int  # pixels per sample cell (the VAE factor, 1 for pixel models)
-    sample_multiple: int  # the UNet's multiple, in sample cells
+    sample_multiple: int  # the UNet's multiple, in sample cells (times the patch size for pixel models)
     token_length: int
     hidden_size: int
+    patch: int = 1  # pixel models: the UNet sees p x p patches as channels, inside the denoiser graph
 
     @property
     def size_multiple(self) -> int:
@@ -80,13 +82,16 @@ class TextEncoderGraph(nn.Module):
 
 
 class FusedDenoiser(nn.Module):
-    """UNet + ControlNet in one module: the diffusers ControlNet pipeline's step, guess mode off."""
+    """UNet + ControlNet in one module: the diffusers ControlNet pipeline's step, guess mode off.
+    With ``patch`` > 1 the sample is cut into patches on the way in and put back on the way out
+    (``train/networks.py``), so the graph's sample and output stay pixels."""
 
-    def __init__(self, unet: nn.Module, controlnet: nn.Module, dtype: torch.dtype = torch.float32):
+    def __init__(self, unet: nn.Module, controlnet: nn.Module, dtype: torch.dtype = torch.float32, patch: int = 1):
         super().__init__()
         self.unet = unet
         self.controlnet = controlnet
         self.dtype = dtype
+        self.patch = patch
 
     def forward(
         self,
@@ -96,7 +101,7 @@ class FusedDenoiser(nn.Module):
         controlnet_cond: torch.Tensor,
         conditioning_scale: torch.Tensor,
     ) -> torch.Tensor:
-        sample = sample.to(self.dtype)
+        sample = to_patches(sample.to(self.dtype), self.patch)
         states = encoder_hidden_states.to(self.dtype)
         down, mid = self.controlnet(
             sample,
@@ -115,7 +120,7 @@ class FusedDenoiser(nn.Module):
             mid_block_additional_residual=mid,
             return_dict=False,
         )[0]
-        return noise.float()
+        return from_patches(noise, self.patch).float()
 
 
 class VaeDecoderGraph(nn.Module):
@@ -170,7 +175,7 @@ def denoiser_spec(unet: nn.Module, controlnet: nn.Module, geometry: Geometry, dt
         "controlnet_cond": {0: batch, 2: p * height, 3: p * width},
         "conditioning_scale": None,
     }
-    module = FusedDenoiser(unet, controlnet, dtype).eval()
+    module = FusedDenoiser(unet, controlnet, dtype, geometry.patch).eval()
     return GraphSpec(DENOISER, module, DENOISER_INPUTS, "noise_pred", shapes)
 
 

@@ -16,6 +16,7 @@ from torch import nn
 from lesionaug.errors import ModelError, first_line
 from lesionaug.export import graphs as g
 from lesionaug.safe_weights import use_safetensors
+from lesionaug.train.networks import patch_size_of
 
 
 @dataclass
@@ -83,16 +84,23 @@ def derive_geometry(model_dir: Path, card: dict, unet, controlnet, text_encoder,
     if vae is not None and int(vae.config.latent_channels) != channels:
         raise ModelError(f"VAE latents have {vae.config.latent_channels} channels, the UNet takes {channels}",
                          path=model_dir, fix="the UNet and VAE must come from the same base")
-    if not latent and channels != 3:
-        raise ModelError(f"pixel model UNet takes {channels} channels, expected 3", path=model_dir / "unet",
-                         fix="set latent: true in lesionaug.json if this is a latent model")
+    patch = 1
+    if not latent:
+        try:
+            patch = patch_size_of(channels)
+        except ModelError as exc:
+            raise ModelError(f"pixel model: {exc.message}", path=model_dir / "unet", fix=exc.fix) from None
+        if card.get("patch_size") not in (None, patch):
+            raise ModelError(f"model card patch_size {card['patch_size']} != the UNet's {patch} ({channels} channels)",
+                             path=model_dir / "lesionaug.json", fix=f"set patch_size to {patch}")
+        channels = 3
     cond_levels = len(controlnet.config.conditioning_embedding_out_channels or (16, 32, 96, 256))
     cond_scale = 2 ** (cond_levels - 1)
-    if cond_scale != scale:
+    if cond_scale != scale * patch:
         raise ModelError(
-            f"the ControlNet's conditioning embedding downsamples by {cond_scale} but the model's pixels per "
-            f"sample cell are {scale}", path=model_dir / "controlnet",
-            fix="retrain the ControlNet with a conditioning embedding that matches the VAE factor")
+            f"the ControlNet's conditioning embedding downsamples by {cond_scale} but the UNet's grid has "
+            f"{scale * patch} pixels per cell", path=model_dir / "controlnet",
+            fix="retrain the ControlNet with a conditioning embedding that matches the VAE factor or patch size")
     hidden = int(text_encoder.config.hidden_size)
     if int(unet.config.cross_attention_dim) != hidden:
         raise ModelError(f"UNet cross_attention_dim {unet.config.cross_attention_dim} != text hidden size {hidden}",
@@ -103,7 +111,7 @@ def derive_geometry(model_dir: Path, card: dict, unet, controlnet, text_encoder,
                          f"{text_encoder.config.max_position_embeddings} positions", path=model_dir / "tokenizer",
                          fix="set model_max_length in tokenizer_config.json")
 
-    sample_multiple = 2 ** (len(unet.config.down_block_types) - 1)
+    sample_multiple = 2 ** (len(unet.config.down_block_types) - 1) * patch
     needed = sample_multiple * scale
     declared = int(card.get("size_multiple") or needed)
     if declared % needed:
@@ -114,7 +122,7 @@ def derive_geometry(model_dir: Path, card: dict, unet, controlnet, text_encoder,
         raise ModelError(f"model card vae_scale_factor {card['vae_scale_factor']} != VAE factor {scale}",
                          path=model_dir / "lesionaug.json", fix=f"set vae_scale_factor to {scale}")
     return g.Geometry(latent=latent, channels=channels, scale=scale, sample_multiple=declared // scale,
-                      token_length=token_length, hidden_size=hidden)
+                      token_length=token_length, hidden_size=hidden, patch=patch)
 
 
 def _half(module: nn.Module) -> nn.Module:

@@ -206,6 +206,7 @@ def export_model(
             "scale": geometry.scale,
             "size_multiple": geometry.size_multiple,
             "sample_multiple": geometry.sample_multiple,
+            "patch_size": geometry.patch,
             "token_length": geometry.token_length,
             "hidden_size": geometry.hidden_size,
             "max_batch": parts.max_batch,

@@ -74,6 +74,7 @@ class TrainConfig:
     lr_warmup: int | None = None  # warm-up steps at the start of each stage
     prediction_type: str | None = None  # compact only (default v_prediction); an SD base keeps its scheduler's
     zero_terminal_snr: bool | None = None  # compact only: the last noise step is pure noise (default with v)
+    patch_size: int | None = None  # compact only: the UNet works on p x p pixel patches (None: the size's default)
     mixed_precision: str = "no"
     seed: int = 0
     checkpoint_every: int = 0  # 0: only at the end of each stage
@@ -112,6 +113,7 @@ class TrainConfig:
             lr_warmup=self.lr_warmup if self.lr_warmup is not None else budget.warmup,
             prediction_type=(self.prediction_type or "v_prediction") if self.compact else None,
             zero_terminal_snr=self._zero_terminal_snr() if self.compact else None,
+            patch_size=(self.patch_size or COMPACT_SIZES[self.model_size]["patch_size"]) if self.compact else None,
         )
 
     def _zero_terminal_snr(self) -> bool:
@@ -169,6 +171,10 @@ def check_config(c: TrainConfig) -> None:
             "the prediction type and noise schedule are chosen for the compact base only",
             fix="a Stable Diffusion base trains its ControlNet with the base's own scheduler; drop --prediction-type",
         )
+    if c.patch_size is not None and not c.compact:
+        raise UsageError("--patch-size is for the compact base", fix="a Stable Diffusion base works on its VAE's latents; drop --patch-size")
+    if c.patch_size is not None and (not isinstance(c.patch_size, int) or c.patch_size < 1 or c.patch_size & (c.patch_size - 1)):
+        raise UsageError(f"--patch-size must be a power of two (1, 2, 4...), not {c.patch_size!r}", fix="use --patch-size 2")
     if c.zero_terminal_snr and c.prediction_type == "epsilon":
         raise UsageError(
             "a zero terminal SNR schedule needs v-prediction (noise cannot be predicted from pure noise)",

@@ -25,7 +25,7 @@ from lesionaug.train.checkpoints import load_training_state, restore_random_stat
 from lesionaug.train.config import TrainConfig
 from lesionaug.train.data import TrainingSet
 from lesionaug.train.ema import WeightAverage
-from lesionaug.train.networks import ModelParts, build_controlnet, use_sdpa_attention
+from lesionaug.train.networks import ModelParts, build_controlnet, from_patches, to_patches, use_sdpa_attention
 
 
 def stage_seed(*parts: int) -> int:
@@ -212,13 +212,15 @@ class StageObjective:
         text = self.text_embeddings(prompts, live.get("text_encoder"))
         noisy = scheduler.add_noise(x0, noise, t)
         unet = live.get("unet", self.parts.unet)
+        patch = self.parts.patch_size
+        model_in = to_patches(noisy, patch)
         residuals: dict[str, Any] = {}
         if "controlnet" in live:
             control = self._turned(self.data.control(index), turns).to(self.device)
-            down, mid = live["controlnet"](noisy, t, text, controlnet_cond=control, return_dict=False)
+            down, mid = live["controlnet"](model_in, t, text, controlnet_cond=control, return_dict=False)
             residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
         # 3. Predict and compare with the target the schedule defines.
-        prediction = unet(noisy, t, text, **residuals).sample
+        prediction = from_patches(unet(model_in, t, text, **residuals).sample, patch)
         if scheduler.config.prediction_type == "v_prediction":
             target = scheduler.get_velocity(x0, noise, t)
         else:

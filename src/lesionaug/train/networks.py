@@ -3,8 +3,15 @@
 Both come back as ``ModelParts`` holding diffusers/transformers classes, so training, the model
 folder and export treat them the same way. The compact model is a small ``UNet2DConditionModel``
 on RGB pixels scaled to [-1, 1], a small ``CLIPTextModel`` and a word-level tokenizer built from
-the dataset's prompt vocabulary; its ControlNet's conditioning embedding keeps full resolution
-(there is no latent space to shrink the mask to).
+the dataset's prompt vocabulary; its ControlNet's conditioning embedding brings the mask to the UNet's grid.
+
+With ``patch_size`` p > 1 the compact UNet works on p x p pixel patches stacked as channels
+(``pixel_unshuffle``: 3 x 128 x 128 pixels are 12 x 64 x 64 for p = 2), the way "simple diffusion"
+(Hoogeboom et al., 2023) and DiT's patches cut the cost of high-resolution pixel diffusion: the
+rearrangement is a fixed permutation of the pixels, so the diffusion process, the noise schedule
+and the sampler stay in pixel space and see nothing of it (``to_patches``/``from_patches`` wrap every
+UNet and ControlNet call), while every layer runs on a grid p times smaller per side. The
+ControlNet's conditioning embedding downsamples the mask p times to that grid.
 """
 
 from __future__ import annotations
@@ -24,10 +31,13 @@ from lesionaug.safe_weights import refuse_pickle_weights, use_safetensors
 MODEL_SIZES = ("tiny", "small", "base")
 
 # Widths per compact size. Attention only at the coarsest levels: pixel-space self-attention at
-# full resolution costs (H*W)^2 and buys little for textures this small.
+# full resolution costs (H*W)^2 and buys little for textures this small. "small" (the CPU default)
+# makes 128 px images on 2 x 2 patches: its layers run on the 64 x 64 grid the 64 px model had, so
+# it costs about what that model cost (benchmarks/bench_compact_quality.py, variant "patch2").
 COMPACT_SIZES: dict[str, dict[str, Any]] = {
     "tiny": {
         "resolution": 64,
+        "patch_size": 1,
         "block_out_channels": (16, 32, 64),
         "attention": (False, False, True),
         "layers_per_block": 1,
@@ -37,7 +47,8 @@ COMPACT_SIZES: dict[str, dict[str, Any]] = {
         "text_layers": 2,
     },
     "small": {
-        "resolution": 64,
+        "resolution": 128,
+        "patch_size": 2,
         "block_out_channels": (16, 32, 64, 64),
         "attention": (False, False, False, True),
         "layers_per_block": 1,
@@ -48,6 +59,7 @@ COMPACT_SIZES: dict[str, dict[str, Any]] = {
     },
     "base": {
         "resolution": 256,
+        "patch_size": 1,
         "block_out_channels": (128, 256, 256, 512),
         "attention": (False, False, True, True),
         "layers_per_block": 2,
@@ -88,10 +100,25 @@ class ModelParts:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
+    def patch_size(self) -> int:
+        """Pixels per side of one UNet cell of a pixel model (1 for latent models): see the module doc."""
+        return 1 if self.latent else patch_size_of(int(self.unet.config.in_channels))
+
+    @property
+    def grid_factor(self) -> int:
+        """Pixels per side of one cell of the UNet's input grid: the VAE factor or the patch size."""
+        return self.vae_scale_factor or self.patch_size
+
+    @property
+    def sample_channels(self) -> int:
+        """Channels of what the sampler denoises: the latent's, or 3 for pixels (patches or not)."""
+        return int(self.unet.config.in_channels) // self.patch_size**2
+
+    @property
     def size_multiple(self) -> int:
-        """Image sides must be multiples of this: the UNet's downsampling times the VAE's."""
+        """Image sides must be multiples of this: the UNet's downsampling times the VAE's or the patch."""
         unet_factor = 2 ** (len(self.unet.config.block_out_channels) - 1)
-        return unet_factor * (self.vae_scale_factor or 1)
+        return unet_factor * self.grid_factor
 
     @property
     def max_length(self) -> int:
@@ -138,6 +165,29 @@ def build_word_tokenizer(prompts: list[str], max_length: int | None = None):
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
+def patch_size_of(channels: int) -> int:
+    """The patch side p of a pixel UNet taking ``channels`` = 3 p^2 channels."""
+    side = math.isqrt(max(channels // 3, 1))
+    if 3 * side * side != channels:
+        raise ModelError(f"a pixel model's UNet takes 3 x p x p channels (3, 12, 27...), not {channels}",
+                         fix="set latent: true in lesionaug.json if this is a latent model")
+    return side
+
+
+def to_patches(x: Any, patch: int) -> Any:
+    """(B, C, H, W) -> (B, C p^2, H/p, W/p): each p x p block of pixels becomes channels (a permutation)."""
+    import torch.nn.functional as F
+
+    return x if patch == 1 else F.pixel_unshuffle(x, patch)
+
+
+def from_patches(x: Any, patch: int) -> Any:
+    """The inverse of ``to_patches``."""
+    import torch.nn.functional as F
+
+    return x if patch == 1 else F.pixel_shuffle(x, patch)
+
+
 def compact_scheduler(prediction_type: str = "v_prediction", zero_terminal_snr: bool = True):
     """The compact model's noise schedule: cosine betas over 1000 steps, sampled from the last one.
 
@@ -166,8 +216,10 @@ def build_compact_model(
     *,
     prediction_type: str = "v_prediction",
     zero_terminal_snr: bool = True,
+    patch_size: int | None = None,
 ) -> ModelParts:
-    """A pixel-space UNet, text encoder and word tokenizer of ``size``, randomly initialised."""
+    """A pixel-space UNet, text encoder and word tokenizer of ``size``, randomly initialised;
+    ``patch_size`` None takes the size's default."""
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -194,10 +246,11 @@ def build_compact_model(
     attention = spec["attention"]
     down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention)
     up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention))
+    patch = patch_size or spec["patch_size"]
     unet = UNet2DConditionModel(
-        sample_size=resolution,
-        in_channels=3,
-        out_channels=3,
+        sample_size=resolution // patch,
+        in_channels=3 * patch * patch,
+        out_channels=3 * patch * patch,
         block_out_channels=spec["block_out_channels"],
         layers_per_block=spec["layers_per_block"],
         down_block_types=down,
@@ -211,11 +264,12 @@ def build_compact_model(
     return ModelParts(unet, text_encoder, tokenizer, scheduler, base="compact", model_size=size)
 
 
-def conditioning_channels_for(vae_scale_factor: int | None) -> tuple[int, ...]:
+def conditioning_channels_for(grid_factor: int | None) -> tuple[int, ...]:
     """ControlNet conditioning-embedding widths: one stride-2 conv per extra entry, so the mask
-    (full image resolution) lands on the UNet's input grid: none for pixels, log2(f) for latents."""
+    (full image resolution) lands on the UNet's input grid: log2 of the patch size for pixels
+    (none without patches), log2(f) for latents."""
     widths = (16, 32, 96, 256)
-    downsamplings = int(math.log2(vae_scale_factor)) if vae_scale_factor else 0
+    downsamplings = int(math.log2(grid_factor)) if grid_factor else 0
     if downsamplings >= len(widths):
         widths = widths + (256,) * (downsamplings + 1 - len(widths))
     return widths[: downsamplings + 1]
@@ -227,7 +281,7 @@ def build_controlnet(parts: ModelParts):
 
     return ControlNetModel.from_unet(
         parts.unet,
-        conditioning_embedding_out_channels=conditioning_channels_for(parts.vae_scale_factor),
+        conditioning_embedding_out_channels=conditioning_channels_for(parts.grid_factor),
     )
 
 
@@ -373,7 +427,7 @@ def load_controlnet(path: str | Path, parts: ModelParts, allow_pickle: bool = Fa
         if _as_list(mine) != _as_list(theirs):
             raise ModelError(f"the ControlNet's {key} ({mine}) does not match the base's UNet ({theirs})",
                              path=folder, fix="pass a ControlNet trained on this base")
-    expected = list(conditioning_channels_for(parts.vae_scale_factor))
+    expected = list(conditioning_channels_for(parts.grid_factor))
     if len(cn.conditioning_embedding_out_channels or ()) != len(expected):
         raise ModelError("the ControlNet's conditioning embedding does not downsample the mask to the latent grid",
                          path=folder, fix="pass a ControlNet trained on this base")

@@ -83,6 +83,7 @@ def load_parts(config: TrainConfig, prompts: list[str]) -> ModelParts:
             prompts,
             prediction_type=config.prediction_type,
             zero_terminal_snr=config.zero_terminal_snr,
+            patch_size=config.patch_size,
         )
     parts = load_base(config.base, allow_pickle=config.allow_pickle)
     if config.controlnet is not None:
@@ -281,6 +282,7 @@ def model_card(parts: ModelParts, config: TrainConfig, provenance: Provenance, s
         "resolution": config.resolution,
         "size_multiple": parts.size_multiple,
         "vae_scale_factor": parts.vae_scale_factor,
+        "patch_size": parts.patch_size,
         "prompt_template": config.prompt_template,
         "label_vocabulary": provenance.label_vocabulary,
         "shape_model": shape_model,

@@ -14,7 +14,7 @@ import numpy as np
 
 from lesionaug.atomic_files import write_bytes_atomic
 from lesionaug.train.loop import encode_texts
-from lesionaug.train.networks import ModelParts
+from lesionaug.train.networks import ModelParts, from_patches, to_patches
 
 
 def generate_images(
@@ -35,20 +35,20 @@ def generate_images(
     scheduler = DDIMScheduler.from_config(parts.noise_scheduler.config)
     scheduler.set_timesteps(steps)
     n, _, height, width = control.shape
-    factor = parts.vae_scale_factor or 1
-    shape = (n, parts.unet.config.in_channels, height // factor, width // factor)
+    factor, patch = parts.vae_scale_factor or 1, parts.patch_size
+    shape = (n, parts.sample_channels, height // factor, width // factor)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device) * scheduler.init_noise_sigma
     with torch.no_grad():
         text = encode_texts(parts, [""] * n + list(prompts), device)
         control2 = torch.cat([control, control]).to(device)
         controlnet = parts.controlnet if use_controlnet else None
         for t in scheduler.timesteps:
-            model_in = scheduler.scale_model_input(torch.cat([x, x]), t)
+            model_in = to_patches(scheduler.scale_model_input(torch.cat([x, x]), t), patch)
             residuals: dict[str, Any] = {}
             if controlnet is not None:
                 down, mid = controlnet(model_in, t, text, controlnet_cond=control2, return_dict=False)
                 residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-            uncond, cond = parts.unet(model_in, t, text, **residuals).sample.chunk(2)
+            uncond, cond = from_patches(parts.unet(model_in, t, text, **residuals).sample, patch).chunk(2)
             x = scheduler.step(uncond + guidance * (cond - uncond), t, x).prev_sample
         if parts.latent:
             cfg = parts.vae.config
