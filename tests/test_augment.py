@@ -407,6 +407,6 @@ def test_the_cache_slot_changes_with_the_training_recipe_not_with_the_seed(monke
     assert key.startswith("f" * 24 + "-small-default-")
     assert budget.config(seed=3).seed == 3 and budget.key("f" * 40) == key
     assert choice.TrainingBudget("small", 50, "cpu").key("f" * 40) != key
-    changed = {**networks.COMPACT_SIZES, "small": {**networks.COMPACT_SIZES["small"], "patch_size": 1}}
+    changed = {**networks.COMPACT_SIZES, "small": {**networks.COMPACT_SIZES["small"], "patch_size": 2}}
     monkeypatch.setattr("lesionaug.train.config.COMPACT_SIZES", changed)
     assert budget.key("f" * 40) != key

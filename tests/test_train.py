@@ -321,8 +321,8 @@ def test_compact_folder_reloads_and_records_the_run(tmp_path):
 
 def test_compact_defaults_and_schedule_options_are_checked():
     small = TrainConfig().resolved()
-    assert (small.resolution, small.base_steps, small.steps, small.lr_warmup) == (128, 600, 500, 20)
-    assert small.patch_size == 2 and TrainConfig(model_size="tiny").resolved().patch_size == 1
+    assert (small.resolution, small.base_steps, small.steps, small.lr_warmup) == (64, 600, 500, 20)
+    assert small.patch_size == 1 and TrainConfig(patch_size=2).resolved().patch_size == 2
     assert small.prediction_type == "v_prediction" and small.zero_terminal_snr is True
     epsilon = TrainConfig(prediction_type="epsilon").resolved()
     assert epsilon.zero_terminal_snr is False  # pure noise at the last step leaves no noise to predict

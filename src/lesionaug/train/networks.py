@@ -32,8 +32,8 @@ MODEL_SIZES = ("tiny", "small", "base")
 
 # Widths per compact size. Attention only at the coarsest levels: pixel-space self-attention at
 # full resolution costs (H*W)^2 and buys little for textures this small. "small" (the CPU default)
-# makes 128 px images on 2 x 2 patches: its layers run on the 64 x 64 grid the 64 px model had, so
-# it costs about what that model cost (benchmarks/bench_compact_quality.py, variant "patch2").
+# works at 64 px on pixels: 128 px on 2 x 2 patches (--patch-size 2) costs the same time but, on the
+# CPU budget, made noisier images that follow their masks less (README, "What the compact model makes").
 COMPACT_SIZES: dict[str, dict[str, Any]] = {
     "tiny": {
         "resolution": 64,
@@ -47,8 +47,8 @@ COMPACT_SIZES: dict[str, dict[str, Any]] = {
         "text_layers": 2,
     },
     "small": {
-        "resolution": 128,
-        "patch_size": 2,
+        "resolution": 64,
+        "patch_size": 1,
         "block_out_channels": (16, 32, 64, 64),
         "attention": (False, False, False, True),
         "layers_per_block": 1,
