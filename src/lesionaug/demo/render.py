@@ -147,9 +147,10 @@ def skin(rng: np.random.Generator, size: int, style: Style = LIGHT) -> np.ndarra
     furrows *= smooth_noise(rng, size, 5) > -0.3
     img *= 1 - 0.035 * furrows[..., None]
     img *= 1 + 0.025 * rng.standard_normal((size, size, 1)).astype(np.float32)
-    if style.skin_network:
-        lines = network_lines(rng, size, max(4.0, size / 18), max(0.7, size / 150))
-        img *= 1 - style.skin_network * (lines * (smooth_noise(rng, size, 3) > -0.5))[..., None]
+    if style.skin_network:  # from a child stream: the lesion drawn next is the same in every style
+        own = rng.spawn(1)[0]
+        lines = network_lines(own, size, max(4.0, size / 18), max(0.7, size / 150))
+        img *= 1 - style.skin_network * (lines * (smooth_noise(own, size, 3) > -0.5))[..., None]
     if style.lighting == "dermatoscope":
         yy, xx = (pixel_grid(size) - size / 2) / size
         img *= (1.06 - 0.25 * (xx**2 + yy**2))[..., None]
