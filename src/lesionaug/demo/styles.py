@@ -43,6 +43,7 @@ class Style:
     name: str
     skin_tones: tuple[RGB, ...]
     colours: dict[RGB, RGB] = field(default_factory=dict)
+    blotch_tint: tuple[int, int, int] = (6, -2, -3)  # colour shift of the skin's blotches (per unit of noise)
     lighting: str = "dermatoscope"  # "dermatoscope": round dark vignette; "side": rectangular field, side light
     hair_rate: float = 1.5  # mean number of hairs per image
     curly_hairs: bool = False
@@ -78,6 +79,7 @@ DEEP = Style(
         VEIL: (86, 98, 124),
         HAIR: (16, 13, 13),
     },
+    blotch_tint=(3, 0, -1),  # darker skin varies mostly in melanin: a red-only shift turns it olive
     lighting="side",
     hair_rate=0.7,
     curly_hairs=True,
