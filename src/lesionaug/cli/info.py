@@ -206,8 +206,9 @@ def demo_data(
     Skin, dermatoscope vignette, hairs, and lesions whose colour, texture and size follow their
     diagnosis, with attribute textures where the labels say; label files and train/val/test splits
     as in the real layout. --style deep gives a second look (Fitzpatrick IV-VI skin, other light,
-    lesion colours and artefacts), to check a recipe is not tuned to one look. The same seed writes the same bytes. OUT must not exist, be empty, or
-    hold earlier demo data (which is replaced).
+    lesion colours and artefacts), to check a recipe is not tuned to one look. The same seed (and
+    style) writes the same bytes. OUT must not exist, be empty, or hold earlier demo data (which is
+    replaced).
 
     As in the real release, isic2018's Task 3 table names other images (ids from ISIC_0024306) than
     Task 1's (from ISIC_0000000); the Task 1 diagnoses are in isic_archive_metadata.csv.

@@ -3,7 +3,9 @@
     write_demo_dataset("example", n=120, layout="isic2018", size=128, seed=0, style="light")
 
 ``style`` picks the look (``styles.py``: ``light``, or ``deep`` for darker skin, side light and other
-artefacts); the marker file records it beside the layout, size and seed. The folder appears whole or not at all (written beside it, then renamed); a folder that holds
+artefacts); the marker file records it beside the layout, size and seed.
+
+The folder appears whole or not at all (written beside it, then renamed); a folder that holds
 earlier demo data is replaced, any other non-empty folder is refused.
 
 ``archive_metadata`` also writes ``isic_archive_metadata.csv`` at the top: an ISIC Archive metadata
