@@ -47,6 +47,7 @@ from lesionaug.demo.styles import (
     Style,
 )
 
+
 @dataclass(frozen=True)
 class Look:
     """How one diagnosis appears: size, outline irregularity, colours, opacity, edge, own texture."""
