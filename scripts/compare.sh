@@ -12,6 +12,7 @@ OUT=${COMPARE_DIR:-example}
 PAIRS=${COMPARE_PAIRS:-120}
 N_SYNTHETIC=${COMPARE_N:-200}
 REAL=${COMPARE_REAL:-16}
+STYLE=${DEMO_STYLE:-light}  # the example data's look, as in scripts/demo.sh
 MODEL_SIZE=${COMPARE_MODEL_SIZE:-small}  # the compact diffusion model (its default CPU budget)
 TRAIN_STEPS=(${COMPARE_TRAIN_STEPS:+--train-steps "$COMPARE_TRAIN_STEPS"})
 GAN_SIZE=${COMPARE_GAN_SIZE:-compact}
@@ -22,9 +23,11 @@ EPOCHS=${COMPARE_EPOCHS:-10}
 start=$SECONDS
 rm -rf "$OUT-controlnet" "$OUT-pix2pixhd-model" "$OUT-pix2pixhd" "$OUT-compare"
 
-# 1. Example data, as `make demo` writes it (kept when it is already there).
-if [ ! -f "$OUT/.lesionaug-demo.json" ]; then
-    lesionaug demo-data --out "$OUT" --n "$PAIRS" --layout isic2018 --size 128 --seed 0
+# 1. Example data, as `make demo` writes it (kept when it is already there in the same style).
+written=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("style", "light"))' \
+    "$OUT/.lesionaug-demo.json" 2>/dev/null || true)
+if [ "$written" != "$STYLE" ]; then
+    lesionaug demo-data --out "$OUT" --n "$PAIRS" --layout isic2018 --size 128 --seed 0 --style "$STYLE"
 fi
 LABELS=(--labels "$OUT/isic_archive_metadata.csv")
 

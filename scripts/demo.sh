@@ -2,17 +2,20 @@
 # The main job end to end on generated example data (run by `make demo`): example data -> compact
 # model trained from nothing -> augmented dataset, verified -> segmenters with and without the
 # synthetic pairs, scored on the real test split -> image quality and mask fidelity -> report.
+# DEMO_STYLE=deep draws the example data in its second look (Fitzpatrick IV-VI skin, side light,
+# other lesion colours and artefacts: `lesionaug demo-data --style`); the default is light.
 set -euo pipefail
 OUT=${DEMO_DIR:-example}
 N_SYNTHETIC=${DEMO_N:-200}
 REAL=${DEMO_REAL:-16}
+STYLE=${DEMO_STYLE:-light}
 start=$SECONDS
 rm -rf "$OUT" "$OUT-augmented" "$OUT-report"
 
 # 1. Example data: 120 pairs in the ISIC 2018 layout (72 train / 18 val / 30 test). As in the real
 #    release no file of the layout gives the Task 1 images a diagnosis: it comes from an ISIC Archive
 #    metadata export, joined by image id with --labels on every command that reads the dataset.
-lesionaug demo-data --out "$OUT" --n 120 --layout isic2018 --size 128 --seed 0
+lesionaug demo-data --out "$OUT" --n 120 --layout isic2018 --size 128 --seed 0 --style "$STYLE"
 LABELS=(--labels "$OUT/isic_archive_metadata.csv")
 lesionaug info "$OUT" "${LABELS[@]}"
 

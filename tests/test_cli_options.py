@@ -27,7 +27,7 @@ CHOICES = {
                 "--link": "reflink", "--mask-source": "mixed"},
     "quality": {"--scheduler": "ddim", "--provider": "cuda", "--split": "val", "--seg-arch": "basicunet",
                 "--seg-device": "cpu"},
-    "demo-data": {"--layout": "ph2"},
+    "demo-data": {"--layout": "ph2", "--style": "deep"},
     "masks": {"--mask-source": "real"},
     "train": {"--model-size": "base", "--mixed-precision": "bf16", "--optimizer": "adamw8bit",
               "--prediction-type": "epsilon", "--report-to": "tensorboard"},

@@ -11,7 +11,7 @@ import pytest
 
 from lesionaug.dataset.index import load_dataset, read_image, read_mask
 from lesionaug.dataset.layouts.isic_challenge import rasterise_features
-from lesionaug.demo.cases import DEMO_LAYOUTS, assign_splits, draw_cases
+from lesionaug.demo.cases import DEMO_LAYOUTS, assign_splits, draw_cases, render_case
 from lesionaug.demo.layouts import ARCHIVE_METADATA, superpixel_map
 from lesionaug.demo.write import write_demo_dataset
 from lesionaug.errors import ConfigError
@@ -171,14 +171,17 @@ print(h.hexdigest())
 # The 8 images and masks above, rendered on the development machine (AMD EPYC, AVX-512). Every
 # machine must give these bits: the renderer uses only IEEE-exact arithmetic (demo/portable_math.py).
 RENDER_DIGEST = "70545f18af6bbdbc8cfc949abf89b6886b4a86d4b56368f9b42c4419c8c92990"
+# The same 8 cases in the deep style (side light, bubbles, ruler, ink, curly hairs: more exp, sin, cos).
+DEEP_RENDER_DIGEST = "92a10fe74180390a4b21f7cce75d46f9b6d7a0621992e37330437f08cf6e41fb"
 
 
-def _render_digest(**env: str) -> str:
+def _render_digest(style: str = "light", **env: str) -> str:
     import os
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", RENDER_DIGEST_SCRIPT], capture_output=True, text=True, check=True,
+    script = RENDER_DIGEST_SCRIPT.replace("render_case(case, 48, 0)", f"render_case(case, 48, 0, {style!r})")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                           env={**os.environ, **env})
     return proc.stdout.strip()
 
@@ -196,6 +199,53 @@ def test_demo_pixels_do_not_depend_on_the_cpus_simd_paths_or_blas_kernels() -> N
     if platform.machine() in ("x86_64", "AMD64"):
         forced["OPENBLAS_CORETYPE"] = "Prescott"
     assert _render_digest(**forced) == RENDER_DIGEST
+
+
+def test_deep_style_pixels_do_not_depend_on_the_cpus_simd_paths_or_blas_kernels() -> None:
+    import platform
+
+    from numpy._core import _multiarray_umath as umath
+
+    found = [name for name in umath.__cpu_dispatch__ if umath.__cpu_features__.get(name)]
+    assert _render_digest("deep") == DEEP_RENDER_DIGEST
+    forced = {"NPY_DISABLE_CPU_FEATURES": " ".join(found)} if found else {}
+    if platform.machine() in ("x86_64", "AMD64"):
+        forced["OPENBLAS_CORETYPE"] = "Prescott"
+    assert _render_digest("deep", **forced) == DEEP_RENDER_DIGEST
+
+
+def test_deep_style_has_darker_skin_and_the_same_masks() -> None:
+    """Same cases, same lesion masks; outside the lesion the deep style's skin is far darker
+    (Fitzpatrick IV-VI against I-III: mean luminance about 70 against about 150 on this set)."""
+    skin = {"light": [], "deep": []}
+    for case in draw_cases(12, "isic2018", 4):
+        masks = []
+        for style in skin:
+            rgb, mask, regions = render_case(case, 64, 4, style)
+            assert set(regions) == set(case.attributes)
+            lum = rgb.astype(float) @ [0.299, 0.587, 0.114]
+            skin[style].append(lum[~mask].mean())
+            masks.append(mask)
+        assert np.array_equal(*masks)
+    assert np.mean(skin["light"]) - np.mean(skin["deep"]) > 40
+    assert max(skin["deep"]) < np.median(skin["light"])
+
+
+def test_deep_style_is_recorded_beside_the_seed(tmp_path: Path) -> None:
+    import json
+
+    from lesionaug.errors import UsageError
+    from lesionaug.formats import DEMO_MARKER
+
+    deep = write_demo_dataset(tmp_path / "deep", n=4, layout="isic2018", size=48, seed=1, style="deep")
+    light = write_demo_dataset(tmp_path / "light", n=4, layout="isic2018", size=48, seed=1)
+    assert json.loads((deep / DEMO_MARKER).read_text())["style"] == "deep"
+    assert json.loads((light / DEMO_MARKER).read_text())["style"] == "light"
+    assert "(seed 1, style deep)" in next(deep.rglob("ATTRIBUTION.txt")).read_text()
+    assert "(seed 1)" in next(light.rglob("ATTRIBUTION.txt")).read_text()
+    assert load_dataset(deep).fingerprint != load_dataset(light).fingerprint
+    with pytest.raises(UsageError, match="unknown demo style"):
+        write_demo_dataset(tmp_path / "x", n=2, style="dark")
 
 
 def test_isic2018_task3_ids_are_disjoint_from_task1_and_the_archive_export_labels_task1(tmp_path: Path) -> None:

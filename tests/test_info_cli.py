@@ -201,7 +201,9 @@ def test_demo_data_writes_a_dataset_info_reads(tmp_path: Path) -> None:
     result = invoke("demo-data", str(out), "--n", "6", "--layout", "paired", "--size", "32", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)["data"]
-    assert data == {"out": str(out), "layout": "paired", "n": 6, "size": 32, "seed": 0, "archive_metadata": None}
+    assert data == {
+        "out": str(out), "layout": "paired", "n": 6, "size": 32, "seed": 0, "style": "light", "archive_metadata": None
+    }
     info = json.loads(invoke("info", str(out), "--json").stdout)["data"]
     assert info["layout"] == "paired_split" and info["n_samples"] == 6 and info["problems"] == []
     assert not [p for p in tmp_path.iterdir() if p.name != "example"]  # no temp folder left behind
@@ -236,3 +238,19 @@ def test_demo_data_refuses_a_folder_with_other_files(tmp_path: Path) -> None:
     assert tree_digest(tmp_path) == before
     bad = invoke("demo-data", "--out", str(tmp_path / "x"), "--layout", "kaggle")
     assert bad.exit_code == 2 and "'kaggle' is not one of" in bad.stderr
+
+
+def test_demo_data_style_is_recorded_and_a_bad_style_is_one_usage_line(tmp_path: Path, monkeypatch) -> None:
+    out = tmp_path / "deep"
+    result = invoke("demo-data", "--out", str(out), "--n", "3", "--layout", "paired", "--size", "32", "--style", "deep")
+    assert result.exit_code == 0, result.output
+    assert "deep style" in result.stdout
+    assert json.loads((out / ".lesionaug-demo.json").read_text())["style"] == "deep"
+    assert "style deep" in (out / "ATTRIBUTION.txt").read_text()
+    bad = invoke("demo-data", "--out", str(tmp_path / "x"), "--style", "dark", "--json")
+    assert bad.exit_code == 2 and not (tmp_path / "x").exists()
+    assert len(bad.stderr.strip().splitlines()) == 1 and "'dark' is not one of" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    monkeypatch.setenv("LESIONAUG_DEMO_DATA_STYLE", "DEEP")  # as every option: the environment, any case
+    from_env = invoke("demo-data", "--out", str(tmp_path / "env"), "--n", "2", "--size", "32", "--json")
+    assert json.loads(from_env.stdout)["data"]["style"] == "deep"

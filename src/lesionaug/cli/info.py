@@ -18,6 +18,7 @@ from lesionaug.dataset.layouts import LAYOUT_TABLE
 from lesionaug.dataset.summary import inspect_dataset
 from lesionaug.demo.cases import DEMO_LAYOUTS
 from lesionaug.demo.layouts import ARCHIVE_METADATA
+from lesionaug.demo.styles import DEFAULT_STYLE, DEMO_STYLES
 from lesionaug.demo.write import check_demo_options, write_demo_dataset
 from lesionaug.errors import UsageError
 
@@ -177,6 +178,15 @@ def demo_data(
         int, typer.Option("--size", parser=square_side, metavar="N", help="Image width and height in pixels (32 to 2048).")
     ] = 128,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed writes the same bytes.")] = 0,
+    style: Annotated[
+        choice(DEMO_STYLES),
+        typer.Option(
+            "--style",
+            help="Look of the images: light (fair skin under a dermatoscope's round window) or deep (darker "
+            "skin and lesions, side light, gel bubbles, ruler or ink marks, curly hairs).",
+            case_sensitive=False,
+        ),
+    ] = DEFAULT_STYLE,
     archive_metadata: Annotated[
         bool | None,
         typer.Option(
@@ -195,8 +205,10 @@ def demo_data(
 
     Skin, dermatoscope vignette, hairs, and lesions whose colour, texture and size follow their
     diagnosis, with attribute textures where the labels say; label files and train/val/test splits
-    as in the real layout. The same seed writes the same bytes. OUT must not exist, be empty, or
-    hold earlier demo data (which is replaced).
+    as in the real layout. --style deep gives a second look (Fitzpatrick IV-VI skin, other light,
+    lesion colours and artefacts), to check a recipe is not tuned to one look. The same seed (and
+    style) writes the same bytes. OUT must not exist, be empty, or hold earlier demo data (which is
+    replaced).
 
     As in the real release, isic2018's Task 3 table names other images (ids from ISIC_0024306) than
     Task 1's (from ISIC_0000000); the Task 1 diagnoses are in isic_archive_metadata.csv.
@@ -206,7 +218,7 @@ def demo_data(
 
     def body(reporter):
         out = out_folder("demo-data", out_option, out_argument)
-        check_demo_options(out, n, layout.lower(), size, archive_metadata)  # refuse before any progress is drawn
+        check_demo_options(out, n, layout.lower(), size, archive_metadata, style.lower())  # refuse before progress
         with reporter.task("writing demo data", total=n) as task:
             path = write_demo_dataset(
                 out,
@@ -216,6 +228,7 @@ def demo_data(
                 seed=seed,
                 progress=lambda: task.advance(),
                 archive_metadata=archive_metadata,
+                style=style.lower(),
             )
         metadata = path / ARCHIVE_METADATA
         data = {
@@ -224,11 +237,12 @@ def demo_data(
             "n": n,
             "size": size,
             "seed": seed,
+            "style": style.lower(),
             "archive_metadata": str(metadata) if metadata.is_file() else None,
         }
 
         def render(console: Console) -> None:
-            console.print(f"wrote {n} {layout.lower()} pairs ({size}x{size}) to {path}")
+            console.print(f"wrote {n} {layout.lower()} pairs ({size}x{size}, {style.lower()} style) to {path}")
             if data["archive_metadata"]:
                 console.print(f"their labels, as an ISIC Archive export: --labels {metadata}")
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lesionaug.demo.styles import DEFAULT_STYLE, STYLES
+
 DEMO_LAYOUTS = ("isic2018", "isic2017", "ham10000", "ph2", "paired")
 TASK2_ATTRIBUTES = ("globules", "milia_like_cyst", "negative_network", "pigment_network", "streaks")
 TASK3_CODES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
@@ -71,7 +73,7 @@ VOCABULARY = {
     ),
 }
 SITES = ("back", "lower extremity", "trunk", "upper extremity", "abdomen", "face", "chest", "neck", "scalp", "foot")
-ATTRIBUTION = "Synthetic dermoscopy-like images generated procedurally by lesionaug demo-data (seed {seed}).\n"
+ATTRIBUTION = "Synthetic dermoscopy-like images generated procedurally by lesionaug demo-data ({made}).\n"
 LICENSE = "CC0 1.0 Universal: the generated images, masks and labels are dedicated to the public domain.\n"
 
 
@@ -136,10 +138,13 @@ def draw_cases(n: int, layout: str, seed: int) -> list[DemoCase]:
     return cases
 
 
-def render_case(case: DemoCase, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def render_case(
+    case: DemoCase, size: int, seed: int, style: str = DEFAULT_STYLE
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     from lesionaug.demo.render import render_lesion
 
-    return render_lesion(np.random.default_rng([seed, case.index]), size, case.diagnosis, case.attributes)
+    rng = np.random.default_rng([seed, case.index])
+    return render_lesion(rng, size, case.diagnosis, case.attributes, STYLES[style])
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -167,8 +172,10 @@ def write_text(path: Path, lines: list[str]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def write_notices(folder: Path, seed: int) -> None:
-    """ATTRIBUTION.txt and LICENSE.txt, as in every ISIC challenge folder."""
+def write_notices(folder: Path, seed: int, style: str = DEFAULT_STYLE) -> None:
+    """ATTRIBUTION.txt and LICENSE.txt, as in every ISIC challenge folder (naming the seed, and the style
+    when it is not the default one)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "ATTRIBUTION.txt").write_text(ATTRIBUTION.format(seed=seed), encoding="utf-8")
+    made = f"seed {seed}" if style == DEFAULT_STYLE else f"seed {seed}, style {style}"
+    (folder / "ATTRIBUTION.txt").write_text(ATTRIBUTION.format(made=made), encoding="utf-8")
     (folder / "LICENSE.txt").write_text(LICENSE, encoding="utf-8")

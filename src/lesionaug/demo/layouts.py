@@ -1,7 +1,7 @@
 """The demo data's on-disk layouts: one writer per layout, names and label files exactly as the real ones.
 
-Each writer takes the drawn cases (``demo.DemoCase``), renders them and writes images, masks and the
-layout's own label files under ``root`` (DATASETS.md section 1 for the names).
+Each writer takes the drawn cases (``demo.DemoCase``), renders them in a style (``styles.py``) and
+writes images, masks and the layout's own label files under ``root`` (DATASETS.md section 1 for the names).
 """
 
 from __future__ import annotations
@@ -90,7 +90,9 @@ def write_archive_metadata(path: Path, cases: list[DemoCase], start: int) -> Non
     write_text(path, rows)
 
 
-def write_isic2018(root: Path, cases: list[DemoCase], size: int, seed: int, progress: Progress) -> None:
+def write_isic2018(
+    root: Path, cases: list[DemoCase], size: int, seed: int, progress: Progress, style: str
+) -> None:
     """Task 1 images + masks, Task 2 attribute masks (five per image) and Task 3 CSVs, per split.
 
     As in the real release the Task 3 ground truth and lesion groupings name other images (ids from
@@ -101,11 +103,11 @@ def write_isic2018(root: Path, cases: list[DemoCase], size: int, seed: int, prog
     groupings = ["image,lesion_id,diagnosis_confirm_type"]
     for split, word in ISIC_WORDS.items():
         for folder in (f"ISIC2018_Task1-2_{word}_Input", f"ISIC2018_Task1_{word}_GroundTruth", _task2_dir(word)):
-            write_notices(root / folder, seed)
+            write_notices(root / folder, seed, style)
     for case in cases:
         image_id = isic_id(case.index)
         word = ISIC_WORDS[case.split]
-        rgb, mask, regions = render_case(case, size, seed)
+        rgb, mask, regions = render_case(case, size, seed, style)
         save_image(root / f"ISIC2018_Task1-2_{word}_Input" / f"{image_id}.jpg", rgb)
         save_mask(root / f"ISIC2018_Task1_{word}_GroundTruth" / f"{image_id}_segmentation.png", mask)
         for attribute in TASK2_ATTRIBUTES:
@@ -161,19 +163,21 @@ def features_json(labels: np.ndarray, regions: dict[str, np.ndarray], names: tup
     return out
 
 
-def write_isic2017(root: Path, cases: list[DemoCase], size: int, seed: int, progress: Progress) -> None:
+def write_isic2017(
+    root: Path, cases: list[DemoCase], size: int, seed: int, progress: Progress, style: str
+) -> None:
     """Data folders (images, superpixels, metadata CSV), Part 1 masks, Part 2 JSON, Part 3 CSV."""
     names = ("milia_like_cyst", "negative_network", "pigment_network", "streaks")
     part3 = {s: ["image_id,melanoma,seborrheic_keratosis"] for s in ISIC2017_WORDS}
     metadata = {s: ["image_id,age_approximate,sex"] for s in ISIC2017_WORDS}
     for word in ISIC2017_WORDS.values():
-        write_notices(root / f"ISIC-2017_{word}_Data", seed)
-        write_notices(root / f"ISIC-2017_{word}_Part1_GroundTruth", seed)
-        write_notices(root / f"ISIC-2017_{word}_Part2_GroundTruth", seed)
+        write_notices(root / f"ISIC-2017_{word}_Data", seed, style)
+        write_notices(root / f"ISIC-2017_{word}_Part1_GroundTruth", seed, style)
+        write_notices(root / f"ISIC-2017_{word}_Part2_GroundTruth", seed, style)
     for case in cases:
         image_id = isic_id(case.index)
         word = ISIC2017_WORDS[case.split]
-        rgb, mask, regions = render_case(case, size, seed)
+        rgb, mask, regions = render_case(case, size, seed, style)
         data = root / f"ISIC-2017_{word}_Data"
         save_image(data / f"{image_id}.jpg", rgb)
         labels = superpixel_map(np.random.default_rng([seed, case.index, 2017]), size)
@@ -193,16 +197,18 @@ def write_isic2017(root: Path, cases: list[DemoCase], size: int, seed: int, prog
         write_text(root / f"ISIC-2017_{word}_Data" / f"ISIC-2017_{word}_Data_metadata.csv", metadata[split])
 
 
-def write_ham10000(root: Path, cases: list[DemoCase], size: int, seed: int, progress: Progress) -> None:
+def write_ham10000(
+    root: Path, cases: list[DemoCase], size: int, seed: int, progress: Progress, style: str
+) -> None:
     """Images split over two parts, HAM10000_metadata.csv, Tschandl's segmentation masks."""
     rows = ["lesion_id,image_id,dx,dx_type,age,sex,localization,dataset"]
     sources = ("vidir_modern", "rosendahl", "vienna_dias", "vidir_molemax")
-    write_notices(root, seed)
+    write_notices(root, seed, style)
     half = (len(cases) + 1) // 2
     for case in cases:
         image_id = isic_id(case.index, start=TASK3_FIRST_ID)
         part = 1 if case.index < half else 2
-        rgb, mask, _ = render_case(case, size, seed)
+        rgb, mask, _ = render_case(case, size, seed, style)
         save_image(root / f"HAM10000_images_part_{part}" / f"{image_id}.jpg", rgb)
         save_mask(root / "HAM10000_segmentations_lesion_tschandl" / f"{image_id}_segmentation.png", mask)
         dx_type = HAM_DX_TYPE.get(case.diagnosis, "consensus")
@@ -251,7 +257,9 @@ def ph2_row(case: DemoCase, name: str) -> str:
     return "||" + "||".join(f" {c} " for c in cells) + "||"
 
 
-def write_ph2(root: Path, cases: list[DemoCase], size: int, seed: int, progress: Progress) -> None:
+def write_ph2(
+    root: Path, cases: list[DemoCase], size: int, seed: int, progress: Progress, style: str
+) -> None:
     """PH2Dataset/PH2 Dataset images/IMD###/{IMD###_Dermoscopic_Image, IMD###_lesion, IMD###_roi}/ (BMP)."""
     base = root / "PH2Dataset"
     images = base / "PH2 Dataset images"
@@ -260,7 +268,7 @@ def write_ph2(root: Path, cases: list[DemoCase], size: int, seed: int, progress:
     for case in cases:
         name = f"IMD{number:03d}"
         number += 1 + case.index % 3  # case numbers have gaps, as in the real set
-        rgb, mask, regions = render_case(case, size, seed)
+        rgb, mask, regions = render_case(case, size, seed, style)
         save_image(images / name / f"{name}_Dermoscopic_Image" / f"{name}.bmp", rgb)
         save_mask(images / name / f"{name}_lesion" / f"{name}_lesion.bmp", mask)
         for k, (attribute, region) in enumerate(sorted(regions.items())[:2]):
@@ -271,20 +279,22 @@ def write_ph2(root: Path, cases: list[DemoCase], size: int, seed: int, progress:
     write_text(base / "PH2_dataset.txt", lines + PH2_LEGEND)
 
 
-def write_paired(root: Path, cases: list[DemoCase], size: int, seed: int, progress: Progress) -> None:
+def write_paired(
+    root: Path, cases: list[DemoCase], size: int, seed: int, progress: Progress, style: str
+) -> None:
     """{train,val,test}/{images,masks}/ PNGs with the same stem, and labels.csv at the top."""
     header = "image,diagnosis," + ",".join(TASK2_ATTRIBUTES) + ",age,sex,site"
     rows = [header]
     for case in cases:
         stem = f"lesion_{case.index:05d}"
-        rgb, mask, _ = render_case(case, size, seed)
+        rgb, mask, _ = render_case(case, size, seed, style)
         save_image(root / case.split / "images" / f"{stem}.png", rgb)
         save_mask(root / case.split / "masks" / f"{stem}.png", mask)
         flags = ",".join("1" if a in case.attributes else "0" for a in TASK2_ATTRIBUTES)
         rows.append(f"{stem}.png,{case.diagnosis},{flags},{case.age},{case.sex},{case.site}")
         progress()
     write_text(root / "labels.csv", rows)
-    write_notices(root, seed)
+    write_notices(root, seed, style)
 
 
 WRITERS: dict[str, Callable[[Path, list[DemoCase], int, int, Progress], None]] = {

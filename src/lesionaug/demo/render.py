@@ -7,6 +7,8 @@ with random Fourier terms; irregular for melanoma, round for nevi; some clipped 
 pigment colours mixed by smooth noise; the diagnosis's own texture (crusts, lacunae, vessels, scale,
 a scar); attribute textures where the labels say (pigment network, negative network, globules,
 streaks, milia-like cysts); hairs; the dermatoscope's dark circular vignette; sensor noise.
+A ``styles.Style`` sets the skin tones, maps the looks' colours, and picks the light and artefacts
+(``artefacts.py``: the deep style's side light, gel bubbles, ruler, ink dots and curly hairs).
 Numpy and scipy only, vectorised: a 128 px image takes a few milliseconds. Every exponential,
 sine, angle, power, Gaussian kernel and matrix product goes through ``portable_math``, so the same
 seed gives the same bytes on every machine (numpy's and OpenBLAS's CPU-chosen kernels do not).
@@ -21,19 +23,29 @@ import numpy as np
 from scipy import ndimage
 
 from lesionaug.demo import portable_math as pm
-
-RGB = tuple[int, int, int]
-LIGHT_BROWN: RGB = (172, 118, 78)
-BROWN: RGB = (128, 80, 52)
-DARK_BROWN: RGB = (80, 48, 32)
-BLACK: RGB = (38, 28, 30)
-BLUE_GRAY: RGB = (92, 100, 122)
-TAN: RGB = (190, 146, 108)
-PINK: RGB = (214, 132, 130)
-RED: RGB = (178, 52, 60)
-PURPLE: RGB = (112, 44, 82)
-WHITE: RGB = (236, 226, 222)
-SKIN_TONES: tuple[RGB, ...] = ((236, 196, 176), (222, 170, 146), (204, 150, 120), (228, 176, 168), (186, 130, 100))
+from lesionaug.demo.artefacts import air_bubbles, curly_hairs, ink_dots, ruler, side_light
+from lesionaug.demo.styles import (
+    BLACK,
+    BLUE_GRAY,
+    BROWN,
+    DARK_BROWN,
+    DEEP_RED,
+    HAIR,
+    LIGHT,
+    LIGHT_BROWN,
+    MILIA,
+    PALE_LINES,
+    PALE_PINK,
+    PINK,
+    PURPLE,
+    RED,
+    RGB,
+    SEPTA,
+    TAN,
+    VEIL,
+    WHITE,
+    Style,
+)
 
 
 @dataclass(frozen=True)
@@ -61,10 +73,10 @@ LOOKS: dict[str, Look] = {
     "atypical_nevus": Look((0.16, 0.30), 0.12, (BROWN, DARK_BROWN, LIGHT_BROWN), (2, 3), (0.85, 0.95), 0.12, "", 0.1),
     "bkl": Look((0.15, 0.32), 0.08, (TAN, LIGHT_BROWN, BROWN), (2, 3), (0.75, 0.9), 0.03, "crusty"),
     "sk": Look((0.15, 0.32), 0.08, (TAN, LIGHT_BROWN, BROWN), (2, 3), (0.75, 0.9), 0.03, "crusty"),
-    "bcc": Look((0.12, 0.28), 0.10, (PINK, (226, 160, 150)), (1, 2), (0.55, 0.7), 0.12, "vessels"),
+    "bcc": Look((0.12, 0.28), 0.10, (PINK, PALE_PINK), (1, 2), (0.55, 0.7), 0.12, "vessels"),
     "akiec": Look((0.14, 0.30), 0.10, (PINK, RED, LIGHT_BROWN), (2, 3), (0.55, 0.7), 0.15, "scaly"),
     "df": Look((0.08, 0.18), 0.05, (LIGHT_BROWN, TAN), (1, 2), (0.6, 0.75), 0.15, "scar"),
-    "vasc": Look((0.08, 0.20), 0.05, (RED, PURPLE, (150, 30, 50)), (2, 3), (0.85, 0.95), 0.03, "lacunae"),
+    "vasc": Look((0.08, 0.20), 0.05, (RED, PURPLE, DEEP_RED), (2, 3), (0.85, 0.95), 0.03, "lacunae"),
 }
 DEFAULT_LOOK = LOOKS["nv"]
 
@@ -121,21 +133,28 @@ def _lerp(a: np.ndarray, colour: RGB | np.ndarray, t: np.ndarray) -> np.ndarray:
     return a * (1 - t[..., None]) + np.asarray(colour, np.float32) * t[..., None]
 
 
-def skin(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Skin tone with blotchy colour, fine furrows and pores, lit brighter at the centre."""
-    i, j = rng.choice(len(SKIN_TONES), 2)
+def skin(rng: np.random.Generator, size: int, style: Style = LIGHT) -> np.ndarray:
+    """Skin tone with blotchy colour, fine furrows and pores (and the faint network of darker skin),
+    lit brighter at the centre under the dermatoscope's window (the side light comes last)."""
+    tones = style.skin_tones
+    i, j = rng.choice(len(tones), 2)
     t = rng.uniform()
-    base = np.asarray(SKIN_TONES[i], np.float32) * (1 - t) + np.asarray(SKIN_TONES[j], np.float32) * t
+    base = np.asarray(tones[i], np.float32) * (1 - t) + np.asarray(tones[j], np.float32) * t
     img = np.broadcast_to(base, (size, size, 3)).astype(np.float32)
     blotch = smooth_noise(rng, size, 4)
-    img = img * (1 + 0.05 * blotch[..., None]) + np.array([6, -2, -3], np.float32) * blotch[..., None]
+    img = img * (1 + 0.05 * blotch[..., None]) + np.array(style.blotch_tint, np.float32) * blotch[..., None]
     f1, f2 = worley(rng, size, max(4.0, size / 14))
     furrows = pm.exp(-(((f2 - f1) / max(0.8, size / 160)) ** 2)).astype(np.float32)
     furrows *= smooth_noise(rng, size, 5) > -0.3
     img *= 1 - 0.035 * furrows[..., None]
     img *= 1 + 0.025 * rng.standard_normal((size, size, 1)).astype(np.float32)
-    yy, xx = (pixel_grid(size) - size / 2) / size
-    img *= (1.06 - 0.25 * (xx**2 + yy**2))[..., None]
+    if style.skin_network:  # from a child stream: the lesion drawn next is the same in every style
+        own = rng.spawn(1)[0]
+        lines = network_lines(own, size, max(4.0, size / 18), max(0.7, size / 150))
+        img *= 1 - style.skin_network * (lines * (smooth_noise(own, size, 3) > -0.5))[..., None]
+    if style.lighting == "dermatoscope":
+        yy, xx = (pixel_grid(size) - size / 2) / size
+        img *= (1.06 - 0.25 * (xx**2 + yy**2))[..., None]
     return img
 
 
@@ -259,17 +278,22 @@ def _attribute_region(
 
 
 def render_lesion(
-    rng: np.random.Generator, size: int, diagnosis: str | None, attributes: tuple[str, ...] = ()
+    rng: np.random.Generator,
+    size: int,
+    diagnosis: str | None,
+    attributes: tuple[str, ...] = (),
+    style: Style = LIGHT,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """One image (uint8 HxWx3), its lesion mask (bool) and a region mask per drawn attribute."""
     look = LOOKS.get(diagnosis or "", DEFAULT_LOOK)
-    img = skin(rng, size)
+    c = style.colour  # the look's light-style colours in this style
+    img = skin(rng, size, style)
     inside, signed, radius = outline(rng, size, look)
 
     # 1. Pigment: palette colours mixed by smooth noise, denser inside, fading at the border.
     n = int(rng.integers(look.n_colours[0], look.n_colours[1] + 1))
     order = rng.permutation(len(look.palette))[:n] if n < len(look.palette) else np.arange(len(look.palette))
-    colours = np.asarray([look.palette[i] for i in sorted(order)], np.float32)
+    colours = np.asarray([c(look.palette[i]) for i in sorted(order)], np.float32)
     zones = _zones(rng, size, len(colours), radius)
     pigment = sum(zones[k][..., None] * colours[k] for k in range(len(colours)))  # in order, no BLAS
     depth = np.clip(signed / max(radius, 1.0), 0, 1)
@@ -284,23 +308,23 @@ def render_lesion(
     if look.texture == "crusty":
         ridges = np.abs(pm.sin(smooth_noise(rng, size, max(6, size // 8)) * 3.0)).astype(np.float32)
         pigment *= (0.8 + 0.3 * ridges)[..., None]
-        pigment = _lerp(pigment, DARK_BROWN, 0.6 * dots(rng, size, inside, 6, size / 110))
+        pigment = _lerp(pigment, c(DARK_BROWN), 0.6 * dots(rng, size, inside, 6, size / 110))
     elif look.texture == "lacunae":
         septa = network_lines(rng, size, max(5.0, radius / 2.5), max(0.8, size / 100))
-        pigment = _lerp(pigment, (220, 170, 175), 0.55 * septa)
+        pigment = _lerp(pigment, c(SEPTA), 0.55 * septa)
     elif look.texture == "vessels":
         nests = dots(rng, size, inside & (signed > 0.2 * radius), 4, radius / 5)
-        pigment = _lerp(pigment, BLUE_GRAY, 0.8 * nests)
+        pigment = _lerp(pigment, c(BLUE_GRAY), 0.8 * nests)
         vessels = network_lines(rng, size, max(6.0, radius / 1.5), max(0.6, size / 200))
         mask = smooth_noise(rng, size, max(3, size // 24)) > 0.3
-        pigment = _lerp(pigment, RED, 0.7 * vessels * mask)
+        pigment = _lerp(pigment, c(RED), 0.7 * vessels * mask)
     elif look.texture == "scaly":
         scale = np.clip(smooth_noise(rng, size, max(6, size // 6)) - 0.6, 0, 1)
-        pigment = _lerp(pigment, WHITE, np.clip(scale * 1.5, 0, 0.85))
-        pigment = _lerp(pigment, WHITE, 0.5 * dots(rng, size, inside, 10, size / 140))
+        pigment = _lerp(pigment, c(WHITE), np.clip(scale * 1.5, 0, 0.85))
+        pigment = _lerp(pigment, c(WHITE), 0.5 * dots(rng, size, inside, 10, size / 140))
     elif look.texture == "scar":
         centre = np.clip((signed - 0.45 * radius) / max(1.0, 0.15 * radius), 0, 1)
-        pigment = _lerp(pigment, WHITE, 0.85 * centre)
+        pigment = _lerp(pigment, c(WHITE), 0.85 * centre)
     img = img * (1 - alpha[..., None]) + pigment * alpha[..., None]
 
     # 3. Attribute textures, only where the labels say.
@@ -310,37 +334,46 @@ def render_lesion(
         soft = pm.gaussian_filter(region, 0.8).astype(np.float32)
         if name == "pigment_network":
             lines = network_lines(rng, size, max(4.0, 6 * unit * rng.uniform(0.8, 1.3)), max(0.6, 0.9 * unit))
-            img = _lerp(img, DARK_BROWN, 0.55 * lines * soft)
+            img = _lerp(img, c(DARK_BROWN), 0.55 * lines * soft)
         elif name == "negative_network":
             lines = network_lines(rng, size, max(5.0, 8 * unit), max(0.7, 1.1 * unit))
-            img = _lerp(img, DARK_BROWN, 0.3 * (1 - lines) * soft)
-            img = _lerp(img, (222, 196, 180), 0.3 * lines * soft)
+            img = _lerp(img, c(DARK_BROWN), 0.3 * (1 - lines) * soft)
+            img = _lerp(img, c(PALE_LINES), 0.3 * lines * soft)
         elif name == "globules":
             spots = dots(rng, size, region, int(rng.integers(8, 20)), max(1.0, 2.0 * unit))
-            img = _lerp(img, DARK_BROWN if rng.uniform() < 0.6 else BLACK, 0.85 * spots)
+            img = _lerp(img, c(DARK_BROWN) if rng.uniform() < 0.6 else c(BLACK), 0.85 * spots)
         elif name == "streaks":
             lines = radial_streaks(rng, signed, radius, int(rng.integers(8, 16)))
             region = region & (lines > 0.2) | (region & (signed < 0.35 * radius))
-            img = _lerp(img, BLACK, 0.7 * lines)
+            img = _lerp(img, c(BLACK), 0.7 * lines)
         elif name == "milia_like_cyst":
             spots = dots(rng, size, region, int(rng.integers(4, 12)), max(0.8, 1.5 * unit))
-            img = _lerp(img, (245, 240, 210), 0.85 * spots)
+            img = _lerp(img, c(MILIA), 0.85 * spots)
         elif name == "atypical_pigment_network":  # PH2: thick, dark, irregular meshes
             lines = network_lines(rng, size, max(5.0, 9 * unit * rng.uniform(0.7, 1.5)), max(0.9, 1.6 * unit))
-            img = _lerp(img, BLACK, 0.6 * lines * soft * (0.6 + 0.4 * (smooth_noise(rng, size, 6) > 0)))
+            img = _lerp(img, c(BLACK), 0.6 * lines * soft * (0.6 + 0.4 * (smooth_noise(rng, size, 6) > 0)))
         elif name == "dots_globules":
             spots = dots(rng, size, region, int(rng.integers(10, 24)), max(0.8, 1.6 * unit))
-            img = _lerp(img, DARK_BROWN, 0.85 * spots)
+            img = _lerp(img, c(DARK_BROWN), 0.85 * spots)
         elif name == "regression":  # white scar-like areas with blue-gray peppering
-            img = _lerp(img, WHITE, 0.6 * soft)
-            img = _lerp(img, BLUE_GRAY, 0.7 * dots(rng, size, region, 15, max(0.6, 0.8 * unit)))
+            img = _lerp(img, c(WHITE), 0.6 * soft)
+            img = _lerp(img, c(BLUE_GRAY), 0.7 * dots(rng, size, region, 15, max(0.6, 0.8 * unit)))
         elif name == "blue_whitish_veil":
-            img = _lerp(img, (110, 130, 160), 0.65 * soft)
+            img = _lerp(img, c(VEIL), 0.65 * soft)
         regions[name] = region
 
-    # 4. Hairs, the dermatoscope's vignette, light and sensor noise.
-    img = _lerp(img, (40, 30, 28), 0.85 * hairs(rng, size, int(rng.poisson(1.5))))
-    if signed.max() < 0.45 * size and rng.uniform() < 0.75:  # zoomed-in (clipped) lesions fill the frame
-        img = _lerp(np.full_like(img, 10.0), img, vignette(rng, size))
+    # 4. Hairs, the light (the dermatoscope's vignette, or the side light and its artefacts), sensor noise.
+    draw_hairs = curly_hairs if style.curly_hairs else hairs
+    img = _lerp(img, c(HAIR), 0.85 * draw_hairs(rng, size, int(rng.poisson(style.hair_rate))))
+    if style.lighting == "dermatoscope":
+        if signed.max() < 0.45 * size and rng.uniform() < 0.75:  # zoomed-in (clipped) lesions fill the frame
+            img = _lerp(np.full_like(img, 10.0), img, vignette(rng, size))
+    else:
+        img = air_bubbles(rng, img, int(rng.poisson(style.bubbles)))
+        if rng.uniform() < style.ruler:
+            img = ruler(rng, img)
+        elif rng.uniform() < style.ink:
+            img = ink_dots(rng, img)
+        img = side_light(rng, img)
     img += rng.normal(0, 2.0, img.shape).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8), inside, regions

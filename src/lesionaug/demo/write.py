@@ -1,6 +1,9 @@
 """``lesionaug demo-data``: the example cases written in one layout, atomically.
 
-    write_demo_dataset("example", n=120, layout="isic2018", size=128, seed=0)
+    write_demo_dataset("example", n=120, layout="isic2018", size=128, seed=0, style="light")
+
+``style`` picks the look (``styles.py``: ``light``, or ``deep`` for darker skin, side light and other
+artefacts); the marker file records it beside the layout, size and seed.
 
 The folder appears whole or not at all (written beside it, then renamed); a folder that holds
 earlier demo data is replaced, any other non-empty folder is refused.
@@ -21,6 +24,7 @@ from pathlib import Path
 from lesionaug.atomic_files import replace_folder
 from lesionaug.demo.cases import DEMO_LAYOUTS, draw_cases
 from lesionaug.demo.layouts import ARCHIVE_METADATA, TASK3_FIRST_ID, WRITERS, write_archive_metadata
+from lesionaug.demo.styles import DEFAULT_STYLE, DEMO_STYLES
 from lesionaug.errors import ConfigError, UsageError
 from lesionaug.formats import DEMO_MARKER
 
@@ -49,11 +53,18 @@ def check_demo_target(out: Path) -> None:
 
 
 def check_demo_options(
-    out: str | Path, n: int, layout: str, size: int, archive_metadata: bool | None = None
+    out: str | Path,
+    n: int,
+    layout: str,
+    size: int,
+    archive_metadata: bool | None = None,
+    style: str = DEFAULT_STYLE,
 ) -> Path:
     """Validate the demo options and the target folder; the absolute target path."""
     if layout not in DEMO_LAYOUTS:
         raise UsageError(f"unknown demo layout {layout!r}", fix=f"use one of {', '.join(DEMO_LAYOUTS)}")
+    if style not in DEMO_STYLES:
+        raise UsageError(f"unknown demo style {style!r}", fix=f"use one of {', '.join(DEMO_STYLES)}")
     if archive_metadata and layout not in ARCHIVE_ID_START:
         raise UsageError(
             f"--archive-metadata needs images with ISIC ids; the {layout} layout has none",
@@ -74,9 +85,10 @@ def write_demo_dataset(
     seed: int = 0,
     progress: Callable[[], None] | None = None,
     archive_metadata: bool | None = None,
+    style: str = DEFAULT_STYLE,
 ) -> Path:
     """Write ``n`` example pairs in ``layout`` to ``out`` (atomically) and return its absolute path."""
-    out = check_demo_options(out, n, layout, size, archive_metadata)
+    out = check_demo_options(out, n, layout, size, archive_metadata, style)
     if archive_metadata is None:
         archive_metadata = layout == "isic2018"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -84,10 +96,10 @@ def write_demo_dataset(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         cases = draw_cases(n, layout, seed)
-        WRITERS[layout](tmp, cases, size, seed, progress or (lambda: None))
+        WRITERS[layout](tmp, cases, size, seed, progress or (lambda: None), style)
         if archive_metadata:
             write_archive_metadata(tmp / ARCHIVE_METADATA, cases, ARCHIVE_ID_START[layout])
-        marker = {"tool": "lesionaug demo-data", "layout": layout, "n": n, "size": size, "seed": seed}
+        marker = {"tool": "lesionaug demo-data", "layout": layout, "n": n, "size": size, "seed": seed, "style": style}
         (tmp / DEMO_MARKER).write_text(json.dumps(marker, sort_keys=True) + "\n")
         replace_folder(tmp, out)
     finally:
