@@ -119,6 +119,7 @@ class Invocation:
     exit_code: int
     envelope: dict | None
     stderr: str
+    stdout: str = ""
 
 
 def augment(dataset: Path, out: Path, *args: str, engine: Path | None = None, command: str = "augment") -> Invocation:
@@ -134,4 +135,4 @@ def invoke(*args: str) -> Invocation:
     result = CliRunner().invoke(app, list(map(str, args)), catch_exceptions=False)
     lines = result.stdout.strip().splitlines()
     envelope = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
-    return Invocation(result.exit_code, envelope, result.stderr)
+    return Invocation(result.exit_code, envelope, result.stderr, result.stdout)

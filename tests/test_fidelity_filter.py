@@ -71,6 +71,12 @@ def test_a_pair_is_retried_below_the_threshold_and_its_best_attempt_recorded():
         assert item.image[0, 0, 0] == item.record.attempt_noise_seed % 256
     assert sum(tally.attempts.values()) == 12 and tally.dropped == []
     assert tally.kept_below == [k for k in range(12) if max(scores[k]) < threshold]
+    # What any threshold would reject at the first attempt, from the same run.
+    firsts = np.array([scores[k][0] for k in range(12)])
+    summary = tally.to_dict()
+    assert summary["first_attempt_below"] == {f"{t:.1f}": int((firsts < t).sum()) for t in (0.5, 0.6, 0.7, 0.8, 0.9)}
+    assert summary["first_attempt_below"]["0.5"] == sum(scores[k][0] < threshold for k in range(12))
+    assert summary["first_attempt_fidelity_mean"] == pytest.approx(firsts.mean())
 
 
 def test_drop_writes_nothing_for_a_pair_that_never_passes_and_keep_writes_its_best():
@@ -173,3 +179,13 @@ def test_min_fidelity_through_augment_drop_keep_and_the_same_bytes_twice(engine,
                      "--on-reject", "keep")
     assert again["fidelity_filter"] == keep["fidelity_filter"]
     assert output_digest(tmp_path / "again") == output_digest(tmp_path / "keep")
+    # 4. Every run tells what each threshold would reject at the first attempt, whatever its own.
+    for run in (first, dropped, keep):
+        below = run["fidelity_filter"]["first_attempt_below"]
+        assert below == {t: sum(f < float(t) for f in fidelity.values()) for t in ("0.5", "0.6", "0.7", "0.8", "0.9")}
+    shown = invoke("augment", str(trained_run().dataset), "--out", str(tmp_path / "plain"), "--model", str(engine),
+                   "--steps", "2", "--guidance", "1.0", "--n", "8", "--synthetic-only", "--min-fidelity", f"{threshold}",
+                   "--max-attempts", "1")
+    assert shown.exit_code == 0, shown.stderr
+    line = next(x for x in shown.stdout.splitlines() if x.startswith("fidelity filter"))
+    assert f"{8 - len(passing)} dropped" in line and "first attempts below 0.5" in line

@@ -88,10 +88,13 @@ class FilterTally:
     dropped: list[int] = field(default_factory=list)
     kept_below: list[int] = field(default_factory=list)  # kept although below the threshold
     fidelities: list[float] = field(default_factory=list)  # of the pairs kept
+    first: list[float] = field(default_factory=list)  # every pair's first attempt: the unfiltered run's pairs
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, index: int, attempt: int, fidelity: float, written: bool) -> None:
+    def add(self, index: int, attempt: int, fidelity: float, written: bool, first: float | None = None) -> None:
         with self.lock:
+            if first is not None:
+                self.first.append(first)
             if not written:
                 self.dropped.append(index)
                 return
@@ -111,15 +114,31 @@ class FilterTally:
             "dropped_indices": sorted(self.dropped),
             "n_kept_below": len(self.kept_below),
             "fidelity_mean": float(values.mean()) if values.size else None,
+            **first_attempt_summary(self.first),
         }
+
+
+REPORTED_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def first_attempt_summary(first: Sequence[float]) -> dict:
+    """How the first attempts (the pairs a run without the filter writes) score: their mean, and
+    how many fall below each of a row of thresholds, so one run tells what any threshold would reject."""
+    values = np.asarray(first, dtype=np.float64)
+    return {
+        "first_attempt_fidelity_mean": float(values.mean()) if values.size else None,
+        "first_attempt_below": {f"{t:.1f}": int((values < t).sum()) for t in REPORTED_THRESHOLDS},
+    }
 
 
 def check_pair(
     record: PairRecord, mask: np.ndarray, first: np.ndarray, generate_images: GenerateImages, score: PairScorer,
     settings: FidelityFilter, master_seed: int, job,
-) -> tuple[CheckedImage, int, float]:
-    """Score pair k's first image, retry below the threshold; (what to write, the kept attempt, its Dice)."""
+) -> tuple[CheckedImage, int, float, float]:
+    """Score pair k's first image, retry below the threshold; (what to write, the kept attempt, its
+    Dice, the first attempt's Dice)."""
     best_image, best_attempt, best_score = first, 1, float(score(first, mask))
+    first_score = best_score
     attempt = 1
     while best_score < settings.min_fidelity and attempt < settings.max_attempts:
         attempt += 1
@@ -131,7 +150,7 @@ def check_pair(
     chosen = replace(record, fidelity=best_score, attempt=best_attempt,
                      attempt_noise_seed=attempt_noise_seed(master_seed, record, best_attempt))
     rejected = best_score < settings.min_fidelity and settings.on_reject == "drop"
-    return CheckedImage(None if rejected else best_image, chosen), best_attempt, best_score
+    return CheckedImage(None if rejected else best_image, chosen), best_attempt, best_score, first_score
 
 
 def filtered_generator(
@@ -148,9 +167,9 @@ def filtered_generator(
             if job.index in done:  # a resumed batch's finished pair: the loop skips it
                 out.append(image)
                 continue
-            checked, attempt, value = check_pair(job.record, mask, np.asarray(image), generate_images, score,
-                                                 settings, master_seed, job)
-            tally.add(job.index, attempt, value, checked.image is not None)
+            checked, attempt, value, first = check_pair(job.record, mask, np.asarray(image), generate_images, score,
+                                                        settings, master_seed, job)
+            tally.add(job.index, attempt, value, checked.image is not None, first)
             out.append(checked)
         return out
 

@@ -77,6 +77,15 @@ def render_run(data: dict, console: Console) -> None:
     for key, value in data.items():
         if isinstance(value, (str, int, float, bool)) or value is None:
             console.print(f"{key}: {value}")
+    checks = data.get("fidelity_filter")
+    if checks:
+        retried = sum(v for k, v in checks["kept_by_attempt"].items() if k != "1")
+        below = ", ".join(f"{t} {n}" for t, n in checks["first_attempt_below"].items())
+        console.print(
+            f"fidelity filter {checks['min_fidelity']}: {checks['n_checked']} pairs checked, "
+            f"{checks['n_first_attempt']} passed at once, {retried} after a retry, {checks['n_dropped']} dropped, "
+            f"{checks['n_kept_below']} kept below; first attempts below {below}", soft_wrap=True, highlight=False
+        )
 
 
 def build_options(dataset: Path, values: dict) -> AugmentOptions:
