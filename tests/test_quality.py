@@ -35,6 +35,7 @@ def test_quality_end_to_end(quality_run):
     data, out = quality_run["data"], quality_run["out"]
     assert data["n"] == 4 and data["size"] == 32  # the tiny model's training resolution
     section = json.loads((out / "report.json").read_text())["sections"]["quality"]
+    assert data["sampler"] == {k: section["config"][k] for k in ("scheduler", "steps", "guidance")}
     rows = section["per_image"]
     # The summaries are the per-image values' mean and std (the SSIM of one row is regenerated below).
     assert data["ssim"]["n"] == 4 and data["ssim"]["mean"] == pytest.approx(np.mean([r["ssim"] for r in rows]))

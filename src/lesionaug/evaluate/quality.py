@@ -179,7 +179,8 @@ def run_quality(config: QualityConfig, reporter: Reporter = SILENT) -> dict:
     path = write_report(config.out, "quality", section, plots, timings=quality_timings(measured))
     keys = ("ssim", "mask_fidelity", "segmenter_on_real", "segmenter_prior", "fid", "image_realism", "n", "size",
             "engine", "notes")  # fmt: skip
-    return {**{k: section[k] for k in keys}, "report": str(path)}
+    sampler = {"scheduler": config.scheduler, "steps": config.steps, "guidance": config.guidance}
+    return {**{k: section[k] for k in keys}, "sampler": sampler, "report": str(path)}
 
 
 def check_quality_inputs(config: QualityConfig, settings: SamplerSettings, reporter: Reporter) -> QualityInputs:
