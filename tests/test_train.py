@@ -104,6 +104,15 @@ class StopAfter:
         yield Task()
 
 
+def held_out_loss(parts, data, stage, config) -> float:
+    """The stage-1 loss on pairs 0 and 1 over the same 16 draws of noise and timesteps (before and after training)."""
+    objective = StageObjective(parts, data, stage, config, "cpu", SILENT)
+    generator = torch.Generator().manual_seed(123)
+    live = {"unet": parts.unet, "text_encoder": parts.text_encoder}
+    with torch.no_grad():
+        return float(np.mean([float(objective.loss([0, 1], generator, live)) for _ in range(16)]))
+
+
 @pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
 def test_loss_falls_when_overfitting_one_batch(prediction_type):
     config = tiny_config(
@@ -119,17 +128,9 @@ def test_loss_falls_when_overfitting_one_batch(prediction_type):
     assert parts.noise_scheduler.config.prediction_type == prediction_type
     stage = TrainingStage("base", 0, 0, 25, 3e-3)
 
-    def held_out_loss() -> float:
-        """The loss on the same 16 draws of noise and timesteps, before and after training."""
-        objective = StageObjective(parts, data, stage, config, "cpu", SILENT)
-        generator = torch.Generator().manual_seed(123)
-        live = {"unet": parts.unet, "text_encoder": parts.text_encoder}
-        with torch.no_grad():
-            return float(np.mean([float(objective.loss([0, 1], generator, live)) for _ in range(16)]))
-
-    before = held_out_loss()
+    before = held_out_loss(parts, data, stage, config)
     run_stage(parts, data, stage, config, make_accelerator("no"), SILENT)
-    after = held_out_loss()
+    after = held_out_loss(parts, data, stage, config)
     assert after < 0.6 * before, (before, after)
 
 
@@ -365,16 +366,9 @@ def test_a_patch_model_trains_at_full_size_on_a_grid_half_as_wide(tmp_path):
     assert (parts.patch_size, parts.sample_channels, parts.size_multiple) == (2, 3, 8)
     stage = TrainingStage("base", 0, 0, 60, 3e-3)
 
-    def held_out_loss() -> float:
-        objective = StageObjective(parts, data, stage, config, "cpu", SILENT)
-        generator = torch.Generator().manual_seed(123)
-        live = {"unet": parts.unet, "text_encoder": parts.text_encoder}
-        with torch.no_grad():
-            return float(np.mean([float(objective.loss([0, 1], generator, live)) for _ in range(16)]))
-
-    before = held_out_loss()
+    before = held_out_loss(parts, data, stage, config)
     run_stage(parts, data, stage, config, make_accelerator("no"), SILENT)
-    assert held_out_loss() < 0.6 * before
+    assert held_out_loss(parts, data, stage, config) < 0.6 * before
 
     out = tmp_path / "model"
     fresh = load_parts(config, data.prompts)
