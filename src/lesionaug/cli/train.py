@@ -106,7 +106,7 @@ def train(
     patch_size: Annotated[
         int | None,
         typer.Option("--patch-size", help="Compact only: the UNet works on p x p pixel patches, p times fewer "
-                     "cells per side for the same image size (default: 2 for small, 1 for tiny and base)."),
+                     "cells per side for the same image size (default 1: pixels; see docs/training.md)."),
     ] = None,
     mixed_precision: Annotated[
         choice(MIXED_PRECISION), typer.Option("--mixed-precision", case_sensitive=False, help="fp16 needs a GPU.")
