@@ -91,10 +91,9 @@ class FilterTally:
     first: list[float] = field(default_factory=list)  # every pair's first attempt: the unfiltered run's pairs
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, index: int, attempt: int, fidelity: float, written: bool, first: float | None = None) -> None:
+    def add(self, index: int, attempt: int, fidelity: float, written: bool, first: float) -> None:
         with self.lock:
-            if first is not None:
-                self.first.append(first)
+            self.first.append(first)
             if not written:
                 self.dropped.append(index)
                 return

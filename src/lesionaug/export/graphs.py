@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from lesionaug.errors import ModelError
-from lesionaug.train.networks import from_patches, to_patches
+from lesionaug.train.networks import predict
 
 TEXT_ENCODER = "text_encoder"
 DENOISER = "denoiser"
@@ -101,26 +101,9 @@ class FusedDenoiser(nn.Module):
         controlnet_cond: torch.Tensor,
         conditioning_scale: torch.Tensor,
     ) -> torch.Tensor:
-        sample = to_patches(sample.to(self.dtype), self.patch)
-        states = encoder_hidden_states.to(self.dtype)
-        down, mid = self.controlnet(
-            sample,
-            timestep,
-            encoder_hidden_states=states,
-            controlnet_cond=controlnet_cond.to(self.dtype),
-            conditioning_scale=conditioning_scale.to(self.dtype),
-            guess_mode=False,
-            return_dict=False,
-        )
-        noise = self.unet(
-            sample,
-            timestep,
-            encoder_hidden_states=states,
-            down_block_additional_residuals=down,
-            mid_block_additional_residual=mid,
-            return_dict=False,
-        )[0]
-        return from_patches(noise, self.patch).float()
+        noise = predict(self.unet, self.controlnet, sample.to(self.dtype), timestep, encoder_hidden_states.to(self.dtype),
+                        controlnet_cond.to(self.dtype), self.patch, conditioning_scale.to(self.dtype))
+        return noise.float()
 
 
 class VaeDecoderGraph(nn.Module):

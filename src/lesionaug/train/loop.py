@@ -25,7 +25,7 @@ from lesionaug.train.checkpoints import load_training_state, restore_random_stat
 from lesionaug.train.config import TrainConfig
 from lesionaug.train.data import TrainingSet
 from lesionaug.train.ema import WeightAverage
-from lesionaug.train.networks import ModelParts, build_controlnet, from_patches, to_patches, use_sdpa_attention
+from lesionaug.train.networks import ModelParts, build_controlnet, predict, use_sdpa_attention
 
 
 def stage_seed(*parts: int) -> int:
@@ -211,16 +211,10 @@ class StageObjective:
         prompts = ["" if d else self.data.prompts[i] for i, d in zip(index, dropped.tolist())]
         text = self.text_embeddings(prompts, live.get("text_encoder"))
         noisy = scheduler.add_noise(x0, noise, t)
-        unet = live.get("unet", self.parts.unet)
-        patch = self.parts.patch_size
-        model_in = to_patches(noisy, patch)
-        residuals: dict[str, Any] = {}
-        if "controlnet" in live:
-            control = self._turned(self.data.control(index), turns).to(self.device)
-            down, mid = live["controlnet"](model_in, t, text, controlnet_cond=control, return_dict=False)
-            residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        control = self._turned(self.data.control(index), turns).to(self.device) if "controlnet" in live else None
         # 3. Predict and compare with the target the schedule defines.
-        prediction = from_patches(unet(model_in, t, text, **residuals).sample, patch)
+        prediction = predict(live.get("unet", self.parts.unet), live.get("controlnet"), noisy, t, text, control,
+                             self.parts.patch_size)
         if scheduler.config.prediction_type == "v_prediction":
             target = scheduler.get_velocity(x0, noise, t)
         else:

@@ -33,7 +33,7 @@ MODEL_SIZES = ("tiny", "small", "base")
 # Widths per compact size. Attention only at the coarsest levels: pixel-space self-attention at
 # full resolution costs (H*W)^2 and buys little for textures this small. "small" (the CPU default)
 # works at 64 px on pixels: 128 px on 2 x 2 patches (--patch-size 2) costs the same time but, on the
-# CPU budget, made noisier images that follow their masks less (README, "What the compact model makes").
+# CPU budget, made noisier images that follow their masks less (docs/measurements.md, issue 17).
 COMPACT_SIZES: dict[str, dict[str, Any]] = {
     "tiny": {
         "resolution": 64,
@@ -186,6 +186,22 @@ def from_patches(x: Any, patch: int) -> Any:
     import torch.nn.functional as F
 
     return x if patch == 1 else F.pixel_shuffle(x, patch)
+
+
+def predict(unet: Any, controlnet: Any | None, sample: Any, timestep: Any, states: Any, control: Any = None,
+            patch: int = 1, conditioning_scale: Any = 1.0) -> Any:
+    """One denoising prediction as diffusers' ControlNet pipeline makes it (guess mode off): the
+    ControlNet's residuals (when there is one) added into the UNet, on ``patch`` x ``patch`` patches
+    of ``sample`` when ``patch`` > 1; pixels (or latents) in, the same shape out. Training, the sample
+    grids and the exported denoiser graph all call this."""
+    model_in = to_patches(sample, patch)
+    residuals: dict[str, Any] = {}
+    if controlnet is not None:
+        down, mid = controlnet(model_in, timestep, encoder_hidden_states=states, controlnet_cond=control,
+                               conditioning_scale=conditioning_scale, guess_mode=False, return_dict=False)
+        residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+    noise = unet(model_in, timestep, encoder_hidden_states=states, return_dict=False, **residuals)[0]
+    return from_patches(noise, patch)
 
 
 def compact_scheduler(prediction_type: str = "v_prediction", zero_terminal_snr: bool = True):

@@ -14,7 +14,7 @@ import numpy as np
 
 from lesionaug.atomic_files import write_bytes_atomic
 from lesionaug.train.loop import encode_texts
-from lesionaug.train.networks import ModelParts, from_patches, to_patches
+from lesionaug.train.networks import ModelParts, predict
 
 
 def generate_images(
@@ -43,12 +43,8 @@ def generate_images(
         control2 = torch.cat([control, control]).to(device)
         controlnet = parts.controlnet if use_controlnet else None
         for t in scheduler.timesteps:
-            model_in = to_patches(scheduler.scale_model_input(torch.cat([x, x]), t), patch)
-            residuals: dict[str, Any] = {}
-            if controlnet is not None:
-                down, mid = controlnet(model_in, t, text, controlnet_cond=control2, return_dict=False)
-                residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-            uncond, cond = from_patches(parts.unet(model_in, t, text, **residuals).sample, patch).chunk(2)
+            model_in = scheduler.scale_model_input(torch.cat([x, x]), t)
+            uncond, cond = predict(parts.unet, controlnet, model_in, t, text, control2, patch).chunk(2)
             x = scheduler.step(uncond + guidance * (cond - uncond), t, x).prev_sample
         if parts.latent:
             cfg = parts.vae.config
