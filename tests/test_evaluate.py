@@ -113,6 +113,27 @@ def test_the_same_command_writes_the_same_bytes(world):
     assert digests[0] == digests[1]
 
 
+@pytest.mark.slow
+def test_a_synthetic_share_mixes_the_augmented_segmenters_batches_only(world):
+    """--synthetic-share changes how the augmented segmenters draw their batches, not the real-only
+    ones (the paired baseline stays the same), and the report says which mixing was used."""
+    runs, sections = {}, {}
+    for name, extra in (("drawn alike", ()), ("half", ("--synthetic-share", "0.5"))):
+        result = _evaluate(world, "--synthetic-counts", "0,8", "--repeats", "1", "--seg-steps", "4", *extra,
+                           out=name.replace(" ", "_"))
+        assert result.exit_code == 0, result.output
+        folder = Path(json.loads(result.stdout)["data"]["report"]).parent
+        sections[name] = json.loads((folder / "report.json").read_text())["sections"]["evaluate"]
+        sections[name]["markdown"] = (folder / "report.md").read_text()
+        runs[name] = {r["synthetic_count"]: r["dice_per_image"] for r in sections[name]["runs"]}
+    assert runs["half"][0] == runs["drawn alike"][0]
+    assert runs["half"][8] != runs["drawn alike"][8]
+    assert sections["half"]["setup"]["synthetic_share"] == 0.5
+    assert sections["drawn alike"]["setup"]["synthetic_share"] is None
+    assert "50% synthetic and 50% real (--synthetic-share)" in sections["half"]["markdown"]
+    assert "in proportion to their numbers" in sections["drawn alike"]["markdown"]
+
+
 def test_hidden_real_data_is_refused_with_the_fix(world):
     # --real-fraction 0.25 gives the segmenters 4 of the 14 training pairs; the generator saw all 14.
     result = _evaluate(world, "--synthetic-counts", "0,4", "--repeats", "1", "--seg-steps", "1",
@@ -193,6 +214,9 @@ def test_missing_manifest_and_bad_options_exit_with_one_line(world, tmp_path):
     assert bad.exit_code == 2 and "--synthetic-counts" in bad.stderr
     augment = _evaluate(world, "--seg-augment", "mixup")
     assert augment.exit_code == 2 and "--seg-augment" in augment.stderr and "classic" in augment.stderr
+    share = _evaluate(world, "--synthetic-share", "1")
+    assert share.exit_code == 2 and "--synthetic-share must be between 0 and 1" in share.stderr
+    assert len(share.stderr.strip().splitlines()) <= 2 and "Traceback" not in share.stderr
     both = _evaluate(world, "--real-fraction", "0.5", "--real-count", "3")
     assert both.exit_code == 2 and "--real-count" in both.stderr
     too_many = _evaluate(world, "--real-count", "15", "--allow-generator-extra-data")

@@ -14,7 +14,9 @@ from lesionaug.evaluate.metrics import dice_coefficient
 from lesionaug.evaluate.segmenter import (
     SegmenterConfig,
     load_pairs,
+    mixed_batches,
     resolve_device,
+    shuffled_batches,
     train_segmenter,
 )
 
@@ -81,6 +83,54 @@ def test_steps_replace_epochs_and_cut_the_last_pass_short(blob_files, monkeypatc
     assert len(calls) == 4
 
 
+@pytest.mark.parametrize("share,real,synthetic", [(0.5, 3, 20), (0.3, 5, 7), (0.9, 2, 50)])
+def test_mixed_batches_hold_the_share_and_visit_each_kind_in_whole_passes(share, real, synthetic):
+    import torch
+
+    steps, batch = 13, 8
+    batches = list(mixed_batches(real, synthetic, share, batch, steps, torch.Generator().manual_seed(0)))
+    assert len(batches) == steps and all(len(index) == len(epochs) == batch for index, epochs in batches)
+    drawn = [i for index, _ in batches for i in index]
+    n_syn = sum(i >= real for i in drawn)
+    assert n_syn == int(steps * batch * share)  # exact over the run (floor of the cumulative share)
+    for index, _ in batches:  # and within one sample of it in every batch
+        assert abs(sum(i >= real for i in index) - batch * share) < 1
+    for kind in (range(real), range(real, real + synthetic)):
+        seen = [(i, e) for index, epochs in batches for i, e in zip(index, epochs) if i in kind]
+        for epoch in range(max(e for _, e in seen)):  # every finished pass shows each sample once
+            assert sorted(i for i, e in seen if e == epoch) == list(kind)
+        last = [i for i, e in seen if e == max(e for _, e in seen)]
+        assert len(set(last)) == len(last)
+    again = list(mixed_batches(real, synthetic, share, batch, steps, torch.Generator().manual_seed(0)))
+    other = list(mixed_batches(real, synthetic, share, batch, steps, torch.Generator().manual_seed(1)))
+    assert again == batches and other != batches
+
+
+def test_shuffled_batches_are_whole_passes_cut_short_at_the_step_budget():
+    import torch
+
+    batches = list(shuffled_batches(12, 8, 5, torch.Generator().manual_seed(0)))
+    assert [len(index) for index, _ in batches] == [8, 4, 8, 4, 8]
+    assert [epochs[0] for _, epochs in batches] == [0, 0, 1, 1, 2]
+    assert sorted(batches[0][0] + batches[1][0]) == list(range(12))
+
+
+def test_a_synthetic_share_mixes_batches_only_when_both_kinds_are_there(blob_files):
+    arrays = load_pairs(blob_files[:12], 32)
+    plain = train_segmenter(arrays, SegmenterConfig(steps=3, seed=2, **TINY))
+    # The first 4 pairs real, 8 synthetic: an unset share draws them alike, as without real_pairs.
+    unset = train_segmenter(arrays, SegmenterConfig(steps=3, seed=2, **TINY), real_pairs=4)
+    assert unset.history == plain.history
+    # All real (or all synthetic): nothing to mix, the share changes nothing.
+    for real in (12, 0):
+        same = train_segmenter(arrays, SegmenterConfig(steps=3, seed=2, synthetic_share=0.5, **TINY), real_pairs=real)
+        assert same.history == plain.history
+    mixed = train_segmenter(arrays, SegmenterConfig(steps=3, seed=2, synthetic_share=0.5, **TINY), real_pairs=4)
+    again = train_segmenter(arrays, SegmenterConfig(steps=3, seed=2, synthetic_share=0.5, **TINY), real_pairs=4)
+    assert mixed.history != plain.history and mixed.history == again.history
+    assert mixed.config.to_dict()["synthetic_share"] == 0.5
+
+
 @pytest.mark.parametrize("arch,channels", [("basicunet", (4, 8, 8, 16, 16)), ("attentionunet", (8, 16, 32))])
 def test_other_architectures_train_and_predict(blob_files, arch, channels):
     config = SegmenterConfig(arch=arch, epochs=1, seed=0, **{**TINY, "channels": channels})
@@ -100,6 +150,8 @@ def test_other_architectures_train_and_predict(blob_files, arch, channels):
         ({"arch": "basicunet", "channels": (8, 16)}, "exactly 5"),
         ({"learning_rate": 0.0}, "learning rate"),
         ({"steps": 0}, "steps must be at least 1"),
+        ({"synthetic_share": 0.0}, "--synthetic-share must be between 0 and 1"),
+        ({"synthetic_share": 1.0}, "--synthetic-share must be between 0 and 1"),
     ],
 )
 def test_config_is_validated_in_one_place(kwargs, match):

@@ -18,6 +18,7 @@ from lesionaug.cli.evaluate import (
     SegEpochsOpt,
     SegSizeOpt,
     SegStepsOpt,
+    SyntheticShareOpt,
     _interval,
     parse_int_list,
 )
@@ -58,6 +59,7 @@ def compare(
     channels: SegChannelsOpt = "16,32,64,128,256",
     device: SegDeviceOpt = "auto",
     seg_augment: SegAugmentOpt = "classic",
+    synthetic_share: SyntheticShareOpt = None,
     real_fraction: Annotated[
         float | None, typer.Option("--real-fraction", help="Fraction of the real training split the segmenters get.")
     ] = None,
@@ -107,7 +109,8 @@ def compare(
     def body(reporter):
         segmenter = SegmenterConfig(
             arch=arch, image_size=image_size, epochs=epochs, steps=steps, batch_size=batch_size,
-            channels=parse_int_list(channels, "--seg-channels"), device=device, augment=seg_augment, seed=seed,
+            channels=parse_int_list(channels, "--seg-channels"), device=device, augment=seg_augment,
+            synthetic_share=synthetic_share, seed=seed,
         )
         config = CompareConfig(
             dataset=dataset, augmented=parse_named_folders(augmented),

@@ -67,6 +67,16 @@ SegAugmentOpt = Annotated[
     ),
 ]
 
+SyntheticShareOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--synthetic-share",
+        help="Fraction of every batch drawn from the synthetic pairs (e.g. 0.5: half real, half synthetic, so "
+        "a few real pairs are not drowned by many synthetic ones); unset: both drawn in proportion to their "
+        "numbers. Real-only segmenters are unaffected.",
+    ),
+]
+
 
 @app.command("evaluate")
 def evaluate(
@@ -93,6 +103,7 @@ def evaluate(
         ),
     ] = None,
     real_count: RealCountOpt = None,
+    synthetic_share: SyntheticShareOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Master seed (segmenter seeds, bootstrap).")] = 0,
     split_seed: SplitSeedOpt = 0,
     masks: MasksDirOpt = None,
@@ -143,6 +154,7 @@ def evaluate(
             channels=parse_int_list(channels, "--seg-channels"),
             device=device,
             augment=seg_augment,
+            synthetic_share=synthetic_share,
             seed=seed,
         )
         config = EvaluateConfig(

@@ -131,8 +131,11 @@ def _budget_sentence(segmenter: dict, setup: dict) -> str:
         return f"Each trained for {segmenter.get('epochs')} epochs."
     how = ("as asked (--seg-steps)" if segmenter.get("steps") is not None
            else f"{segmenter.get('epochs')} epochs of the largest training set compared")
+    share = segmenter.get("synthetic_share")
+    mixing = (f" Batches with synthetic pairs are {share:.0%} synthetic and {1 - share:.0%} real (--synthetic-share)."
+              if share is not None else " Real and synthetic pairs are drawn alike, in proportion to their numbers.")
     return (f"Every segmenter takes the same {steps} optimizer steps ({how}, batch {segmenter.get('batch_size')}), "
-            "so a larger training set never means more training.")
+            f"so a larger training set never means more training.{mixing}")
 
 
 def _interval(ci) -> str:

@@ -234,6 +234,7 @@ def run_evaluation(config: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
         "repeats": config.repeats,
         "seeds": seeds,
         "seg_augment": config.segmenter.augment,
+        "synthetic_share": config.segmenter.synthetic_share,
         "device": reference.device,
         "layout": inputs.index.layout,
         "split_source": inputs.index.split_source,
@@ -277,7 +278,9 @@ def train_and_score(config, counts, seeds, steps, arrays: _Arrays, reporter: Rep
                 f"segmenter {len(runs) + 1}/{total}: {len(real_images)} real + {count} synthetic pairs, seed {seed}"
             )
             t0 = time.perf_counter()
-            segmenter = train_segmenter((images, masks), replace(config.segmenter, seed=seed, steps=steps), reporter)
+            segmenter = train_segmenter(
+                (images, masks), replace(config.segmenter, seed=seed, steps=steps), reporter, real_pairs=len(real_images)
+            )
             predictions = segmenter.predict(test_inputs, output_sizes=sizes)
             scores = [score_masks(t, p) for t, p in zip(truths, predictions)]
             runs.append(

@@ -100,9 +100,11 @@ class PairAugmenter:
         self.spatial, self.intensity = build_transforms(mode)
 
     def __call__(
-        self, images: "torch.Tensor", masks: "torch.Tensor", samples: Sequence[int], epoch: int
+        self, images: "torch.Tensor", masks: "torch.Tensor", samples: Sequence[int], epoch: int | Sequence[int]
     ) -> tuple["torch.Tensor", "torch.Tensor"]:
-        """uint8 (B,3,S,S) and bool (B,S,S) -> float images in [-1, 1] (B,3,S,S) and {0,1} masks (B,1,S,S)."""
+        """uint8 (B,3,S,S) and bool (B,S,S) -> float images in [-1, 1] (B,3,S,S) and {0,1} masks (B,1,S,S).
+
+        ``epoch``: the pass of the whole batch, or of each sample."""
         import torch
 
         with _plain_tensors_one_thread():
@@ -110,8 +112,9 @@ class PairAugmenter:
             y = masks.unsqueeze(1).float()
             if self.mode == "none":
                 return x.mul_(2.0).sub_(1.0), y
+            epochs = [epoch] * len(samples) if isinstance(epoch, int) else list(epoch)
             pairs = [
-                self.augment_one(x[k], y[k], sample_state(self.seed, int(sample), epoch))
+                self.augment_one(x[k], y[k], sample_state(self.seed, int(sample), int(epochs[k])))
                 for k, sample in enumerate(samples)
             ]
             return torch.stack([p[0] for p in pairs]).mul_(2.0).sub_(1.0), torch.stack([p[1] for p in pairs])

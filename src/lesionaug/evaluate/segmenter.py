@@ -8,6 +8,7 @@ device: the weights' initialisation, the shuffling and every augmentation draw c
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -41,6 +42,9 @@ class SegmenterConfig:
     # Feature widths per resolution level, finest first; each level after the first halves the size.
     channels: tuple[int, ...] = (16, 32, 64, 128, 256)
     augment: str = "classic"  # none, flips or classic (seg_augment.py); the same for real and synthetic pairs
+    # Fraction of every batch drawn from the synthetic pairs when a set mixes real and synthetic ones
+    # (``train_segmenter``'s ``real_pairs``); None draws both in proportion to their numbers.
+    synthetic_share: float | None = None
     seed: int = 0
     device: str = "auto"
 
@@ -58,6 +62,11 @@ class SegmenterConfig:
                 raise UsageError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.steps is not None and self.steps < 1:
             raise UsageError(f"steps must be at least 1, got {self.steps}")
+        if self.synthetic_share is not None and not 0 < self.synthetic_share < 1:
+            raise UsageError(
+                f"--synthetic-share must be between 0 and 1 (exclusive), got {self.synthetic_share}",
+                fix="pass e.g. 0.5 for half of every batch synthetic, or leave it unset to draw in proportion",
+            )
         if not self.learning_rate > 0:
             raise UsageError(f"learning rate must be positive, got {self.learning_rate}")
         if len(self.channels) < 2 or min(self.channels) < 1:
@@ -195,15 +204,70 @@ class Segmenter:
         return out
 
 
+def shuffled_batches(n: int, batch_size: int, steps: int, generator: "torch.Generator"):
+    """(sample indices, pass of each) for every step: whole passes over the n samples, each shuffled
+    with the seeded generator, the last one cut short."""
+    import torch
+
+    per_pass = (n + batch_size - 1) // batch_size
+    done, epoch = 0, 0
+    while done < steps:
+        order = torch.randperm(n, generator=generator).tolist()
+        for step in range(min(per_pass, steps - done)):
+            index = order[step * batch_size : (step + 1) * batch_size]
+            yield index, [epoch] * len(index)
+            done += 1
+        epoch += 1
+
+
+def mixed_batches(
+    real: int, synthetic: int, share: float, batch_size: int, steps: int, generator: "torch.Generator"
+):
+    """(sample indices, pass of each) for every step, a ``share`` of each batch synthetic.
+
+    Samples 0..real-1 are real, the rest synthetic. Each kind is its own stream of shuffled passes,
+    so every real pair is seen before any is seen again (and likewise the synthetic ones) however
+    few there are; batch k holds floor((k+1)*B*share) - floor(k*B*share) synthetic samples, so the
+    share is exact over the run and every batch has B samples. A sample's pass numbers its own
+    stream's passes: it seeds that sample's augmentation.
+    """
+    import torch
+
+    class Stream:
+        def __init__(self, offset: int, n: int):
+            self.offset, self.n, self.epoch, self.order = offset, n, -1, []
+
+        def take(self, count: int) -> tuple[list[int], list[int]]:
+            index, epochs = [], []
+            while len(index) < count:
+                if not self.order:
+                    self.epoch += 1
+                    self.order = (torch.randperm(self.n, generator=generator) + self.offset).tolist()[::-1]
+                index.append(self.order.pop())
+                epochs.append(self.epoch)
+            return index, epochs
+
+    real_stream, synthetic_stream = Stream(0, real), Stream(real, synthetic)
+    for k in range(steps):
+        n_syn = math.floor((k + 1) * batch_size * share) - math.floor(k * batch_size * share)
+        r_index, r_epochs = real_stream.take(batch_size - n_syn)
+        s_index, s_epochs = synthetic_stream.take(n_syn)
+        yield r_index + s_index, r_epochs + s_epochs
+
+
 def train_segmenter(
     pairs: Sequence[tuple[Path, Path]] | tuple[np.ndarray, np.ndarray],
     config: SegmenterConfig,
     reporter: Reporter = SILENT,
+    real_pairs: int | None = None,
 ) -> Segmenter:
     """Train a segmenter from scratch on (image path, mask path) pairs, or on preloaded arrays.
 
     Preloaded arrays are what ``load_pairs`` returns (uint8 (N,3,S,S), bool (N,S,S)) at the
     config's image size; passing them lets several runs share one read of the data.
+    ``real_pairs``: the first that many pairs are real and the rest synthetic; with
+    ``config.synthetic_share`` set and both kinds present, every batch mixes them in that share
+    (``mixed_batches``), else batches are drawn from all pairs alike.
     """
     import torch
     from monai.losses import DiceCELoss
@@ -228,33 +292,35 @@ def train_segmenter(
     generator = torch.Generator().manual_seed(config.seed)
     augmenter = PairAugmenter(config.augment, config.seed)
 
-    # 3. Train: shuffle with the seeded generator and augment each sample from (seed, sample, epoch),
+    # 3. Train: shuffle with the seeded generator and augment each sample from (seed, sample, pass),
     #    so a seed gives the same run
     images_t = torch.from_numpy(images)
     masks_t = torch.from_numpy(masks)
     n = len(images_t)
     steps_per_epoch = (n + config.batch_size - 1) // config.batch_size
     total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
-    history: list[float] = []  # mean loss of each pass over the data
+    mixed = config.synthetic_share is not None and real_pairs is not None and 0 < real_pairs < n
+    if mixed:
+        batches = mixed_batches(real_pairs, n - real_pairs, config.synthetic_share, config.batch_size, total_steps,
+                                generator)
+    else:
+        batches = shuffled_batches(n, config.batch_size, total_steps, generator)
+    history: list[float] = []  # mean loss of every steps_per_epoch steps (a pass over the data, when unmixed)
     network.train()
     with reporter.task(f"training {config.arch} segmenter", total=total_steps) as task:
-        done, epoch = 0, 0
-        while done < total_steps:
-            order = torch.randperm(n, generator=generator)
-            loss_sum, seen = 0.0, 0
-            for step in range(min(steps_per_epoch, total_steps - done)):
-                index = order[step * config.batch_size : (step + 1) * config.batch_size]
-                x, y = augmenter(images_t[index], masks_t[index], index.tolist(), epoch)
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(network(x.to(device)), y.to(device))
-                loss.backward()
-                optimizer.step()
-                loss_sum += float(loss.detach()) * len(index)
-                seen += len(index)
-                done += 1
-                task.advance(epoch=epoch + 1, loss=float(loss.detach()))
-            history.append(loss_sum / seen)
-            epoch += 1
+        loss_sum, seen = 0.0, 0
+        for done, (index, epochs) in enumerate(batches, start=1):
+            x, y = augmenter(images_t[index], masks_t[index], index, epochs)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(network(x.to(device)), y.to(device))
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(loss.detach()) * len(index)
+            seen += len(index)
+            task.advance(epoch=(done - 1) // steps_per_epoch + 1, loss=float(loss.detach()))
+            if done % steps_per_epoch == 0 or done == total_steps:
+                history.append(loss_sum / seen)
+                loss_sum, seen = 0.0, 0
     network.eval()
     return Segmenter(network, config, device, history)
 
