@@ -25,7 +25,7 @@ from lesionaug.train.data import (
     resize_and_crop,
     tensor_training_set,
 )
-from lesionaug.train.loop import StageObjective, TrainingStage, batch_indices, run_stage
+from lesionaug.train.loop import StageObjective, TrainingStage, batch_indices, min_snr_weights, run_stage
 from lesionaug.train.run import Provenance, load_parts, make_accelerator, run_training
 
 PROMPTS = ["a dermoscopic image of melanoma", "a dermoscopic image of melanocytic nevus"]
@@ -194,6 +194,33 @@ def test_ema_saves_averaged_weights_not_the_last_steps():
     assert weights[0.0] != weights[0.9]
     with pytest.raises(UsageError, match="--ema-decay must be in"):
         TrainConfig(ema_decay=1.0)
+
+
+def test_min_snr_weights_cap_the_low_noise_steps_only():
+    # alphas_cumprod 1/2 -> SNR 1, 0.9 -> SNR 9, 0.99 -> SNR 99, 0 -> SNR 0 (zero terminal SNR)
+    alphas = torch.tensor([0.5, 0.9, 0.99, 0.0], dtype=torch.float64)
+    t = torch.tensor([0, 1, 2, 3])
+    epsilon = min_snr_weights(alphas, t, 5.0, v_prediction=False)
+    assert epsilon.tolist() == pytest.approx([1.0, 5 / 9, 5 / 99, 0.0])
+    # v: SNR + 1 in SNR's place; pure noise keeps weight 1 (the step that sets the layout from the mask)
+    v = min_snr_weights(alphas, t, 5.0, v_prediction=True)
+    assert v.tolist() == pytest.approx([1.0, 5 / 10, 5 / 100, 1.0])
+    assert v.dtype == torch.float32
+
+
+def test_min_snr_weighting_changes_training_and_is_checked():
+    data = blob_set()
+    weights = {}
+    for gamma in (0.0, 5.0):
+        config = tiny_config(base_steps=3, steps=0, base_lr=1e-3, snr_gamma=gamma)
+        parts = load_parts(config, data.prompts)
+        run_stage(parts, data, TrainingStage("base", 0, 0, 3, 1e-3), config, make_accelerator("no"), SILENT)
+        weights[gamma] = state_hash(parts.unet)
+    assert weights[0.0] != weights[5.0]
+    assert "snr_gamma" in tiny_config(snr_gamma=5.0).identity()
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(UsageError, match="--snr-gamma must be 0"):
+            TrainConfig(snr_gamma=bad)
 
 
 def test_masks_reach_the_controlnet_as_zeros_and_ones_only():

@@ -152,6 +152,10 @@ def train(
         float, typer.Option("--ema-decay", help="Save each stage's exponential moving average of its weights "
                             "with this decay, e.g. 0.999 (0: off, the last step's weights).")
     ] = 0.0,
+    snr_gamma: Annotated[
+        float, typer.Option("--snr-gamma", help="Min-SNR-gamma loss weighting: cap each noise level's weight at "
+                            "this signal-to-noise ratio, e.g. 5 (0: off, every noise level alike).")
+    ] = 0.0,
     controlnet: Annotated[
         Path | None, typer.Option("--controlnet", help="Start from this ControlNet folder (trained on the same "
                                   "Stable Diffusion base) instead of one copied from the UNet.")
@@ -245,6 +249,7 @@ def train(
             optimizer=optimizer,
             dihedral=dihedral,
             ema_decay=ema_decay,
+            snr_gamma=snr_gamma,
             controlnet=str(controlnet) if controlnet is not None else None,
             cache_latents=not no_cache,
             allow_pickle=allow_pickle,

@@ -14,6 +14,8 @@ through ``accelerate``, so ``accelerate launch -m lesionaug train ...`` trains o
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, replace
 
 from lesionaug.engine.sampler import DEFAULT_GUIDANCE
@@ -91,6 +93,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     dihedral: bool = False  # train on the 8 flips/rotations of each pair (latents cached for each)
     ema_decay: float = 0.0  # > 0: each stage saves the exponential moving average of its weights (train/ema.py)
+    snr_gamma: float = 0.0  # > 0: Min-SNR-gamma loss weighting (Hang et al. 2023); 0: every noise level alike
     controlnet: str | None = None  # start from this ControlNet folder (Stable Diffusion bases)
 
     def __post_init__(self) -> None:
@@ -182,6 +185,8 @@ def check_config(c: TrainConfig) -> None:
         )
     if not 0.0 <= c.ema_decay < 1.0:
         raise UsageError(f"--ema-decay must be in [0, 1) (0: off), not {c.ema_decay}", fix="use e.g. --ema-decay 0.999")
+    if not (c.snr_gamma >= 0.0 and math.isfinite(c.snr_gamma)):
+        raise UsageError(f"--snr-gamma must be 0 (off) or positive, not {c.snr_gamma}", fix="use e.g. --snr-gamma 5")
     if not 0.0 <= c.prompt_dropout < 1.0:
         raise UsageError(f"--prompt-dropout must be in [0, 1), not {c.prompt_dropout}", fix="use e.g. --prompt-dropout 0.1")
     if c.optimizer not in OPTIMIZERS:

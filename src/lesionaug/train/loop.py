@@ -215,11 +215,32 @@ class StageObjective:
         # 3. Predict and compare with the target the schedule defines.
         prediction = predict(live.get("unet", self.parts.unet), live.get("controlnet"), noisy, t, text, control,
                              self.parts.patch_size)
-        if scheduler.config.prediction_type == "v_prediction":
-            target = scheduler.get_velocity(x0, noise, t)
-        else:
-            target = noise
-        return F.mse_loss(prediction.float(), target.float())
+        v_prediction = scheduler.config.prediction_type == "v_prediction"
+        target = scheduler.get_velocity(x0, noise, t) if v_prediction else noise
+        if not self.config.snr_gamma:
+            return F.mse_loss(prediction.float(), target.float())
+        per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").flatten(1).mean(1)
+        weights = min_snr_weights(scheduler.alphas_cumprod, t, self.config.snr_gamma, v_prediction)
+        return (per_sample * weights.to(per_sample.device)).mean()
+
+
+def min_snr_weights(alphas_cumprod: Any, t: Any, gamma: float, v_prediction: bool) -> Any:
+    """Min-SNR-gamma loss weights of timesteps ``t`` (Hang et al. 2023, "Efficient Diffusion Training
+    via Min-SNR Weighting Strategy"): low-noise steps, whose loss would otherwise dominate the
+    gradient, are capped. For noise prediction the weight is min(SNR, gamma) / SNR. The v target's
+    loss already weighs each step SNR + 1 times its x0 loss, so there SNR + 1 takes SNR's place:
+    min(SNR + 1, gamma) / (SNR + 1), which keeps the weight 1 at pure noise (zero terminal SNR),
+    where the prediction from the mask alone sets the image's layout, instead of dropping that step.
+    A zero-SNR step under noise prediction weighs 0 (its noise cannot be predicted)."""
+    import torch
+
+    alpha = alphas_cumprod.to(torch.float64)[t.cpu()]
+    snr = alpha / (1.0 - alpha).clamp(min=1e-20)
+    if v_prediction:
+        snr = snr + 1.0
+    capped = torch.minimum(snr, torch.full_like(snr, gamma))
+    weights = torch.where(snr > 0, capped / snr.clamp(min=1e-20), torch.zeros_like(snr))
+    return weights.float()
 
 
 def prepare_networks(parts: ModelParts, stage: TrainingStage, config: TrainConfig, device: Any) -> dict[str, Any]:
