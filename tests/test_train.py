@@ -145,9 +145,11 @@ def test_controlnet_stage_leaves_the_base_bit_identical():
     assert parts.controlnet is not None
 
 
-@pytest.mark.parametrize(("stop_at", "ema"), [(2, 0.0), (5, 0.0), (5, 0.9)])  # in stage 1, in stage 2; EMA
-def test_resume_equals_an_uninterrupted_run(tmp_path, stop_at, ema):
-    config = tiny_config(base_steps=3, steps=4, checkpoint_every=2, ema_decay=ema)
+@pytest.mark.parametrize(
+    ("stop_at", "ema", "low"), [(2, 0.0, 0.0), (5, 0.0, 0.0), (5, 0.9, 0.0), (5, 0.0, 0.5)]
+)  # in stage 1, in stage 2; EMA; half the steps at half size (stopped at the switch to full size)
+def test_resume_equals_an_uninterrupted_run(tmp_path, stop_at, ema, low):
+    config = tiny_config(base_steps=3, steps=4, checkpoint_every=2, ema_decay=ema, low_res_fraction=low)
     data = blob_set()
 
     def train(out, reporter, **kw):
@@ -221,6 +223,44 @@ def test_min_snr_weighting_changes_training_and_is_checked():
     for bad in (-1.0, float("nan")):
         with pytest.raises(UsageError, match="--snr-gamma must be 0"):
             TrainConfig(snr_gamma=bad)
+
+
+def test_halved_pairs_average_the_image_and_keep_the_mask_binary():
+    images = torch.zeros((1, 3, 4, 4), dtype=torch.uint8)
+    images[0, :, :2, :2] = torch.tensor([10, 20, 30, 41], dtype=torch.uint8).view(2, 2)  # one 2 x 2 block
+    masks = torch.zeros((1, 1, 4, 4), dtype=torch.uint8)
+    masks[0, 0, :2, :2] = torch.tensor([[1, 1], [0, 0]])  # half of a block: set
+    masks[0, 0, 2:, 2:] = torch.tensor([[1, 0], [0, 0]])  # a quarter: not set
+    half = tensor_training_set(images, masks, ["a"]).halved()
+    assert half.resolution == 2 and half.images.dtype == torch.uint8
+    assert half.images[0, 0].tolist() == [[25, 0], [0, 0]]  # (10 + 20 + 30 + 41) / 4 = 25.25
+    assert half.masks[0, 0].tolist() == [[1, 0], [0, 0]]
+    check_binary_control(half.control([0]))
+
+
+def test_low_res_fraction_trains_the_first_steps_at_half_size():
+    config = tiny_config(base_steps=4, steps=2, low_res_fraction=0.5)
+    data = blob_set()
+    parts = load_parts(config, data.prompts)
+    sizes = []
+    forward = parts.unet.forward
+    parts.unet.forward = lambda sample, *a, **k: (sizes.append(sample.shape[-1]), forward(sample, *a, **k))[1]
+    run_stage(parts, data, TrainingStage("base", 0, 0, 4, 1e-3), config, make_accelerator("no"), SILENT)
+    assert sizes == [16, 16, 32, 32]  # resolution 32: 2 of 4 steps at 16 px, then full size
+    with pytest.raises(UsageError, match="--low-res-fraction must be in"):
+        TrainConfig(low_res_fraction=1.0)
+    with pytest.raises(UsageError, match="--low-res-fraction is for the compact base"):
+        TrainConfig(base="some/model", low_res_fraction=0.5)
+
+
+def test_a_size_that_halves_off_the_unets_grid_is_refused_with_the_fix():
+    from lesionaug.train.config import check_resolution
+
+    check_resolution(64, 8, "compact", 0.75)
+    with pytest.raises(ConfigError, match="resolution 72 halved for --low-res-fraction") as refused:
+        check_resolution(72, 8, "compact", 0.75)
+    assert refused.value.fix == "pass --size 64 or 80"
+    check_resolution(72, 8, "compact")  # at full size alone, 72 is fine
 
 
 def test_masks_reach_the_controlnet_as_zeros_and_ones_only():
@@ -349,7 +389,10 @@ def test_compact_folder_reloads_and_records_the_run(tmp_path):
 
 def test_compact_defaults_and_schedule_options_are_checked():
     small = TrainConfig().resolved()
-    assert (small.resolution, small.base_steps, small.steps, small.lr_warmup) == (64, 600, 500, 20)
+    assert (small.resolution, small.base_steps, small.steps, small.lr_warmup) == (128, 600, 500, 20)
+    assert small.low_res_fraction == 0.75 and TrainConfig(low_res_fraction=0.0).resolved().low_res_fraction == 0.0
+    assert TrainConfig(model_size="tiny").resolved().low_res_fraction == 0.0
+    assert TrainConfig(base="some/model").resolved().low_res_fraction == 0.0
     assert small.patch_size == 1 and TrainConfig(patch_size=2).resolved().patch_size == 2
     assert small.prediction_type == "v_prediction" and small.zero_terminal_snr is True
     epsilon = TrainConfig(prediction_type="epsilon").resolved()

@@ -33,9 +33,10 @@ from lesionaug.train.config import TrainConfig
 from lesionaug.train.run import train_model
 
 # Seconds per training step (batch 4), only for the "about N min" line before training: CPU tiny
-# from benchmarks/results/train.json, small (64 px) from benchmarks/results/compact_quality.json
-# (2 cores); CPU base and the GPU figures are rough guesses.
-CPU_SECONDS_PER_STEP = {"tiny": 0.6, "small": 0.22, "base": 20.0}
+# from benchmarks/results/train.json, small from benchmarks/results/compact_quality.json at 64 px
+# (2 cores) times 1.4, what 3/4 of the steps at 64 px and 1/4 at 128 px took in the demo setting
+# (199 s against 140 s); CPU base and the GPU figures are rough guesses.
+CPU_SECONDS_PER_STEP = {"tiny": 0.6, "small": 0.31, "base": 20.0}
 GPU_SECONDS_PER_STEP = {"tiny": 0.03, "small": 0.05, "base": 0.25}
 
 

@@ -152,6 +152,12 @@ def train(
         float, typer.Option("--ema-decay", help="Save each stage's exponential moving average of its weights "
                             "with this decay, e.g. 0.999 (0: off, the last step's weights).")
     ] = 0.0,
+    low_res_fraction: Annotated[
+        float | None,
+        typer.Option("--low-res-fraction", help="Compact only: train the first share of each stage's steps on the "
+                     "pairs at half the size (a quarter of the cost); 0: every step at --size. Default: the model "
+                     "size's (small: 0.75 of the steps at 64 px, then 128 px; tiny and base: 0).")
+    ] = None,
     snr_gamma: Annotated[
         float, typer.Option("--snr-gamma", help="Min-SNR-gamma loss weighting: cap each noise level's weight at "
                             "this signal-to-noise ratio, e.g. 5 (0: off, every noise level alike).")
@@ -250,6 +256,7 @@ def train(
             dihedral=dihedral,
             ema_decay=ema_decay,
             snr_gamma=snr_gamma,
+            low_res_fraction=low_res_fraction,
             controlnet=str(controlnet) if controlnet is not None else None,
             cache_latents=not no_cache,
             allow_pickle=allow_pickle,

@@ -94,6 +94,10 @@ class TrainConfig:
     dihedral: bool = False  # train on the 8 flips/rotations of each pair (latents cached for each)
     ema_decay: float = 0.0  # > 0: each stage saves the exponential moving average of its weights (train/ema.py)
     snr_gamma: float = 0.0  # > 0: Min-SNR-gamma loss weighting (Hang et al. 2023); 0: every noise level alike
+    # Compact only: the share of each stage's first steps trained on the pairs at half the resolution
+    # (coarse structure at a quarter of the cost), the rest at the full resolution. 0: all at full;
+    # None: the model size's default.
+    low_res_fraction: float | None = None
     controlnet: str | None = None  # start from this ControlNet folder (Stable Diffusion bases)
 
     def __post_init__(self) -> None:
@@ -117,6 +121,10 @@ class TrainConfig:
             prediction_type=(self.prediction_type or "v_prediction") if self.compact else None,
             zero_terminal_snr=self._zero_terminal_snr() if self.compact else None,
             patch_size=(self.patch_size or COMPACT_SIZES[self.model_size]["patch_size"]) if self.compact else None,
+            low_res_fraction=(
+                (self.low_res_fraction if self.low_res_fraction is not None
+                 else COMPACT_SIZES[self.model_size]["low_res_fraction"]) if self.compact else 0.0
+            ),
         )
 
     def _zero_terminal_snr(self) -> bool:
@@ -185,6 +193,12 @@ def check_config(c: TrainConfig) -> None:
         )
     if not 0.0 <= c.ema_decay < 1.0:
         raise UsageError(f"--ema-decay must be in [0, 1) (0: off), not {c.ema_decay}", fix="use e.g. --ema-decay 0.999")
+    if c.low_res_fraction is not None and not 0.0 <= c.low_res_fraction < 1.0:
+        raise UsageError(f"--low-res-fraction must be in [0, 1), not {c.low_res_fraction}",
+                         fix="use e.g. --low-res-fraction 0.75 (0: every step at the full size)")
+    if c.low_res_fraction and not c.compact:
+        raise UsageError("--low-res-fraction is for the compact base",
+                         fix="a Stable Diffusion base trains at its VAE's latent size; drop --low-res-fraction")
     if not (c.snr_gamma >= 0.0 and math.isfinite(c.snr_gamma)):
         raise UsageError(f"--snr-gamma must be 0 (off) or positive, not {c.snr_gamma}", fix="use e.g. --snr-gamma 5")
     if not 0.0 <= c.prompt_dropout < 1.0:
@@ -205,7 +219,14 @@ def check_config(c: TrainConfig) -> None:
     check_template(c.prompt_template)
 
 
-def check_resolution(resolution: int, multiple: int, base: str) -> None:
+def check_resolution(resolution: int, multiple: int, base: str, low_res_fraction: float = 0.0) -> None:
+    if low_res_fraction and resolution % (2 * multiple):
+        lower = max(2 * multiple, resolution // (2 * multiple) * 2 * multiple)
+        raise ConfigError(
+            f"resolution {resolution} halved for --low-res-fraction is not a multiple of {multiple}, which the "
+            f"{base} model needs",
+            fix=f"pass --size {lower} or {lower + 2 * multiple}",
+        )
     if resolution % multiple:
         lower = max(multiple, resolution // multiple * multiple)
         raise ConfigError(

@@ -66,6 +66,17 @@ class TrainingSet:
         """Images of ``index`` as float in [-1, 1], the diffusion model's pixel range."""
         return self.images[index].float().div(127.5).sub(1.0)
 
+    def halved(self) -> TrainingSet:
+        """The same pairs at half the resolution: images averaged over 2 x 2 pixels, a mask pixel set
+        where at least half of its 2 x 2 block is (masks stay 0/1)."""
+        import torch.nn.functional as F
+
+        if self.resolution % 2:
+            raise ValueError(f"resolution {self.resolution} cannot be halved")
+        images = F.avg_pool2d(self.images.float(), 2).round().clamp(0, 255).to(self.images.dtype)
+        masks = (F.avg_pool2d(self.masks.float(), 2) >= 0.5).to(self.masks.dtype)
+        return TrainingSet(self.ids, images, masks, self.prompts, self.diagnoses)
+
     def control(self, index: Any) -> Any:
         """Masks of ``index`` as the 3-channel control image in {0, 1} (diffusers' convention)."""
         control = self.masks[index].float().expand(-1, 3, -1, -1).contiguous()

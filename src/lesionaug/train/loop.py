@@ -366,6 +366,9 @@ def run_stage(
     live = dict(zip(names, prepared[:-1]))
     optimizer = prepared[-1]
     objective = StageObjective(parts, data, stage, config, device, reporter, rank, world)
+    # Progressive resolution (compact, pixel space): the stage's first steps on the pairs at half size.
+    low_steps = round(stage.steps * config.low_res_fraction) if getattr(config, "low_res_fraction", 0.0) else 0
+    low = StageObjective(parts, data.halved(), stage, config, device, reporter, rank, world) if low_steps else None
 
     losses: list[float] = []
     smoothed = None
@@ -386,7 +389,8 @@ def run_stage(
                 # Under DDP, gradients are averaged across processes only on the last micro-batch.
                 with gradient_sync(accelerator, live.values(), micro == config.grad_accum - 1):
                     with accelerator.autocast():
-                        loss = objective.loss(index, generator, live) / config.grad_accum
+                        loss = (low if step < low_steps else objective).loss(index, generator, live)
+                        loss = loss / config.grad_accum
                     accelerator.backward(loss)
                 total += float(loss.detach())
             accelerator.clip_grad_norm_(params, 1.0)

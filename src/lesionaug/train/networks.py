@@ -32,12 +32,15 @@ MODEL_SIZES = ("tiny", "small", "base")
 
 # Widths per compact size. Attention only at the coarsest levels: pixel-space self-attention at
 # full resolution costs (H*W)^2 and buys little for textures this small. "small" (the CPU default)
-# works at 64 px on pixels: 128 px on 2 x 2 patches (--patch-size 2) costs the same time but, on the
-# CPU budget, made noisier images that follow their masks less (docs/measurements.md, issue 17).
+# works at 128 px on pixels, the first 3/4 of each stage's steps at 64 px (``low_res_fraction``):
+# about 1.4x the time of 64 px alone. On the CPU budget that beat 128 px on 2 x 2 patches
+# (--patch-size 2: noisier images that follow their masks less) and 64 px pairs upscaled to the
+# data's size (docs/measurements.md, issue 17).
 COMPACT_SIZES: dict[str, dict[str, Any]] = {
     "tiny": {
         "resolution": 64,
         "patch_size": 1,
+        "low_res_fraction": 0.0,
         "block_out_channels": (16, 32, 64),
         "attention": (False, False, True),
         "layers_per_block": 1,
@@ -47,8 +50,9 @@ COMPACT_SIZES: dict[str, dict[str, Any]] = {
         "text_layers": 2,
     },
     "small": {
-        "resolution": 64,
+        "resolution": 128,
         "patch_size": 1,
+        "low_res_fraction": 0.75,
         "block_out_channels": (16, 32, 64, 64),
         "attention": (False, False, False, True),
         "layers_per_block": 1,
@@ -60,6 +64,7 @@ COMPACT_SIZES: dict[str, dict[str, Any]] = {
     "base": {
         "resolution": 256,
         "patch_size": 1,
+        "low_res_fraction": 0.0,
         "block_out_channels": (128, 256, 256, 512),
         "attention": (False, False, True, True),
         "layers_per_block": 2,

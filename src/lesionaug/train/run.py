@@ -398,7 +398,8 @@ def train_model(
     prompts = [build_prompt(s.labels, config.prompt_template) for s in samples]
     # 2. Build or load the networks (no side effects) and check the resolution against them.
     parts = load_parts(config, prompts)
-    check_resolution(config.resolution, parts.size_multiple, "compact" if config.compact else "Stable Diffusion")
+    check_resolution(config.resolution, parts.size_multiple, "compact" if config.compact else "Stable Diffusion",
+                     config.low_res_fraction)
     # 3. Read the pairs: training split, plus validation masks for the sample grids.
     provenance = Provenance.of(dataset_index, samples, real_subset)
     val_samples = dataset_index.usable("val")[: config.num_samples] or samples[: config.num_samples]
