@@ -78,6 +78,12 @@ VARIANTS: dict[str, dict] = {
     "dihedral+ema": {"dihedral": True, "ema_decay": EMA_DECAY},
     # 128 px at the 64 px model's cost: the UNet on 2 x 2 pixel patches (train --patch-size 2).
     "patch2": {"patch_size": 2, "resolution": 128},
+    # The 64 px default of the rounds before (the "baseline" rows measured then), for side-by-side runs.
+    "px64": {"resolution": 64, "low_res_fraction": 0.0},
+    # Min-SNR-gamma loss weighting (train --snr-gamma 5) on the 64 px model.
+    "minsnr5": {"resolution": 64, "low_res_fraction": 0.0, "snr_gamma": 5.0},
+    # 128 px on pixels, the first 3/4 of each stage at 64 px (train --low-res-fraction 0.75): today's default.
+    "lowres75": {"resolution": 128, "low_res_fraction": 0.75},
 }
 
 

@@ -37,16 +37,18 @@ def _run(*args):
 def test_one_generator_alone_reproduces_evaluate(world):
     root, data, labels = world["root"], world["data"], world["labels"]
     evaluated = _run("evaluate", data, "--labels", labels, "--augmented", root / "aug-a", "--out", root / "ev",
-                     "--json", *TINY)
+                     "--synthetic-share", "0.5", "--json", *TINY)
     assert evaluated.exit_code == 0, evaluated.output
     compared = _run("compare", data, "--labels", labels, "--augmented", f"a={root / 'aug-a'}", "--out", root / "cmp",
-                    "--no-quality", "--json", *TINY)
+                    "--synthetic-share", "0.5", "--no-quality", "--json", *TINY)
     assert compared.exit_code == 0, compared.output
     expected = json.loads(evaluated.stdout)["data"]
     got = json.loads(compared.stdout)["data"]
     assert set(got) >= {"generators", "pairwise"} and got["pairwise"] == []
     assert got["generators"]["a"]["results"] == expected["results"]
     assert got["setup"]["steps_per_segmenter"] == expected["setup"]["steps_per_segmenter"]
+    assert got["setup"]["synthetic_share"] == expected["setup"]["synthetic_share"] == 0.5
+    assert "50% synthetic and 50% real" in (root / "cmp" / "report.md").read_text()
 
 
 def test_two_generators_are_paired_on_the_same_seeds_and_reported(world):
@@ -64,7 +66,8 @@ def test_two_generators_are_paired_on_the_same_seeds_and_reported(world):
     assert pair["delta_ci95"] is not None and len(pair["delta_ci95"]) == 2
     report = json.loads((out / "report.json").read_text())["sections"]["compare"]
     assert set(report["generators"]) == {"a", "b"} and (out / "compare_dice.png").is_file()
-    assert "## Generators compared" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "## Generators compared" in markdown and "drawn alike, in proportion" in markdown
 
 
 def test_bad_names_are_usage_errors(world, tmp_path):

@@ -160,7 +160,8 @@ def run_comparison(config: CompareConfig, reporter: Reporter = SILENT, measure_q
         "real_train": len(first.real_train), "real_train_split": len(first.train), "real_test": len(first.test),
         "real_fraction": config.real_fraction, "real_count": config.real_count,
         "steps_per_segmenter": steps, "repeats": config.repeats, "seeds": seeds,
-        "seg_augment": config.segmenter.augment, "layout": first.index.layout,
+        "seg_augment": config.segmenter.augment, "synthetic_share": config.segmenter.synthetic_share,
+        "layout": first.index.layout,
     }
     section = {
         "config": config.to_dict(), "setup": setup, "ci_method": CI_METHOD, "baseline_runs": baseline,

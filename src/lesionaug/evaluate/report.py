@@ -131,11 +131,15 @@ def _budget_sentence(segmenter: dict, setup: dict) -> str:
         return f"Each trained for {segmenter.get('epochs')} epochs."
     how = ("as asked (--seg-steps)" if segmenter.get("steps") is not None
            else f"{segmenter.get('epochs')} epochs of the largest training set compared")
-    share = segmenter.get("synthetic_share")
-    mixing = (f" Batches with synthetic pairs are {share:.0%} synthetic and {1 - share:.0%} real (--synthetic-share)."
-              if share is not None else " Real and synthetic pairs are drawn alike, in proportion to their numbers.")
     return (f"Every segmenter takes the same {steps} optimizer steps ({how}, batch {segmenter.get('batch_size')}), "
-            f"so a larger training set never means more training.{mixing}")
+            f"so a larger training set never means more training.{_mixing_words(segmenter.get('synthetic_share'))}")
+
+
+def _mixing_words(share: float | None) -> str:
+    """How an augmented segmenter's batches mix real and synthetic pairs (--synthetic-share)."""
+    if share is None:
+        return " Real and synthetic pairs are drawn alike, in proportion to their numbers."
+    return f" Batches with synthetic pairs are {share:.0%} synthetic and {1 - share:.0%} real (--synthetic-share)."
 
 
 def _interval(ci) -> str:
@@ -305,7 +309,8 @@ def _compare_markdown(data: dict) -> list[str]:
              f"Segmenters trained on {setup.get('real_train')} real training pairs plus each generator's synthetic "
              f"pairs, scored on {setup.get('real_test')} real test images; every segmenter takes "
              f"{setup.get('steps_per_segmenter')} optimizer steps, and the real-only segmenters (the same seeds) are "
-             f"shared by every generator. Intervals: {data.get('ci_method')}.", "",
+             f"shared by every generator.{_mixing_words(setup.get('synthetic_share'))} "
+             f"Intervals: {data.get('ci_method')}.", "",
              "| generator | synthetic | Dice mean ± std | Jaccard | gain vs real-only | 95% CI (images, seeds) | p |",
              "|---|---:|---:|---:|---:|---|---:|"]
     for name, generator in data.get("generators", {}).items():
