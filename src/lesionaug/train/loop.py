@@ -356,7 +356,7 @@ def run_stage(
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup + 1)))
     rank, world = accelerator.process_index, accelerator.num_processes
     generator = torch.Generator()
-    average = WeightAverage(params, config.ema_decay) if getattr(config, "ema_decay", 0.0) > 0 else None
+    average = WeightAverage(params, config.ema_decay) if config.ema_decay > 0 else None
 
     done = 0 if resume_from is None else restore_stage(resume_from, stage, optimizer, lr_scheduler, accelerator,
                                                        average)
@@ -366,9 +366,12 @@ def run_stage(
     live = dict(zip(names, prepared[:-1]))
     optimizer = prepared[-1]
     objective = StageObjective(parts, data, stage, config, device, reporter, rank, world)
-    # Progressive resolution (compact, pixel space): the stage's first steps on the pairs at half size.
-    low_steps = round(stage.steps * config.low_res_fraction) if getattr(config, "low_res_fraction", 0.0) else 0
-    low = StageObjective(parts, data.halved(), stage, config, device, reporter, rank, world) if low_steps else None
+    # Progressive resolution (compact, pixel space): the stage's first steps on the pairs at half size
+    # (halved only when a step still to run needs them, e.g. not when resuming past the switch).
+    low_steps = round(stage.steps * (config.low_res_fraction or 0.0))
+    low = None
+    if done < low_steps:
+        low = StageObjective(parts, data.halved(), stage, config, device, reporter, rank, world)
 
     losses: list[float] = []
     smoothed = None
