@@ -37,10 +37,10 @@ def _run(*args):
 def test_one_generator_alone_reproduces_evaluate(world):
     root, data, labels = world["root"], world["data"], world["labels"]
     evaluated = _run("evaluate", data, "--labels", labels, "--augmented", root / "aug-a", "--out", root / "ev",
-                     "--synthetic-share", "0.5", "--json", *TINY)
+                     "--synthetic-share", "0.5", "--real-finish", "0.25", "--json", *TINY)
     assert evaluated.exit_code == 0, evaluated.output
     compared = _run("compare", data, "--labels", labels, "--augmented", f"a={root / 'aug-a'}", "--out", root / "cmp",
-                    "--synthetic-share", "0.5", "--no-quality", "--json", *TINY)
+                    "--synthetic-share", "0.5", "--real-finish", "0.25", "--no-quality", "--json", *TINY)
     assert compared.exit_code == 0, compared.output
     expected = json.loads(evaluated.stdout)["data"]
     got = json.loads(compared.stdout)["data"]
@@ -48,7 +48,9 @@ def test_one_generator_alone_reproduces_evaluate(world):
     assert got["generators"]["a"]["results"] == expected["results"]
     assert got["setup"]["steps_per_segmenter"] == expected["setup"]["steps_per_segmenter"]
     assert got["setup"]["synthetic_share"] == expected["setup"]["synthetic_share"] == 0.5
-    assert "50% synthetic and 50% real" in (root / "cmp" / "report.md").read_text()
+    assert got["setup"]["real_finish"] == expected["setup"]["real_finish"] == 0.25
+    assert "50% synthetic and 50% real (--synthetic-share); the last 25% of their steps draw real pairs only" in (
+        root / "cmp" / "report.md").read_text()
 
 
 def test_two_generators_are_paired_on_the_same_seeds_and_reported(world):

@@ -118,7 +118,8 @@ def test_a_synthetic_share_mixes_the_augmented_segmenters_batches_only(world):
     """--synthetic-share changes how the augmented segmenters draw their batches, not the real-only
     ones (the paired baseline stays the same), and the report says which mixing was used."""
     runs, sections = {}, {}
-    for name, extra in (("drawn alike", ()), ("half", ("--synthetic-share", "0.5"))):
+    for name, extra in (("drawn alike", ()), ("half", ("--synthetic-share", "0.5")),
+                        ("half, real finish", ("--synthetic-share", "0.5", "--real-finish", "0.5"))):
         result = _evaluate(world, "--synthetic-counts", "0,8", "--repeats", "1", "--seg-steps", "4", *extra,
                            out=name.replace(" ", "_"))
         assert result.exit_code == 0, result.output
@@ -132,6 +133,12 @@ def test_a_synthetic_share_mixes_the_augmented_segmenters_batches_only(world):
     assert sections["drawn alike"]["setup"]["synthetic_share"] is None
     assert "50% synthetic and 50% real (--synthetic-share)" in sections["half"]["markdown"]
     assert "in proportion to their numbers" in sections["drawn alike"]["markdown"]
+    # --real-finish 0.5: the last 2 of the 4 steps real only; the first 2 are those of "half".
+    assert runs["half, real finish"][0] == runs["half"][0]
+    assert runs["half, real finish"][8] != runs["half"][8]
+    assert sections["half, real finish"]["setup"]["real_finish"] == 0.5
+    assert sections["half"]["setup"]["real_finish"] == 0.0
+    assert "the last 50% of their steps draw real pairs only (--real-finish)" in sections["half, real finish"]["markdown"]
 
 
 def test_hidden_real_data_is_refused_with_the_fix(world):
@@ -217,6 +224,9 @@ def test_missing_manifest_and_bad_options_exit_with_one_line(world, tmp_path):
     share = _evaluate(world, "--synthetic-share", "1")
     assert share.exit_code == 2 and "--synthetic-share must be between 0 and 1" in share.stderr
     assert len(share.stderr.strip().splitlines()) <= 2 and "Traceback" not in share.stderr
+    finish = _evaluate(world, "--real-finish", "0.25")
+    assert finish.exit_code == 2 and "--real-finish needs --synthetic-share" in finish.stderr
+    assert "--synthetic-share 0.5" in finish.stderr and "Traceback" not in finish.stderr
     both = _evaluate(world, "--real-fraction", "0.5", "--real-count", "3")
     assert both.exit_code == 2 and "--real-count" in both.stderr
     too_many = _evaluate(world, "--real-count", "15", "--allow-generator-extra-data")

@@ -106,6 +106,22 @@ def test_mixed_batches_hold_the_share_and_visit_each_kind_in_whole_passes(share,
     assert again == batches and other != batches
 
 
+def test_mixed_batches_draw_real_pairs_only_from_real_from_on():
+    import torch
+
+    real, synthetic, steps, batch = 5, 20, 12, 8
+    plain = list(mixed_batches(real, synthetic, 0.5, batch, steps, torch.Generator().manual_seed(0)))
+    finish = list(mixed_batches(real, synthetic, 0.5, batch, steps, torch.Generator().manual_seed(0), real_from=9))
+    assert finish[:9] == plain[:9]  # the mixed steps are those of an unfinished run
+    for index, epochs in finish[9:]:
+        assert len(index) == batch and all(i < real for i in index)
+    # The real stream goes on where it stood: whole passes over the real pairs, tail included.
+    seen = [(i, e) for index, epochs in finish for i, e in zip(index, epochs) if i < real]
+    for epoch in range(max(e for _, e in seen)):
+        assert sorted(i for i, e in seen if e == epoch) == list(range(real))
+    assert sum(i >= real for index, _ in finish for i in index) == 9 * batch // 2
+
+
 def test_shuffled_batches_are_whole_passes_cut_short_at_the_step_budget():
     import torch
 
@@ -129,6 +145,11 @@ def test_a_synthetic_share_mixes_batches_only_when_both_kinds_are_there(blob_fil
     again = train_segmenter(arrays, SegmenterConfig(steps=3, seed=2, synthetic_share=0.5, **TINY), real_pairs=4)
     assert mixed.history != plain.history and mixed.history == again.history
     assert mixed.config.to_dict()["synthetic_share"] == 0.5
+    # --real-finish: the last third of the steps real only, so the first two steps are those of `mixed`.
+    finish = train_segmenter(arrays, SegmenterConfig(steps=3, seed=2, synthetic_share=0.5, real_finish=1 / 3,
+                                                     **TINY), real_pairs=4)
+    assert finish.history[0] == mixed.history[0] and finish.history[1] != mixed.history[1]
+    assert finish.config.to_dict()["real_finish"] == 1 / 3
 
 
 @pytest.mark.parametrize("arch,channels", [("basicunet", (4, 8, 8, 16, 16)), ("attentionunet", (8, 16, 32))])
@@ -152,6 +173,9 @@ def test_other_architectures_train_and_predict(blob_files, arch, channels):
         ({"steps": 0}, "steps must be at least 1"),
         ({"synthetic_share": 0.0}, "--synthetic-share must be between 0 and 1"),
         ({"synthetic_share": 1.0}, "--synthetic-share must be between 0 and 1"),
+        ({"synthetic_share": 0.5, "real_finish": 1.0}, "--real-finish must be at least 0 and below 1"),
+        ({"synthetic_share": 0.5, "real_finish": -0.1}, "--real-finish must be at least 0 and below 1"),
+        ({"real_finish": 0.25}, "--real-finish needs --synthetic-share"),
     ],
 )
 def test_config_is_validated_in_one_place(kwargs, match):

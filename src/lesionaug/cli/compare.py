@@ -18,6 +18,7 @@ from lesionaug.cli.evaluate import (
     SegEpochsOpt,
     SegSizeOpt,
     SegStepsOpt,
+    RealFinishOpt,
     SyntheticShareOpt,
     _interval,
     parse_int_list,
@@ -60,6 +61,7 @@ def compare(
     device: SegDeviceOpt = "auto",
     seg_augment: SegAugmentOpt = "classic",
     synthetic_share: SyntheticShareOpt = None,
+    real_finish: RealFinishOpt = 0.0,
     real_fraction: Annotated[
         float | None, typer.Option("--real-fraction", help="Fraction of the real training split the segmenters get.")
     ] = None,
@@ -110,7 +112,7 @@ def compare(
         segmenter = SegmenterConfig(
             arch=arch, image_size=image_size, epochs=epochs, steps=steps, batch_size=batch_size,
             channels=parse_int_list(channels, "--seg-channels"), device=device, augment=seg_augment,
-            synthetic_share=synthetic_share, seed=seed,
+            synthetic_share=synthetic_share, real_finish=real_finish, seed=seed,
         )
         config = CompareConfig(
             dataset=dataset, augmented=parse_named_folders(augmented),

@@ -77,6 +77,15 @@ SyntheticShareOpt = Annotated[
     ),
 ]
 
+RealFinishOpt = Annotated[
+    float,
+    typer.Option(
+        "--real-finish",
+        help="With --synthetic-share: the last fraction of an augmented segmenter's steps draws real pairs only "
+        "(pre-training on the mix, fine-tuning on the real pairs); 0: mixed to the end.",
+    ),
+]
+
 
 @app.command("evaluate")
 def evaluate(
@@ -104,6 +113,7 @@ def evaluate(
     ] = None,
     real_count: RealCountOpt = None,
     synthetic_share: SyntheticShareOpt = None,
+    real_finish: RealFinishOpt = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Master seed (segmenter seeds, bootstrap).")] = 0,
     split_seed: SplitSeedOpt = 0,
     masks: MasksDirOpt = None,
@@ -155,6 +165,7 @@ def evaluate(
             device=device,
             augment=seg_augment,
             synthetic_share=synthetic_share,
+            real_finish=real_finish,
             seed=seed,
         )
         config = EvaluateConfig(

@@ -161,6 +161,7 @@ def run_comparison(config: CompareConfig, reporter: Reporter = SILENT, measure_q
         "real_fraction": config.real_fraction, "real_count": config.real_count,
         "steps_per_segmenter": steps, "repeats": config.repeats, "seeds": seeds,
         "seg_augment": config.segmenter.augment, "synthetic_share": config.segmenter.synthetic_share,
+        "real_finish": config.segmenter.real_finish,
         "layout": first.index.layout,
     }
     section = {

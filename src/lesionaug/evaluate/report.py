@@ -131,15 +131,19 @@ def _budget_sentence(segmenter: dict, setup: dict) -> str:
         return f"Each trained for {segmenter.get('epochs')} epochs."
     how = ("as asked (--seg-steps)" if segmenter.get("steps") is not None
            else f"{segmenter.get('epochs')} epochs of the largest training set compared")
+    mixing = _mixing_words(segmenter.get("synthetic_share"), segmenter.get("real_finish"))
     return (f"Every segmenter takes the same {steps} optimizer steps ({how}, batch {segmenter.get('batch_size')}), "
-            f"so a larger training set never means more training.{_mixing_words(segmenter.get('synthetic_share'))}")
+            f"so a larger training set never means more training.{mixing}")
 
 
-def _mixing_words(share: float | None) -> str:
-    """How an augmented segmenter's batches mix real and synthetic pairs (--synthetic-share)."""
+def _mixing_words(share: float | None, real_finish: float | None = None) -> str:
+    """How an augmented segmenter's batches mix real and synthetic pairs (--synthetic-share, --real-finish)."""
     if share is None:
         return " Real and synthetic pairs are drawn alike, in proportion to their numbers."
-    return f" Batches with synthetic pairs are {share:.0%} synthetic and {1 - share:.0%} real (--synthetic-share)."
+    words = f" Batches with synthetic pairs are {share:.0%} synthetic and {1 - share:.0%} real (--synthetic-share)"
+    if real_finish:
+        words += f"; the last {real_finish:.0%} of their steps draw real pairs only (--real-finish)"
+    return words + "."
 
 
 def _interval(ci) -> str:
@@ -309,7 +313,7 @@ def _compare_markdown(data: dict) -> list[str]:
              f"Segmenters trained on {setup.get('real_train')} real training pairs plus each generator's synthetic "
              f"pairs, scored on {setup.get('real_test')} real test images; every segmenter takes "
              f"{setup.get('steps_per_segmenter')} optimizer steps, and the real-only segmenters (the same seeds) are "
-             f"shared by every generator.{_mixing_words(setup.get('synthetic_share'))} "
+             f"shared by every generator.{_mixing_words(setup.get('synthetic_share'), setup.get('real_finish'))} "
              f"Intervals: {data.get('ci_method')}.", "",
              "| generator | synthetic | Dice mean ± std | Jaccard | gain vs real-only | 95% CI (images, seeds) | p |",
              "|---|---:|---:|---:|---:|---|---:|"]

@@ -235,6 +235,7 @@ def run_evaluation(config: EvaluateConfig, reporter: Reporter = SILENT) -> dict:
         "seeds": seeds,
         "seg_augment": config.segmenter.augment,
         "synthetic_share": config.segmenter.synthetic_share,
+        "real_finish": config.segmenter.real_finish,
         "device": reference.device,
         "layout": inputs.index.layout,
         "split_source": inputs.index.split_source,

@@ -45,6 +45,9 @@ class SegmenterConfig:
     # Fraction of every batch drawn from the synthetic pairs when a set mixes real and synthetic ones
     # (``train_segmenter``'s ``real_pairs``); None draws both in proportion to their numbers.
     synthetic_share: float | None = None
+    # With ``synthetic_share``: the last fraction of the steps draws real pairs only (synthetic
+    # pre-training, then real fine-tuning); 0 mixes to the end.
+    real_finish: float = 0.0
     seed: int = 0
     device: str = "auto"
 
@@ -67,6 +70,12 @@ class SegmenterConfig:
                 f"--synthetic-share must be between 0 and 1 (exclusive), got {self.synthetic_share}",
                 fix="pass e.g. 0.5 for half of every batch synthetic, or leave it unset to draw in proportion",
             )
+        if not 0 <= self.real_finish < 1:
+            raise UsageError(f"--real-finish must be at least 0 and below 1, got {self.real_finish}",
+                             fix="pass e.g. 0.25 for the last quarter of the steps on real pairs only, or 0")
+        if self.real_finish and self.synthetic_share is None:
+            raise UsageError("--real-finish needs --synthetic-share (the share of the batches before the finish)",
+                             fix="add --synthetic-share 0.5, or drop --real-finish")
         if not self.learning_rate > 0:
             raise UsageError(f"learning rate must be positive, got {self.learning_rate}")
         if len(self.channels) < 2 or min(self.channels) < 1:
@@ -221,7 +230,8 @@ def shuffled_batches(n: int, batch_size: int, steps: int, generator: "torch.Gene
 
 
 def mixed_batches(
-    real: int, synthetic: int, share: float, batch_size: int, steps: int, generator: "torch.Generator"
+    real: int, synthetic: int, share: float, batch_size: int, steps: int, generator: "torch.Generator",
+    real_from: int | None = None,
 ):
     """(sample indices, pass of each) for every step, a ``share`` of each batch synthetic.
 
@@ -229,7 +239,8 @@ def mixed_batches(
     so every real pair is seen before any is seen again (and likewise the synthetic ones) however
     few there are; batch k holds floor((k+1)*B*share) - floor(k*B*share) synthetic samples, so the
     share is exact over the run and every batch has B samples. A sample's pass numbers its own
-    stream's passes: it seeds that sample's augmentation.
+    stream's passes: it seeds that sample's augmentation. From step ``real_from`` on (None: never)
+    every batch is real: the steps before it mix, as above.
     """
     import torch
 
@@ -250,6 +261,8 @@ def mixed_batches(
     real_stream, synthetic_stream = Stream(0, real), Stream(real, synthetic)
     for k in range(steps):
         n_syn = math.floor((k + 1) * batch_size * share) - math.floor(k * batch_size * share)
+        if real_from is not None and k >= real_from:
+            n_syn = 0
         r_index, r_epochs = real_stream.take(batch_size - n_syn)
         s_index, s_epochs = synthetic_stream.take(n_syn)
         yield r_index + s_index, r_epochs + s_epochs
@@ -301,8 +314,9 @@ def train_segmenter(
     total_steps = config.steps if config.steps is not None else config.epochs * steps_per_epoch
     mixed = config.synthetic_share is not None and real_pairs is not None and 0 < real_pairs < n
     if mixed:
+        real_from = total_steps - round(total_steps * config.real_finish) if config.real_finish else None
         batches = mixed_batches(real_pairs, n - real_pairs, config.synthetic_share, config.batch_size, total_steps,
-                                generator)
+                                generator, real_from)
     else:
         batches = shuffled_batches(n, config.batch_size, total_steps, generator)
     history: list[float] = []  # mean loss of every steps_per_epoch steps (a pass over the data, when unmixed)
