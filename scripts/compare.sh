@@ -47,10 +47,10 @@ lesionaug verify "$OUT-controlnet"
 lesionaug verify "$OUT-pix2pixhd"
 
 # 4. The comparison: 5 seeds (by default), the classic MONAI augmentation, every segmenter the same steps,
-#    augmented batches half real, half synthetic (as in scripts/demo.sh).
+#    augmented batches half real, half synthetic, the last quarter real only (as in scripts/demo.sh).
 lesionaug compare "$OUT" "${LABELS[@]}" --augmented "controlnet=$OUT-controlnet" \
     --augmented "pix2pixhd=$OUT-pix2pixhd" --synthetic-counts "0,$N_SYNTHETIC" \
     --repeats "$REPEATS" --real-count "$REAL" --seg-augment classic --seg-size 64 --seg-epochs "$EPOCHS" \
-    --synthetic-share 0.5 --out "$OUT-compare" ${COMPARE_JSON:+--json}
+    --synthetic-share 0.5 --real-finish 0.25 --out "$OUT-compare" ${COMPARE_JSON:+--json}
 
 echo "comparison done in $((SECONDS - start)) s; report: $OUT-compare/report.md" >&2

@@ -32,12 +32,13 @@ lesionaug info "$OUT-augmented" "${LABELS[@]}"
 # 3. What the new data is worth: the same 16 real pairs with and without the synthetic pairs, the
 #    classic MONAI augmentation for both (flips, rotations, affine, elastic, intensity, noise), 5 seeds
 #    each, scored on the 30 real test images; every segmenter takes the same optimizer steps (10
-#    epochs of the 216-pair set: 270 steps), and every batch of an augmented one is half real, half
-#    synthetic (--synthetic-share 0.5: drawn in proportion, 16 real pairs would fill one slot in 14).
+#    epochs of the 216-pair set: 270 steps), every batch of an augmented one is half real, half
+#    synthetic (--synthetic-share 0.5: drawn in proportion, 16 real pairs would fill one slot in 14),
+#    and the last quarter of its steps real only (--real-finish 0.25: fine-tuning on the real pairs).
 #    evaluate refuses pairs whose generator saw other real pairs.
 lesionaug evaluate "$OUT" "${LABELS[@]}" --augmented "$OUT-augmented" --synthetic-counts "0,$N_SYNTHETIC" \
     --repeats 5 --real-count "$REAL" --seg-augment classic --seg-size 64 --seg-epochs 10 --synthetic-share 0.5 \
-    --out "$OUT-report"
+    --real-finish 0.25 --out "$OUT-report"
 
 # 4. Image quality (SSIM against the real image for the same mask) and mask fidelity.
 lesionaug quality "$OUT" "${LABELS[@]}" --model "$engine" --split test --denoise-steps 10 \
