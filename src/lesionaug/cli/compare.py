@@ -10,6 +10,7 @@ import typer
 from lesionaug.cli._app import ConfigOpt, JsonOpt, LabelTablesOpt, LogFileOpt, Out, QuietOpt, VerboseOpt, app, run_command
 from lesionaug.augment.generation_options import PROVIDERS
 from lesionaug.cli.evaluate import (
+    RealFinishOpt,
     SegArchOpt,
     SegAugmentOpt,
     SegBatchSizeOpt,
@@ -18,7 +19,6 @@ from lesionaug.cli.evaluate import (
     SegEpochsOpt,
     SegSizeOpt,
     SegStepsOpt,
-    RealFinishOpt,
     SyntheticShareOpt,
     _interval,
     parse_int_list,

@@ -280,7 +280,8 @@ def train_segmenter(
     config's image size; passing them lets several runs share one read of the data.
     ``real_pairs``: the first that many pairs are real and the rest synthetic; with
     ``config.synthetic_share`` set and both kinds present, every batch mixes them in that share
-    (``mixed_batches``), else batches are drawn from all pairs alike.
+    (``mixed_batches``; the last ``config.real_finish`` of the steps real only), else batches are
+    drawn from all pairs alike.
     """
     import torch
     from monai.losses import DiceCELoss
