@@ -9,6 +9,7 @@ from lesionaug.evaluate.image_realism import (
     ColourSample,
     RealismConfig,
     colour_distances,
+    colour_spread,
     srgb_to_lab,
     two_sample_test,
 )
@@ -49,6 +50,44 @@ def test_colour_distances_see_a_shift_inside_the_lesion_only():
     # One colour against one colour: the Wasserstein distance is the size of the shift, per channel.
     assert [distances["inside"][c] for c in "Lab"] == pytest.approx(np.abs(shift), abs=1e-4)
     assert distances["outside"] == {"L": 0.0, "a": 0.0, "b": 0.0}
+
+
+def test_colour_spread_sees_generated_images_that_all_have_the_same_colour():
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 2:6] = True
+    real, varied, uniform = ColourSample(), ColourSample(), ColourSample()
+    skins = [(230, 180, 160), (200, 150, 130), (150, 100, 80), (110, 70, 50)]  # light to dark skin
+    for skin in skins:
+        image = np.full((8, 8, 3), skin, np.uint8)
+        image[mask] = (90, 60, 40)
+        real.add(image, mask)
+        varied.add(image, mask)
+        average = np.full((8, 8, 3), (172, 125, 105), np.uint8)  # every generated image: one middle skin
+        average[mask] = (90, 60, 40)
+        uniform.add(average, mask)
+    same = colour_spread(real, varied)
+    collapsed = colour_spread(real, uniform)
+    skin_lab = srgb_to_lab(np.array(skins, np.uint8))
+    for c, channel in enumerate("Lab"):
+        # The spread is the standard deviation of the per-image means (ddof 1), in Lab units.
+        assert same["outside"][channel]["real"] == pytest.approx(skin_lab[:, c].std(ddof=1), abs=1e-9)
+        assert same["outside"][channel]["ratio"] == pytest.approx(1.0)
+        assert collapsed["outside"][channel]["generated"] == pytest.approx(0.0, abs=1e-9)
+        assert collapsed["outside"][channel]["ratio"] == pytest.approx(0.0, abs=1e-9)
+        # Every lesion has one colour in both sets: no spread to compare, so no ratio.
+        assert collapsed["inside"][channel] == {"real": 0.0, "generated": 0.0, "ratio": None}
+
+
+def test_colour_spread_needs_two_images_with_the_region():
+    real, generated = ColourSample(), ColourSample()
+    empty = np.zeros((8, 8), bool)
+    for value in (50, 200):
+        real.add(np.full((8, 8, 3), value, np.uint8), empty)
+    generated.add(np.full((8, 8, 3), 90, np.uint8), empty)
+    spread = colour_spread(real, generated)
+    assert spread["inside"]["L"] == {"real": None, "generated": None, "ratio": None}  # no lesion pixels at all
+    assert spread["outside"]["L"]["real"] > 0 and spread["outside"]["L"]["generated"] is None
+    assert spread["outside"]["L"]["ratio"] is None
 
 
 def _noise_images(rng: np.random.Generator, n: int, blob: bool) -> list[np.ndarray]:

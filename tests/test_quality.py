@@ -134,8 +134,12 @@ def test_image_realism_is_measured_reported_and_can_be_skipped(quality_run, demo
     assert realism["c2st_accuracy"] == pytest.approx(np.mean(realism["c2st_fold_accuracies"]))
     assert set(realism["colour_distances"]) == {"inside", "outside"}
     assert all(set(v) == {"L", "a", "b"} for v in realism["colour_distances"].values())
+    spread = realism["colour_spread"]
+    assert set(spread) == {"inside", "outside"} and set(spread["outside"]) == {"L", "a", "b"}
+    assert all(v["real"] > 0 and v["generated"] >= 0 for v in spread["outside"].values())
     out = quality_run["out"]
     assert (out / "image_realism.png").is_file() and "### Image realism" in (out / "report.md").read_text()
+    assert "| outside the lesion | " in (out / "report.md").read_text().split("Colour spread:")[1]
     args = ["quality", str(demo_isic2018), "--model", str(quality_run["engine"]), "--limit", "2", "--no-fidelity"]
     result = runner.invoke(app, [*args, *TINY, "--no-realism", "--out", str(tmp_path / "r"), "--json", "-q"])
     assert result.exit_code == 0, result.output

@@ -97,6 +97,10 @@ def test_every_plot_is_a_png():
         "reference_c2st_accuracy": None, "reference_c2st_std": None, "reference_c2st_fold_accuracies": [],
         "colour_distances": {"inside": {"L": 3.0, "a": 1.0, "b": None}, "outside": {"L": 1.0, "a": 0.5, "b": 2.0}},
     })  # fmt: skip
+    spread = {region: {c: {"real": 4.0, "generated": 1.0, "ratio": 0.25} for c in "Lab"} for region in ("inside", "outside")}
+    spread["inside"]["b"] = {"real": None, "generated": None, "ratio": None}
+    with_spread = report_plots.image_realism({"c2st_fold_accuracies": [], "colour_distances": {}, "colour_spread": spread})
+    assert with_spread.startswith(PNG) and with_spread != realism
     dice = report_plots.dice_vs_synthetic(RESULTS, RUNS, "t")
     plots = (grid, histograms, dice, scatter, distances, captioned, realism)
     for png in plots:

@@ -167,6 +167,10 @@ def render(console, data: dict) -> None:
         for region, values in realism["colour_distances"].items():
             words = "  ".join(f"{c}* {v:.2f}" if v is not None else f"{c}* n/a" for c, v in values.items())
             console.print(f"Lab Wasserstein distance {region} the lesion: {words}", markup=False)
+        for region, values in (realism.get("colour_spread") or {}).items():
+            words = "  ".join(f"{c}* {v['ratio']:.2f}" if v["ratio"] is not None else f"{c}* n/a"
+                              for c, v in values.items())
+            console.print(f"colour spread across images {region} the lesion, generated / real: {words}", markup=False)
     for note in data["notes"]:
         console.print(note, markup=False)
     console.print(f"report: {data['report']}", markup=False)

@@ -8,7 +8,11 @@ like at this sample size (it can fall below 0.5, since a classifier fitted to no
 held-out folds more often than chance).
 
 Colour distances say *what* differs: per channel of CIE Lab (D65), the 1-D Wasserstein distance
-between the real and the generated images' pixels, inside and outside the lesion mask.
+between the real and the generated images' pixels, inside and outside the lesion mask. Pooled
+pixels can match while every generated image has the same colour, so the colour spread adds the
+variety across images: the standard deviation of the images' mean Lab, real against generated
+(a ratio of 1 means the generated images vary as much as the real ones; a generator that gives
+every image the average skin scores near 0).
 """
 
 from __future__ import annotations
@@ -98,6 +102,7 @@ class ColourSample:
 
     max_pixels: int = 4096
     pixels: dict = field(default_factory=lambda: {region: [] for region in REGIONS})
+    means: dict = field(default_factory=lambda: {region: [] for region in REGIONS})  # one mean Lab per image
 
     def add(self, image: np.ndarray, mask: np.ndarray) -> None:
         """Keep at most ``max_pixels`` evenly strided Lab pixels of each region of one image."""
@@ -108,6 +113,8 @@ class ColourSample:
             values = lab[chosen]
             step = max(1, -(-len(values) // self.max_pixels))
             self.pixels[region].append(values[::step].astype(np.float32))
+            if len(values):
+                self.means[region].append(values.mean(axis=0))
 
     def region(self, name: str) -> np.ndarray:
         parts = self.pixels[name]
@@ -127,6 +134,25 @@ def colour_distances(real: ColourSample, generated: ColourSample) -> dict:
             for c, channel in enumerate(LAB_CHANNELS)
         }
     return distances
+
+
+def colour_spread(real: ColourSample, generated: ColourSample) -> dict:
+    """Per region and Lab channel, how much the images' mean colour varies: the standard deviation
+    across images of each image's mean, for the real and the generated images, and their ratio
+    (generated / real; None where a set has fewer than two images with that region or the real
+    images do not vary)."""
+    spread = {}
+    for region in REGIONS:
+        stds = []
+        for sample in (real, generated):
+            means = np.asarray(sample.means[region], np.float64).reshape(-1, 3)
+            stds.append(means.std(axis=0, ddof=1) if len(means) >= 2 else None)
+        spread[region] = {}
+        for c, channel in enumerate(LAB_CHANNELS):
+            r, g = (None if s is None else float(s[c]) for s in stds)
+            ratio = g / r if r is not None and g is not None and r > 0 else None
+            spread[region][channel] = {"real": r, "generated": g, "ratio": ratio}
+    return spread
 
 
 # -- classifier two-sample test ----------------------------------------------------------------------
@@ -223,7 +249,7 @@ def two_sample_test(
 
 
 def realism_section(generated: TwoSampleResult, reference: TwoSampleResult, distances: dict,
-                    config: RealismConfig) -> dict:
+                    config: RealismConfig, spread: dict | None = None) -> dict:
     """The ``image_realism`` data of ``quality``'s report and ``--json``."""
     return {
         "status": "ok",
@@ -236,5 +262,6 @@ def realism_section(generated: TwoSampleResult, reference: TwoSampleResult, dist
         "reference_c2st_fold_accuracies": list(reference.fold_accuracies),
         "reference_n_per_sample": reference.n_per_sample,
         "colour_distances": distances,
+        "colour_spread": spread,
         "config": config.to_dict(),
     }

@@ -220,9 +220,12 @@ def distributions(values: dict[str, Sequence[float]], xlabel: str = "value") -> 
 
 def image_realism(realism: dict) -> bytes:
     """Left: the two-sample tests' accuracy per fold and mean +- std (0.5 = indistinguishable).
-    Right: Wasserstein distances per Lab channel, inside and outside the lesion."""
-    figure = _figure(9.0, 3.4)
-    ax = figure.add_subplot(1, 2, 1)
+    Middle: Wasserstein distances per Lab channel, inside and outside the lesion. Right (when
+    measured): the colour spread across images, generated over real (1 = as varied as the data)."""
+    spread = realism.get("colour_spread")
+    panels = 3 if spread else 2
+    figure = _figure(4.5 * panels, 3.4)
+    ax = figure.add_subplot(1, panels, 1)
     tests = (("real vs generated", "c2st"), ("real train vs real test", "reference_c2st"))
     for x, (name, key) in enumerate(tests):
         folds = realism.get(f"{key}_fold_accuracies") or []
@@ -235,7 +238,7 @@ def image_realism(realism: dict) -> bytes:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("cross-validated classifier accuracy")
     ax.legend(fontsize=7, loc="lower right")
-    ax = figure.add_subplot(1, 2, 2)
+    ax = figure.add_subplot(1, panels, 2)
     distances = realism.get("colour_distances") or {}
     channels = ("L", "a", "b")
     for k, region in enumerate(("inside", "outside")):
@@ -245,6 +248,16 @@ def image_realism(realism: dict) -> bytes:
     ax.set_xticks(range(3), [f"{c}*" for c in channels])
     ax.set_ylabel("Wasserstein distance, real vs generated (Lab units)")
     ax.legend(fontsize=7)
+    if spread:
+        ax = figure.add_subplot(1, panels, 3)
+        for k, region in enumerate(("inside", "outside")):
+            ratios = [((spread.get(region) or {}).get(c) or {}).get("ratio") for c in channels]
+            ax.bar(np.arange(3) + (k - 0.5) * 0.38, [r if r is not None else 0.0 for r in ratios], width=0.38,
+                   label=f"{region} the lesion", color="tab:red" if k == 0 else "tab:olive")
+        ax.axhline(1.0, color="black", linestyle="--", linewidth=1, label="as varied as the real images")
+        ax.set_xticks(range(3), [f"{c}*" for c in channels])
+        ax.set_ylabel("colour spread across images, generated / real")
+        ax.legend(fontsize=7)
     return _png(figure)
 
 

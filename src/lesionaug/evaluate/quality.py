@@ -39,6 +39,7 @@ from lesionaug.evaluate.image_realism import (
     ColourSample,
     RealismConfig,
     colour_distances,
+    colour_spread,
     realism_section,
     to_classifier_input,
     two_sample_test,
@@ -307,7 +308,7 @@ def quality_section(config: QualityConfig, inputs: QualityInputs, measured: Meas
 
 def measure_realism(config: RealismConfig, inputs: QualityInputs, measured: Measurements, reporter: Reporter) -> dict:
     """C2ST of the split's real images against the generated ones, the same test on real training
-    against real split images (the reference), and the Lab colour distances."""
+    against real split images (the reference), and the Lab colour distances and spreads."""
     n, train = len(measured.realism_real), inputs.train
     # The reference's training images: a seeded choice, as many as the split's, resized the same way.
     rng = np.random.default_rng(config.seed)
@@ -320,7 +321,8 @@ def measure_realism(config: RealismConfig, inputs: QualityInputs, measured: Meas
         real_only = two_sample_test(reference, measured.realism_real, config)
         task.advance(1)
     distances = colour_distances(measured.colour_real, measured.colour_generated)
-    return realism_section(generated, real_only, distances, config)
+    spread = colour_spread(measured.colour_real, measured.colour_generated)
+    return realism_section(generated, real_only, distances, config, spread)
 
 
 def quality_timings(measured: Measurements) -> dict:

@@ -370,4 +370,19 @@ def _realism_markdown(realism: dict | None) -> list[str]:
     ]
     for region, values in (realism.get("colour_distances") or {}).items():
         lines.append(f"| {region} the lesion | " + " | ".join(_num(values.get(c), 2) for c in ("L", "a", "b")) + " |")
+    spread = realism.get("colour_spread")
+    if spread:
+        lines += [
+            "",
+            "Colour spread: how much the images' mean colour varies from image to image (standard deviation across "
+            "images of each image's mean, Lab units), real and generated. A ratio below 1 means the generated images "
+            "are more alike in colour than the real ones.",
+            "",
+            "| region | L* real / generated (ratio) | a* real / generated (ratio) | b* real / generated (ratio) |",
+            "|---|---:|---:|---:|",
+        ]
+        for region, values in spread.items():
+            cells = [f"{_num(v.get('real'), 2)} / {_num(v.get('generated'), 2)} ({_num(v.get('ratio'), 2)})"
+                     for v in (values.get(c) or {} for c in ("L", "a", "b"))]
+            lines.append(f"| {region} the lesion | " + " | ".join(cells) + " |")
     return lines + [""]
