@@ -20,6 +20,7 @@ from lesionaug.train.networks import (
     build_word_tokenizer,
     conditioning_channels_for,
     load_base,
+    predict,
 )
 
 PROMPTS = ["a dermoscopic image of melanoma with pigment network and streaks on the back"]
@@ -67,6 +68,36 @@ def test_compact_model_is_pixel_space_and_its_controlnet_keeps_full_resolution()
     down, mid = controlnet(x, 10, text, controlnet_cond=control, return_dict=False)
     out = parts.unet(x, 10, text, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
     assert out.shape == x.shape
+
+
+def test_the_small_model_feeds_the_pooled_prompt_to_every_block_of_unet_and_controlnet():
+    """Cross-attention at the lowest level alone leaves the trained small model blind to its prompt
+    (issue 17): ``pooled_prompt`` also adds a projection of the prompt's mean token state to the
+    timestep embedding."""
+    prompts = [PROMPTS[0], "a dermoscopic image of dermatofibroma"]
+    parts = build_compact_model("small", 32, prompts, pooled_prompt=True)
+    controlnet = build_controlnet(parts)
+    assert parts.unet.config.class_embed_type == controlnet.config.class_embed_type == "projection"
+    assert parts.unet.config.projection_class_embeddings_input_dim == parts.text_encoder.config.hidden_size
+    # from_unet copies the UNet's projection into the ControlNet, as it does its encoder.
+    for (name, a), b in zip(parts.unet.class_embedding.state_dict().items(), controlnet.class_embedding.state_dict().values()):
+        assert torch.equal(a, b), name
+    ids = parts.tokenizer(prompts, padding="max_length", truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        states = parts.text_encoder(ids)[0]
+        x, control, t = torch.randn(1, 3, 32, 32).repeat(2, 1, 1, 1), torch.zeros(2, 3, 32, 32), torch.tensor([500, 500])
+        out = predict(parts.unet, controlnet, x, t, states, control)
+        down, mid = controlnet(x, t, states, controlnet_cond=control, class_labels=states.mean(1), return_dict=False)
+        by_hand = parts.unet(x, t, states, class_labels=states.mean(1), down_block_additional_residuals=down,
+                             mid_block_additional_residual=mid).sample
+        zeros = torch.zeros_like(states.mean(1))
+        down, mid = controlnet(x, t, states, controlnet_cond=control, class_labels=zeros, return_dict=False)
+        without = parts.unet(x, t, states, class_labels=zeros, down_block_additional_residuals=down,
+                             mid_block_additional_residual=mid).sample
+    assert torch.allclose(out, by_hand, atol=1e-6)
+    assert (out - without).abs().mean() > 1e-3  # the pooled prompt is not a no-op
+    # Without the option (every size's default) the UNet keeps cross-attention only, as before.
+    assert build_compact_model("small", 32, PROMPTS).unet.config.class_embed_type is None
 
 
 def test_conditioning_embedding_downsamples_once_per_vae_halving():

@@ -253,6 +253,16 @@ def test_low_res_fraction_trains_the_first_steps_at_half_size():
         TrainConfig(base="some/model", low_res_fraction=0.5)
 
 
+def test_pooled_prompt_is_for_the_compact_base_and_part_of_the_recipe():
+    from lesionaug.augment.model_choice import TrainingBudget
+
+    with pytest.raises(UsageError, match="--pooled-prompt is for the compact base"):
+        TrainConfig(base="some/model", pooled_prompt=True)
+    assert TrainConfig(pooled_prompt=True).resolved().identity()["pooled_prompt"] is True
+    assert TrainConfig().resolved().identity()["pooled_prompt"] is False  # the default model is unchanged
+    assert TrainingBudget("small", None, "cpu").config().pooled_prompt is False
+
+
 def test_a_size_that_halves_off_the_unets_grid_is_refused_with_the_fix():
     from lesionaug.train.config import check_resolution
 

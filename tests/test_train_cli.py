@@ -206,6 +206,38 @@ def test_prediction_type_reaches_the_model_folders_scheduler(demo, tmp_path):
         assert training["lr_warmup"] == 0 and training["prediction_type"] == schedule["prediction_type"]
 
 
+def test_pooled_prompt_reaches_the_saved_networks_and_the_verified_onnx_graph(demo, tmp_path, monkeypatch):
+    import numpy as np
+    import onnxruntime as ort
+
+    monkeypatch.setenv("LESIONAUG_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "model"
+    args = [demo, "--out", out, *FAST, "--train-steps", "1", "--base-steps", "1", "--size", "32", "--lr-warmup", "0"]
+    assert run(*args, "--pooled-prompt").exit_code == 0
+    for network in ("unet", "controlnet"):
+        config = json.loads((out / network / "config.json").read_text())
+        assert config["class_embed_type"] == "projection", network
+    assert json.loads((out / "lesionaug.json").read_text())["training"]["pooled_prompt"] is True
+    # export checks every graph against PyTorch: the pooling is inside the denoiser graph, whose
+    # inputs are those of any other compact model.
+    engine = tmp_path / "engine"
+    result = CliRunner().invoke(app, ["export", str(out), "--out", str(engine), "--json"])
+    assert result.exit_code == 0, result.output
+    session = ort.InferenceSession(str(engine / "denoiser.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["sample", "timestep", "encoder_hidden_states",
+                                                      "controlnet_cond", "conditioning_scale"]
+    rng = np.random.default_rng(0)
+    states = rng.standard_normal((1, *session.get_inputs()[2].shape[1:])).astype(np.float32)
+    feed = {"sample": rng.standard_normal((1, 3, 32, 32)).astype(np.float32), "timestep": np.array([500.0], np.float32),
+            "controlnet_cond": np.zeros((1, 3, 32, 32), np.float32), "conditioning_scale": np.array([1.0], np.float32)}
+    a = session.run(None, {**feed, "encoder_hidden_states": states})[0]
+    b = session.run(None, {**feed, "encoder_hidden_states": states + 1.0})[0]  # moves the mean token state
+    assert np.abs(a - b).mean() > 1e-4
+    # A Stable Diffusion base keeps its own UNet: the option is refused there, and by pix2pixhd.
+    refused = run(demo, "--out", tmp_path / "gan", "--generator", "pix2pixhd", "--pooled-prompt")
+    assert refused.exit_code == 2 and "--pooled-prompt applies to the diffusion generator" in refused.stderr
+
+
 def test_train_help_has_an_example():
     result = CliRunner().invoke(app, ["train", "--help"])
     assert result.exit_code == 0 and "Example:" in result.stdout and "accelerate launch" in result.stdout

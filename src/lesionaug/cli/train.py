@@ -148,6 +148,11 @@ def train(
         bool, typer.Option("--dihedral", help="Train on the 8 flips/rotations of each pair, the mask turned with "
                            "its image (latents cached for each: 8x the encoding).")
     ] = False,
+    pooled_prompt: Annotated[
+        bool, typer.Option("--pooled-prompt", help="Compact only: also add the prompt's mean token state to the "
+                           "timestep embedding of every block, so the prompt (diagnosis, attributes) steers the "
+                           "colours; without it the small model's cross-attention barely uses the prompt.")
+    ] = False,
     ema_decay: Annotated[
         float, typer.Option("--ema-decay", help="Save each stage's exponential moving average of its weights "
                             "with this decay, e.g. 0.999 (0: off, the last step's weights).")
@@ -218,6 +223,7 @@ def train(
                               "--prediction-type": prediction_type is not None, "--grad-accum": grad_accum != 1,
                               "--patch-size": patch_size is not None,
                               "--controlnet": controlnet is not None, "--dihedral": dihedral,
+                              "--pooled-prompt": pooled_prompt,
                               "--optimizer": optimizer != "adamw", "--report-to": report_to is not None,
                               "--prompt-template": prompt_template is not None}
             given = [name for name, set_ in diffusion_only.items() if set_]
@@ -254,6 +260,7 @@ def train(
             gradient_checkpointing=gradient_checkpointing,
             optimizer=optimizer,
             dihedral=dihedral,
+            pooled_prompt=pooled_prompt,
             ema_decay=ema_decay,
             snr_gamma=snr_gamma,
             low_res_fraction=low_res_fraction,

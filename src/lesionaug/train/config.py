@@ -92,6 +92,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
     optimizer: str = "adamw"
     dihedral: bool = False  # train on the 8 flips/rotations of each pair (latents cached for each)
+    pooled_prompt: bool = False  # compact only: the prompt's mean token state also joins the timestep embedding
     ema_decay: float = 0.0  # > 0: each stage saves the exponential moving average of its weights (train/ema.py)
     snr_gamma: float = 0.0  # > 0: Min-SNR-gamma loss weighting (Hang et al. 2023); 0: every noise level alike
     # Compact only: the share of each stage's first steps trained on the pairs at half the resolution
@@ -182,6 +183,9 @@ def check_config(c: TrainConfig) -> None:
             "the prediction type and noise schedule are chosen for the compact base only",
             fix="a Stable Diffusion base trains its ControlNet with the base's own scheduler; drop --prediction-type",
         )
+    if c.pooled_prompt and not c.compact:
+        raise UsageError("--pooled-prompt is for the compact base",
+                         fix="a Stable Diffusion base keeps its own UNet; drop --pooled-prompt")
     if c.patch_size is not None and not c.compact:
         raise UsageError("--patch-size is for the compact base", fix="a Stable Diffusion base works on its VAE's latents; drop --patch-size")
     if c.patch_size is not None and (not isinstance(c.patch_size, int) or c.patch_size < 1 or c.patch_size & (c.patch_size - 1)):

@@ -203,10 +203,21 @@ def predict(unet: Any, controlnet: Any | None, sample: Any, timestep: Any, state
     residuals: dict[str, Any] = {}
     if controlnet is not None:
         down, mid = controlnet(model_in, timestep, encoder_hidden_states=states, controlnet_cond=control,
-                               conditioning_scale=conditioning_scale, guess_mode=False, return_dict=False)
+                               conditioning_scale=conditioning_scale, guess_mode=False, return_dict=False,
+                               **pooled_prompt(controlnet, states))
         residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-    noise = unet(model_in, timestep, encoder_hidden_states=states, return_dict=False, **residuals)[0]
+    noise = unet(model_in, timestep, encoder_hidden_states=states, return_dict=False, **residuals,
+                 **pooled_prompt(unet, states))[0]
     return from_patches(noise, patch)
+
+
+def pooled_prompt(network: Any, states: Any) -> dict[str, Any]:
+    """The prompt's mean token state as ``class_labels``, for a network that adds its projection to the
+    timestep embedding (``class_embed_type="projection"``: the compact model's global prompt pathway,
+    which reaches every ResNet block); nothing for any other network."""
+    if getattr(network.config, "class_embed_type", None) != "projection":
+        return {}
+    return {"class_labels": states.mean(dim=1)}
 
 
 def compact_scheduler(prediction_type: str = "v_prediction", zero_terminal_snr: bool = True):
@@ -238,9 +249,12 @@ def build_compact_model(
     prediction_type: str = "v_prediction",
     zero_terminal_snr: bool = True,
     patch_size: int | None = None,
+    pooled_prompt: bool = False,
 ) -> ModelParts:
     """A pixel-space UNet, text encoder and word tokenizer of ``size``, randomly initialised;
-    ``patch_size`` None takes the size's default."""
+    ``patch_size`` None takes the size's default. ``pooled_prompt`` adds a projection of the prompt's
+    mean token state to the timestep embedding (``pooled_prompt`` below), a global pathway beside the
+    cross-attention of the lowest levels."""
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -279,6 +293,8 @@ def build_compact_model(
         norm_num_groups=spec["norm_num_groups"],
         cross_attention_dim=hidden,
         attention_head_dim=spec["heads"],
+        **({"class_embed_type": "projection", "projection_class_embeddings_input_dim": hidden}
+           if pooled_prompt else {}),
     )
     # Pixel space at low resolution: the cosine schedule keeps coarse structure learnable.
     scheduler = compact_scheduler(prediction_type, zero_terminal_snr)

@@ -84,6 +84,7 @@ def load_parts(config: TrainConfig, prompts: list[str]) -> ModelParts:
             prediction_type=config.prediction_type,
             zero_terminal_snr=config.zero_terminal_snr,
             patch_size=config.patch_size,
+            pooled_prompt=config.pooled_prompt,
         )
     parts = load_base(config.base, allow_pickle=config.allow_pickle)
     if config.controlnet is not None:
