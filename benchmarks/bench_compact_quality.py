@@ -86,6 +86,8 @@ VARIANTS: dict[str, dict] = {
     "lowres75": {"resolution": 128, "low_res_fraction": 0.75},
     # Today's default with four times the steps of each stage (train --base-steps 2400 --train-steps 2000).
     "steps4x": {"resolution": 128, "low_res_fraction": 0.75, "base_steps": 2400, "steps": 2000},
+    # Today's default with the prompt's mean token state in every block's timestep embedding (train --pooled-prompt).
+    "pooled": {"resolution": 128, "low_res_fraction": 0.75, "pooled_prompt": True},
 }
 
 
