@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 from collections import Counter
 import socket
@@ -275,8 +276,6 @@ def test_a_live_lock_stops_a_second_run_and_break_lock_cannot_clear_it(run, tmp_
 
 
 def test_too_little_disk_space_is_refused_before_anything_is_written(run, tmp_path, monkeypatch):
-    import shutil
-
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10 << 30, 10 << 30, 1 << 20))
     result = augment(run.dataset, tmp_path / "full-disk", "--n", "2000")
     assert result.exit_code == 3
@@ -394,6 +393,32 @@ def test_growing_or_shrinking_n_with_force_keeps_the_shared_pairs(run, tmp_path)
     assert shrunk.exit_code == 0 and shrunk.envelope["data"]["n_skipped_existing"] == 2
     assert sorted(manifest_by_id(out)) == ["SYN_0000001", "SYN_0000002"]
     assert invoke("verify", out, "-q").exit_code == 0  # the dropped pairs' files are gone too
+
+
+def test_a_model_trained_with_its_own_prompt_template_gets_prompts_in_it(run, tmp_path):
+    """Without --prompt-template the plan takes the --model's template (from its card); a given
+    template is kept, with one line saying it differs; a broken template in the card is the card's
+    fault (exit 4, one line naming it)."""
+    record = json.loads((run.out / RUN_NAME).read_text())
+    engine = tmp_path / "engine"
+    shutil.copytree(record["model"]["engine_dir"], engine)
+    card_path = engine / "lesionaug.json"
+    card = json.loads(card_path.read_text())
+    card["model"]["prompt_template"] = "{diagnosis} seen through a dermatoscope"
+    card_path.write_text(json.dumps(card))
+    args = ["augment", run.dataset, "--labels", run.dataset / "isic_archive_metadata.csv", "--model", engine,
+            "--n", "3", "--dry-run", "--json", "-q"]
+    own = invoke(*args)
+    assert own.exit_code == 0, own.stderr
+    assert own.envelope["data"]["config"]["template"] == "{diagnosis} seen through a dermatoscope"
+    assert all(job["prompt"].endswith(" seen through a dermatoscope") for job in own.envelope["data"]["jobs"])
+    given = invoke(*args[:-1], "--prompt-template", "a dermoscopic image of {diagnosis}")
+    assert given.exit_code == 0 and given.envelope["data"]["config"]["template"] == "a dermoscopic image of {diagnosis}"
+    assert "the model was trained with the prompt template" in " ".join(given.stderr.split())
+    card["model"]["prompt_template"] = "{diagnosis} {colour}"
+    card_path.write_text(json.dumps(card))
+    broken = invoke(*args)
+    assert broken.exit_code == 4 and "its card's prompt template" in broken.envelope["errors"][0]["message"]
 
 
 def test_the_cache_slot_changes_with_the_training_recipe_not_with_the_seed(monkeypatch):

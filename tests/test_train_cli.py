@@ -233,6 +233,17 @@ def test_pooled_prompt_reaches_the_saved_networks_and_the_verified_onnx_graph(de
     a = session.run(None, {**feed, "encoder_hidden_states": states})[0]
     b = session.run(None, {**feed, "encoder_hidden_states": states + 1.0})[0]  # moves the mean token state
     assert np.abs(a - b).mean() > 1e-4
+    # The CPU engine cuts the denoiser where nodes stop depending on the text only (engine/stages.py):
+    # the time embedding reads the text now, and a guided batch still gets the whole graph's numbers.
+    from lesionaug.engine import Engine
+
+    staged = Engine.load(engine, "cpu", threads=1).runners["denoiser"]
+    guided = {name: np.concatenate([value, value]) for name, value in feed.items() if name != "conditioning_scale"}
+    guided |= {"conditioning_scale": feed["conditioning_scale"],
+               "encoder_hidden_states": np.concatenate([states, np.zeros_like(states)])}
+    expected = session.run(["noise_pred"], guided)[0]
+    assert np.abs(expected[0] - expected[1]).mean() > 1e-4  # the two halves differ by their prompt alone
+    assert np.abs(staged.run(guided) - expected).max() <= 1e-5
     # A Stable Diffusion base keeps its own UNet: the option is refused there, and by pix2pixhd.
     refused = run(demo, "--out", tmp_path / "gan", "--generator", "pix2pixhd", "--pooled-prompt")
     assert refused.exit_code == 2 and "--pooled-prompt applies to the diffusion generator" in refused.stderr

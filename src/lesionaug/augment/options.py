@@ -44,6 +44,9 @@ class AugmentOptions:
     # No --size: the pairs take the dataset's most common image size, settled once it is indexed
     # (augment/output_size.py; until then plan.size is PlanConfig's placeholder). Recorded as asked.
     size_from_dataset: bool = False
+    # --prompt-template given: the plan keeps it; otherwise a --model's own template replaces the
+    # default once the model's card is read (``model_choice.with_model_template``).
+    template_from_user: bool = False
 
     @classmethod
     def from_cli(cls, dataset: Path, values: Mapping[str, Any]) -> AugmentOptions:
@@ -173,6 +176,7 @@ def augment_options(
         generation=generation or GenerationOptions(),
         real_subset=real_subset,
         size_from_dataset=size is None,
+        template_from_user=template is not None,
     )
 
 

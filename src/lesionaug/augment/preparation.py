@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lesionaug.augment.model_choice import with_model_template
 from lesionaug.augment.options import AugmentOptions
 from lesionaug.augment.output_size import with_dataset_size
 from lesionaug.dataset.index import DatasetIndex, Sample, load_dataset
@@ -81,6 +82,7 @@ def prepare_plan(options: AugmentOptions, reporter: Reporter = SILENT) -> Prepar
     """
     index = index_dataset(options, reporter)
     options = with_dataset_size(options, index)
+    options = with_model_template(options, reporter)
     if options.dry_run:
         check_memory(
             len(selected_indices(options.plan.n, options.shard)), PREVIEW_BYTES_PER_JOB, "jobs listed by a dry run",

@@ -30,6 +30,7 @@ from lesionaug.augment.model_choice import (
     dataset_model,
     default_budget,
     resolve_given_model,
+    with_model_template,
 )
 from lesionaug.augment.output_size import resolution_note, with_dataset_size
 from lesionaug.augment.preparation import (
@@ -142,6 +143,7 @@ def run_augment(options, reporter: Reporter = SILENT, pair_scorer: ScorerFactory
     # 1. The dataset, indexed and checked; then the output folder: never inside the input, never foreign.
     index = index_dataset(options, reporter)
     options = with_dataset_size(options, index)  # no --size: the dataset's most common image size
+    options = with_model_template(options, reporter)  # no --prompt-template: the --model's own
     out = Path(gen.out) if gen.out is not None else default_out(index.root)
     previous = check_output_folder(out, index.root)
     output = plan_output(index, gen.image_format, synthetic_only=gen.synthetic_only, masks_dir=options.masks)

@@ -135,8 +135,8 @@ def augment(
         str | None,
         typer.Option(
             "--prompt-template",
-            help="Prompt with {diagnosis} {attributes} {site} {age} {sex}; "
-            "default: 'a dermoscopic image of {diagnosis} {attributes} {site}'.",
+            help="Prompt with {diagnosis} {attributes} {site} {age} {sex}; default: the --model's own "
+            "(from its card), else 'a dermoscopic image of {diagnosis} {attributes} {site}'.",
         ),
     ] = None,
     label_mix: Annotated[
