@@ -11,6 +11,7 @@ budget) and trained, exported and cached first when it is not there, unless ``--
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ from lesionaug.errors import ConfigError, ModelError, UsageError
 from lesionaug.export.run import export_model
 from lesionaug.formats import CARD_NAME, ENGINE_FORMAT, MODEL_FORMAT
 from lesionaug.output.lock import OutputLock
+from lesionaug.plan.prompts import check_template
 from lesionaug.progress import SILENT, Reporter
 from lesionaug.safe_weights import refuse_pickle_weights
 from lesionaug.train.config import TrainConfig
@@ -159,10 +161,6 @@ def with_model_template(options, reporter: Reporter = SILENT):
     ``--prompt-template`` the plan takes the template of the model's card (model or engine folder),
     so a model trained with its own template is not sent the default template's prompts. A given
     template that differs from the card's is kept, and one line says so."""
-    import dataclasses
-
-    from lesionaug.plan.prompts import check_template
-
     model = options.generation.model
     if model is None:
         return options
