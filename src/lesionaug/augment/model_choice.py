@@ -11,7 +11,6 @@ budget) and trained, exported and cached first when it is not there, unless ``--
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -24,11 +23,10 @@ from lesionaug.cards import find_card, read_card
 from lesionaug.dataset.subsets import RealSubset, choose_real_subset
 from lesionaug.engine.integrity import verify_engine
 from lesionaug.engine.registry import cache_root
-from lesionaug.errors import ConfigError, ModelError, UsageError
+from lesionaug.errors import ConfigError, ModelError
 from lesionaug.export.run import export_model
-from lesionaug.formats import CARD_NAME, ENGINE_FORMAT, MODEL_FORMAT
+from lesionaug.formats import ENGINE_FORMAT, MODEL_FORMAT
 from lesionaug.output.lock import OutputLock
-from lesionaug.plan.prompts import check_template
 from lesionaug.progress import SILENT, Reporter
 from lesionaug.safe_weights import refuse_pickle_weights
 from lesionaug.train.config import TrainConfig
@@ -154,32 +152,6 @@ def resolve_given_model(path: Path, precision: str, reporter: Reporter = SILENT,
     if card.get("format") == MODEL_FORMAT:
         return engine_for_model(path, precision, reporter, allow_pickle=allow_pickle)
     raise ModelError(f"unknown folder format {card.get('format')!r}", path=path, fix="pass a model or engine folder")
-
-
-def with_model_template(options, reporter: Reporter = SILENT):
-    """``options`` with the prompts in the words the ``--model`` was trained on: without
-    ``--prompt-template`` the plan takes the template of the model's card (model or engine folder),
-    so a model trained with its own template is not sent the default template's prompts. A given
-    template that differs from the card's is kept, and one line says so."""
-    model = options.generation.model
-    if model is None:
-        return options
-    path = Path(model).expanduser().resolve()
-    card = read_card(path, MODEL_FORMAT, ENGINE_FORMAT)
-    trained = (card.get("model") or {}).get("prompt_template") if card.get("format") == ENGINE_FORMAT \
-        else card.get("prompt_template")
-    if not trained or trained == options.plan.template:
-        return options
-    if options.template_from_user:
-        reporter.warn(f"the model was trained with the prompt template {trained!r}; these prompts use "
-                      f"{options.plan.template!r} (drop --prompt-template to use the model's)")
-        return options
-    try:
-        check_template(trained)
-    except UsageError as exc:  # read from the model's card: a bad file, not a bad option
-        raise ModelError(f"its card's prompt template: {exc.message}", path=path / CARD_NAME,
-                         fix="train the model again, or pass --prompt-template") from None
-    return dataclasses.replace(options, plan=dataclasses.replace(options.plan, template=trained))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lesionaug.augment.model_choice import with_model_template
+from lesionaug.augment.model_template import with_model_template
 from lesionaug.augment.options import AugmentOptions
 from lesionaug.augment.output_size import with_dataset_size
 from lesionaug.dataset.index import DatasetIndex, Sample, load_dataset

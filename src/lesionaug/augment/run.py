@@ -30,8 +30,8 @@ from lesionaug.augment.model_choice import (
     dataset_model,
     default_budget,
     resolve_given_model,
-    with_model_template,
 )
+from lesionaug.augment.model_template import with_model_template
 from lesionaug.augment.output_size import resolution_note, with_dataset_size
 from lesionaug.augment.preparation import (
     index_dataset,
@@ -143,7 +143,6 @@ def run_augment(options, reporter: Reporter = SILENT, pair_scorer: ScorerFactory
     # 1. The dataset, indexed and checked; then the output folder: never inside the input, never foreign.
     index = index_dataset(options, reporter)
     options = with_dataset_size(options, index)  # no --size: the dataset's most common image size
-    options = with_model_template(options, reporter)  # no --prompt-template: the --model's own
     out = Path(gen.out) if gen.out is not None else default_out(index.root)
     previous = check_output_folder(out, index.root)
     output = plan_output(index, gen.image_format, synthetic_only=gen.synthetic_only, masks_dir=options.masks)
@@ -156,6 +155,7 @@ def run_augment(options, reporter: Reporter = SILENT, pair_scorer: ScorerFactory
                  fix="lower --n, or split the run with --shard i/N and join the shards with `lesionaug merge`")
 
     # 3. The plan: samplers fitted, jobs laid out (lazily; no model yet); the same plan unless --force.
+    options = with_model_template(options, reporter)  # no --prompt-template: the --model's own
     prepared = plan_from_index(options, index, reporter)
     plan = prepared.plan
     timings["plan_s"] = time.perf_counter() - t0
