@@ -45,7 +45,7 @@ class AugmentOptions:
     # (augment/output_size.py; until then plan.size is PlanConfig's placeholder). Recorded as asked.
     size_from_dataset: bool = False
     # --prompt-template given: the plan keeps it; otherwise a --model's own template replaces the
-    # default once the model's card is read (``model_choice.with_model_template``).
+    # default once the model's card is read (``augment/model_template.py``).
     template_from_user: bool = False
 
     @classmethod

@@ -252,9 +252,9 @@ def build_compact_model(
     pooled_prompt: bool = False,
 ) -> ModelParts:
     """A pixel-space UNet, text encoder and word tokenizer of ``size``, randomly initialised;
-    ``patch_size`` None takes the size's default. ``pooled_prompt`` adds a projection of the prompt's
-    mean token state to the timestep embedding (``pooled_prompt`` below), a global pathway beside the
-    cross-attention of the lowest levels."""
+    ``patch_size`` None takes the size's default. ``pooled_prompt`` True adds a projection of the
+    prompt's mean token state to the timestep embedding (fed by the function ``pooled_prompt`` above),
+    a global pathway beside the cross-attention of the lowest levels."""
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
