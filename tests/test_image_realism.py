@@ -10,6 +10,7 @@ from lesionaug.evaluate.image_realism import (
     RealismConfig,
     colour_distances,
     colour_spread,
+    lab_to_srgb,
     srgb_to_lab,
     two_sample_test,
 )
@@ -32,6 +33,18 @@ def test_a_mid_grey_is_neutral_and_floats_equal_bytes():
     assert grey[1:] == pytest.approx([0.0, 0.0], abs=1e-6)
     assert grey[0] == pytest.approx(50.0, abs=0.5)  # sRGB 119 is about L* 50
     assert srgb_to_lab(np.array([1.0, 0.0, 0.0])) == pytest.approx(srgb_to_lab(np.array([255, 0, 0], np.uint8)))
+
+
+def test_lab_to_srgb_inverts_srgb_to_lab_on_every_byte_value_and_clips_out_of_gamut_colours():
+    levels = np.arange(0, 256, 5, dtype=np.uint8)
+    cube = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+    assert (lab_to_srgb(srgb_to_lab(cube)) == cube).all()  # dark colours too (the linear part of the curve)
+    assert (lab_to_srgb(np.array([[100.0, 0, 0], [0.0, 0, 0]])) == [[255, 255, 255], [0, 0, 0]]).all()
+    assert lab_to_srgb(np.array([50.0, 200.0, 0.0]))[0] == 255  # far past sRGB's red: clipped, not wrapped
+    beyond = lab_to_srgb(np.array([[120.0, 0, 0], [-10.0, 0, 0]]))  # brighter than white, darker than black
+    assert (beyond == [[255, 255, 255], [0, 0, 0]]).all()
+    with pytest.raises(ValueError, match="last axis"):
+        lab_to_srgb(np.zeros((4, 2)))
 
 
 def test_colour_distances_see_a_shift_inside_the_lesion_only():

@@ -96,6 +96,21 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     return lab
 
 
+def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
+    """The inverse of ``srgb_to_lab``: uint8 sRGB of Lab colours (..., 3); out-of-gamut colours are clipped."""
+    lab = np.asarray(lab, dtype=np.float64)
+    if lab.shape[-1:] != (3,):
+        raise ValueError(f"expected colours in the last axis (..., 3), got shape {lab.shape}")
+    # 1. Lab -> XYZ (relative to the D65 white).
+    fy = (lab[..., 0] + 16) / 116
+    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
+    xyz = np.where(f > 6 / 29, f**3, (f - 4 / 29) / _LAB_KAPPA) * _D65_WHITE
+    # 2. XYZ -> linear RGB, clipped to the gamut; 3. the sRGB transfer curve.
+    linear = np.clip(xyz @ np.linalg.inv(_SRGB_TO_XYZ).T, 0.0, 1.0)
+    values = np.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.clip(np.rint(values * 255), 0, 255).astype(np.uint8)
+
+
 @dataclass
 class ColourSample:
     """Lab pixels of a set of images, inside and outside each image's lesion mask, gathered image by image."""
