@@ -100,12 +100,12 @@ def test_fid_and_kid_with_a_feature_extractor_file(demo_isic2018, tmp_path):
 def test_a_model_folder_is_run_through_its_cached_engine(demo_isic2018, tmp_path, monkeypatch):
     """--model MODEL_DIR goes through the cache; its engine is placed there so nothing is re-exported
     (the export itself is tested in test_export.py)."""
-    from lesionaug.augment.model_choice import model_hash
+    from lesionaug.augment.model_choice import engine_slot, model_hash
 
     built = exported_engine("pixel")
     card = json.loads((built.model_dir / "lesionaug.json").read_text())
     monkeypatch.setenv("LESIONAUG_CACHE", str(tmp_path / "cache"))
-    cached = tmp_path / "cache" / "engines" / f"{model_hash(card)[:24]}-fp32"
+    cached = tmp_path / "cache" / "engines" / engine_slot(built.model_dir, card, "fp32")
     shutil.copytree(built.engine_dir, cached)
     args = ["quality", str(demo_isic2018), "--model", str(built.model_dir), "--limit", "2", "--no-fidelity"]
     result = runner.invoke(app, [*args, *TINY, "--out", str(tmp_path / "r"), "--json", "-q"])

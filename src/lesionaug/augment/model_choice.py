@@ -1,11 +1,13 @@
 """Which engine generates: the one passed with ``--model``, or the dataset's cached compact model.
 
 ``--model`` may name an engine folder (used as it is) or a model folder (exported once into the
-cache, keyed by the model's hash). Without it, the compact model trained on this dataset's training
+cache, keyed by the model's card and the digests of the files export reads from it: two folders
+with the same card but other weights, from a retrained GPU run, another CPU or a hand edit, get
+engines of their own). Without it, the compact model trained on this dataset's training
 split is looked up in the cache (keyed by the split's fingerprint, the model size and the step
 budget) and trained, exported and cached first when it is not there, unless ``--no-train``.
 
-    CACHE/engines/<model hash>-<precision>/     engines exported from model folders
+    CACHE/engines/<model slot>-<precision>/     engines exported from model folders
     CACHE/datasets/<key>/model/  .../engine/    the compact model of one training split
 """
 
@@ -21,11 +23,11 @@ from pathlib import Path
 
 from lesionaug.cards import find_card, read_card
 from lesionaug.dataset.subsets import RealSubset, choose_real_subset
-from lesionaug.engine.integrity import verify_engine
+from lesionaug.engine.integrity import file_digest, verify_engine
 from lesionaug.engine.registry import cache_root
 from lesionaug.errors import ConfigError, ModelError
 from lesionaug.export.run import export_model
-from lesionaug.formats import ENGINE_FORMAT, MODEL_FORMAT
+from lesionaug.formats import ENGINE_FORMAT, MODEL_FORMAT, PIPELINE_INDEX_NAME
 from lesionaug.output.lock import OutputLock
 from lesionaug.progress import SILENT, Reporter
 from lesionaug.safe_weights import refuse_pickle_weights
@@ -67,6 +69,34 @@ class ResolvedModel:
 def model_hash(model_card: dict) -> str:
     """The model's identity: its card (training config, data fingerprints, training ids, steps)."""
     return hashlib.sha256(json.dumps(model_card, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# What export reads from a model folder: the networks' folders (diffusers' layout, or Pix2PixHD's
+# generator/) and a latent model's pipeline index; not training's by-products (checkpoints/,
+# samples/, the loss log), which change nothing in the engine.
+EXPORTED_PARTS = ("unet", "controlnet", "text_encoder", "tokenizer", "scheduler", "vae", "generator",
+                  PIPELINE_INDEX_NAME)
+
+
+def model_files_digest(model_dir: Path) -> str:
+    """sha256 over the relative path and sha256 of every file export reads from ``model_dir``
+    (``EXPORTED_PARTS``). Each file's digest is cached by its size and times (``engine/integrity.py``),
+    so only a new or changed file is read again."""
+    model_dir = Path(model_dir)
+    h = hashlib.sha256()
+    for part in EXPORTED_PARTS:
+        path = model_dir / part
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+        for file in files:
+            h.update(f"{file.relative_to(model_dir).as_posix()} {file_digest(file)}\n".encode())
+    return h.hexdigest()
+
+
+def engine_slot(model_dir: Path, card: dict, precision: str) -> str:
+    """The cache folder name of a model folder's engine: its card and its files, so the same card
+    over other weights never reuses an engine exported from the first."""
+    key = hashlib.sha256(f"{model_hash(card)} {model_files_digest(model_dir)}".encode()).hexdigest()
+    return f"{key[:24]}-{precision}"
 
 
 def engine_hash(engine_dir: Path, card: dict) -> str:
@@ -134,7 +164,7 @@ def engine_for_model(model_dir: Path, precision: str, reporter: Reporter = SILEN
     if card is None or card.get("format") != MODEL_FORMAT:
         raise ModelError("not a finished lesionaug model folder", path=model_dir, fix="pass a folder `lesionaug train` wrote")
     refuse_pickle_weights(model_dir, allow_pickle)
-    engine_dir = cache_root() / "engines" / f"{model_hash(card)[:24]}-{precision}"
+    engine_dir = cache_root() / "engines" / engine_slot(model_dir, card, precision)
     exists = (find_card(engine_dir) or {}).get("format") == ENGINE_FORMAT
     if not exists:
         _locked_export(model_dir, engine_dir, precision, reporter, allow_pickle)
