@@ -183,8 +183,9 @@ def steering(groups_real: dict, groups_generated: dict) -> dict:
 
 def write_colour_matched(augmented: Path, out: Path, records: list[dict], generated: list, references: list[int],
                          statistics: list[dict], train_ids: list[str], blend: float) -> None:
-    """A copy of ``augmented`` whose synthetic images are colour-matched (the images are re-encoded in
-    their own format; the manifest's image digests and a ``colour_reference`` per line follow)."""
+    """A copy of ``augmented`` whose synthetic images are colour-matched (re-encoded in their own
+    format; the manifest's image digests follow, its lines otherwise as they were, and
+    ``colour-references.json`` beside it names each pair's real reference)."""
     import hashlib
     import shutil
 
@@ -193,7 +194,7 @@ def write_colour_matched(augmented: Path, out: Path, records: list[dict], genera
     if out.exists():
         raise SystemExit(f"bench_realism_cues: {out} exists: give --write-colour-matched a new folder")
     shutil.copytree(augmented, out, symlinks=False)
-    lines = []
+    lines, chosen = [], {}
     for record, (image, mask), ref in zip(records, generated, references):
         path = out / record["image"]
         matched = match_colours(image, mask, statistics[ref], blend)
@@ -201,10 +202,11 @@ def write_colour_matched(augmented: Path, out: Path, records: list[dict], genera
             raise SystemExit(f"bench_realism_cues: {path} is not at the dataset's size; colour-match at its own size")
         fmt = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".bmp": "bmp"}[path.suffix.lower()]
         path.write_bytes(encode_image(matched, fmt))  # as augment encodes its pairs
-        record = dict(record, sha256=dict(record["sha256"], image=hashlib.sha256(path.read_bytes()).hexdigest()),
-                      colour_reference=train_ids[ref])
+        record = dict(record, sha256=dict(record["sha256"], image=hashlib.sha256(path.read_bytes()).hexdigest()))
         lines.append(json.dumps(record, separators=(",", ":")))
+        chosen[record["id"]] = train_ids[ref]
     (out / "lesionaug-manifest.jsonl").write_text("\n".join(lines) + "\n")
+    (out / "colour-references.json").write_text(json.dumps(chosen, indent=1) + "\n")
 
 
 def read_size(path: Path) -> tuple[int, int]:

@@ -146,7 +146,7 @@ def test_the_colour_matched_copy_updates_its_digests_and_leaves_the_augmented_fo
         Image.fromarray(image).save(path, quality=95)
         Image.fromarray(mask.astype(np.uint8) * 255).save(augmented / "images" / f"SYN_{k}_mask.png")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        records.append({"index": k, "image": f"images/SYN_{k}.jpg", "mask": f"images/SYN_{k}_mask.png",
+        records.append({"id": f"SYN_{k}", "index": k, "image": f"images/SYN_{k}.jpg", "mask": f"images/SYN_{k}_mask.png",
                         "sha256": {"image": digest}})
         generated.append((np.asarray(Image.open(path).convert("RGB")), mask))
     (augmented / "lesionaug-manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -159,6 +159,7 @@ def test_the_colour_matched_copy_updates_its_digests_and_leaves_the_augmented_fo
     for line in lines:
         written = (out / line["image"]).read_bytes()
         assert line["sha256"]["image"] == hashlib.sha256(written).hexdigest() != records[line["index"]]["sha256"]["image"]
-        assert line["colour_reference"] == "ISIC_1"
+        assert set(line) == set(records[line["index"]])  # the manifest's keys only: it still reads back
+    assert json.loads((out / "colour-references.json").read_text()) == {"SYN_0": "ISIC_1", "SYN_1": "ISIC_1"}
     with pytest.raises(SystemExit, match="exists"):
         bench.write_colour_matched(augmented, out, records, generated, [0, 0], [reference], ["ISIC_1"], blend=1.5)
