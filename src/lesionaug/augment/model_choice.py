@@ -86,8 +86,8 @@ def model_files_digest(model_dir: Path) -> str:
     h = hashlib.sha256()
     for part in EXPORTED_PARTS:
         path = model_dir / part
-        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
-        for file in files:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in (f for f in files if f.is_file()):
             h.update(f"{file.relative_to(model_dir).as_posix()} {file_digest(file)}\n".encode())
     return h.hexdigest()
 
