@@ -235,10 +235,10 @@ def main() -> None:
     if args.labels is None:  # make demo's label table, when it is there
         default_labels = args.dataset / "isic_archive_metadata.csv"
         args.labels = [default_labels] if default_labels.is_file() else []
-    for folder in (args.dataset, args.augmented):
-        if not (folder / "lesionaug-manifest.jsonl" if folder == args.augmented else folder).exists():
-            raise SystemExit(f"bench_realism_cues: {folder} not found: run `make demo` first, or pass a dataset "
-                             "and --augmented FOLDER")
+    if not args.dataset.is_dir() or not (args.augmented / "lesionaug-manifest.jsonl").is_file():
+        missing = args.dataset if not args.dataset.is_dir() else args.augmented
+        raise SystemExit(f"bench_realism_cues: {missing} not found: run `make demo` first, or pass a dataset "
+                         "and --augmented FOLDER")
 
     import torch
 

@@ -32,6 +32,8 @@ from lesionaug.output.lock import OutputLock
 from lesionaug.progress import SILENT, Reporter
 from lesionaug.safe_weights import refuse_pickle_weights
 from lesionaug.train.config import TrainConfig
+from lesionaug.train.model_folder import COMPONENTS
+from lesionaug.train.pix2pixhd_config import GENERATOR_DIR
 from lesionaug.train.run import train_model
 
 # Seconds per training step (batch 4), only for the "about N min" line before training: CPU tiny
@@ -74,8 +76,7 @@ def model_hash(model_card: dict) -> str:
 # What export reads from a model folder: the networks' folders (diffusers' layout, or Pix2PixHD's
 # generator/) and a latent model's pipeline index; not training's by-products (checkpoints/,
 # samples/, the loss log), which change nothing in the engine.
-EXPORTED_PARTS = ("unet", "controlnet", "text_encoder", "tokenizer", "scheduler", "vae", "generator",
-                  PIPELINE_INDEX_NAME)
+EXPORTED_PARTS = (*COMPONENTS, GENERATOR_DIR, PIPELINE_INDEX_NAME)
 
 
 def model_files_digest(model_dir: Path) -> str:
